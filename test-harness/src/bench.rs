@@ -1,0 +1,64 @@
+//! Replaying requests many times and summarising time and guest fuel per request.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::http::Request;
+use crate::plugin::Plugin;
+
+/// Per-request figures over one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    pub requests: usize,
+    pub median_ns: u64,
+    pub p99_ns: u64,
+    pub median_fuel: u64,
+}
+
+/// Sends every request once to warm up, then `iterations` times each, timing every `send`.
+pub fn measure(plugin: &mut Plugin, requests: &[Request], iterations: usize) -> Stats {
+    for request in requests {
+        plugin.send(request);
+    }
+    let mut times = Vec::with_capacity(requests.len() * iterations);
+    let mut fuel = Vec::with_capacity(requests.len() * iterations);
+    for _ in 0..iterations {
+        for request in requests {
+            let started = Instant::now();
+            let outcome = plugin.send(request);
+            times.push(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
+            fuel.push(outcome.fuel);
+        }
+    }
+    Stats {
+        requests: times.len(),
+        median_ns: percentile(&mut times, 50),
+        p99_ns: percentile(&mut times, 99),
+        median_fuel: percentile(&mut fuel, 50),
+    }
+}
+
+/// The `pct`-th percentile (nearest rank); 0 for no samples.
+pub fn percentile(samples: &mut [u64], pct: usize) -> u64 {
+    if samples.is_empty() {
+        return 0;
+    }
+    samples.sort_unstable();
+    let rank = (samples.len() * pct).div_ceil(100).clamp(1, samples.len());
+    samples.get(rank - 1).copied().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let mut samples: Vec<u64> = (1..=100).rev().collect();
+        assert_eq!(percentile(&mut samples, 50), 50);
+        assert_eq!(percentile(&mut samples, 99), 99);
+        assert_eq!(percentile(&mut [7], 99), 7);
+        assert_eq!(percentile(&mut [], 50), 0);
+    }
+}

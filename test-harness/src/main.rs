@@ -1,0 +1,163 @@
+//! `pw-harness`: run a proxy-wasm module offline against a file of cases, or benchmark it.
+//!
+//! Exit codes: 0 every case passed, 1 a case failed, 2 usage or load error (a configuration
+//! the module refused is a load error; its log is shown).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use proxy_wasm_harness::cases::{self, CaseFile};
+use proxy_wasm_harness::{Plugin, ProxyWasmModule, Request, bench, workspace};
+
+#[derive(Parser)]
+#[command(name = "pw-harness", version, about = "Run proxy-wasm 0.2.1 modules offline, the way Envoy does")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay a case file through a module and check each expectation.
+    Run {
+        #[command(flatten)]
+        load: LoadArgs,
+        /// Print one JSON object per case instead of one line.
+        #[arg(long)]
+        json: bool,
+        /// Print the module's log lines as they happen.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Time the cases against the module and against a passthrough module, in one run.
+    Bench {
+        #[command(flatten)]
+        load: LoadArgs,
+        /// Times each case is replayed.
+        #[arg(long, default_value_t = 2000)]
+        iterations: usize,
+        /// The baseline module (default: build this workspace's passthrough fixture).
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    /// The proxy-wasm module.
+    #[arg(long)]
+    wasm: PathBuf,
+    /// The plugin configuration (what Envoy passes as `configuration`).
+    #[arg(long)]
+    plugin_config: PathBuf,
+    /// The VM configuration (what Envoy passes as `vm_config.configuration`).
+    #[arg(long)]
+    vm_config: Option<PathBuf>,
+    /// The case file.
+    #[arg(long)]
+    cases: PathBuf,
+    /// The host clock at start, in Unix seconds (overrides the case file's `now`).
+    #[arg(long)]
+    now: Option<u64>,
+}
+
+/// A failure before any case ran: exit 2.
+struct LoadFailure(String);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { load, json, verbose } => run(&load, json, verbose),
+        Command::Bench { load, iterations, baseline, json } => bench(&load, iterations, baseline, json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(LoadFailure(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, LoadFailure> {
+    std::fs::read(path).map_err(|e| LoadFailure(format!("cannot read {}: {e}", path.display())))
+}
+
+fn start(wasm: &Path, load: &LoadArgs, file: &CaseFile, verbose: bool) -> Result<Plugin, LoadFailure> {
+    let module = ProxyWasmModule::from_file(wasm).map_err(|e| LoadFailure(format!("{}: {e}", wasm.display())))?;
+    let mut builder = module
+        .plugin()
+        .plugin_config(read(&load.plugin_config)?)
+        .now(load.now.or(file.now).unwrap_or(1_800_000_000))
+        .echo_logs(verbose);
+    if let Some(vm_config) = &load.vm_config {
+        builder = builder.vm_config(read(vm_config)?);
+    }
+    builder.start().map_err(|e| LoadFailure(format!("{}: {e}", wasm.display())))
+}
+
+fn run(load: &LoadArgs, json: bool, verbose: bool) -> Result<ExitCode, LoadFailure> {
+    let file = cases::load(&load.cases).map_err(LoadFailure)?;
+    let mut plugin = start(&load.wasm, load, &file, verbose)?;
+    let (mut passed, mut failed) = (0, 0);
+    for case in &file.cases {
+        let result = cases::run_case(&mut plugin, case);
+        if result.passed {
+            passed += 1;
+        } else {
+            failed += 1;
+        }
+        if json {
+            println!("{}", serde_json::to_string(&result).unwrap_or_default());
+        } else {
+            let verdict = if result.passed { "PASS" } else { "FAIL" };
+            let route = if result.forwarded { "forwarded" } else { "answered by the module" };
+            println!("{verdict}  {}  ({} {route})", result.name, result.status);
+            if let Some(reason) = &result.reason {
+                println!("      {reason}");
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn bench(load: &LoadArgs, iterations: usize, baseline: Option<PathBuf>, json: bool) -> Result<ExitCode, LoadFailure> {
+    let file = cases::load(&load.cases).map_err(LoadFailure)?;
+    let requests = file
+        .cases
+        .iter()
+        .map(|case| case.request.to_request().map_err(|e| LoadFailure(format!("case {}: {e}", case.name))))
+        .collect::<Result<Vec<Request>, _>>()?;
+    let baseline = match baseline {
+        Some(path) => path,
+        None => workspace::fixture("passthrough").map_err(|e| LoadFailure(format!("{e}\n(give --baseline PATH)")))?,
+    };
+    let mut module = start(&load.wasm, load, &file, false)?;
+    let mut passthrough = start(&baseline, load, &file, false)?;
+    let module_stats = bench::measure(&mut module, &requests, iterations);
+    let baseline_stats = bench::measure(&mut passthrough, &requests, iterations);
+    let ratio = module_stats.median_ns as f64 / baseline_stats.median_ns.max(1) as f64;
+    if json {
+        let report = serde_json::json!({
+            "module": module_stats, "baseline": baseline_stats, "median_ratio": ratio, "iterations": iterations,
+        });
+        println!("{report}");
+    } else {
+        println!("{:<12} {:>10} {:>12} {:>10} {:>14}", "module", "requests", "median µs", "p99 µs", "median fuel");
+        for (name, stats) in [("module", &module_stats), ("passthrough", &baseline_stats)] {
+            println!(
+                "{name:<12} {:>10} {:>12.1} {:>10.1} {:>14}",
+                stats.requests,
+                stats.median_ns as f64 / 1000.0,
+                stats.p99_ns as f64 / 1000.0,
+                stats.median_fuel
+            );
+        }
+        println!("median time ratio module/passthrough: {ratio:.2}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

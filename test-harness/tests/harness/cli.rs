@@ -1,0 +1,124 @@
+//! The `pw-harness` command line: output format, summary line and exit codes.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use proxy_wasm_harness::workspace;
+
+fn pw_harness() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pw-harness"))
+}
+
+fn scratch(name: &str, contents: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pw-harness-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+const CASES: &str = r#"{"now": 1800000000, "cases": [
+  {"name": "custom header on the response", "request": {"method": "GET", "path": "/a"},
+   "expect": {"status": 200, "headers": {"custom-header": "team-a"}}},
+  {"name": "upstream gets the request headers", "request": {"method": "GET", "path": "/b",
+     "headers": [["x-user", "u-1"]], "properties": {"source.address": "10.0.0.7:1"}},
+   "expect": {"status": 200, "headers": {"x-user": "u-1"}, "absent_headers": ["x-forged"]}}
+]}"#;
+
+#[test]
+fn run_prints_a_line_per_case_and_the_summary_last() {
+    let wasm = workspace::fixture("http-config").unwrap();
+    let config = scratch("config-a.txt", "team-a");
+    // The first case checks the upstream's request headers (forwarded), so it must fail:
+    // custom-header is on the response, not the request.
+    let cases = scratch("cases-a.json", CASES);
+    let output = pw_harness()
+        .args(["run", "--wasm"]).arg(&wasm)
+        .arg("--plugin-config").arg(&config)
+        .arg("--cases").arg(&cases)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL  custom header on the response"), "{stdout}");
+    assert!(stdout.contains("header custom-header: expected \"team-a\", got none"), "{stdout}");
+    assert!(stdout.contains("PASS  upstream gets the request headers  (200 forwarded)"), "{stdout}");
+    assert_eq!(stdout.lines().last(), Some("1 passed, 1 failed"));
+}
+
+#[test]
+fn run_with_json_prints_one_object_per_case() {
+    let wasm = workspace::fixture("http-headers").unwrap();
+    let config = scratch("config-b.txt", "");
+    let cases = scratch(
+        "cases-b.json",
+        r#"{"cases": [{"name": "hello", "request": {"method": "GET", "path": "/hello"},
+             "expect": {"status": 200, "headers": {"hello": "World"}, "body_contains": "Hello"}}]}"#,
+    );
+    let output = pw_harness()
+        .args(["run", "--json", "--wasm"]).arg(&wasm)
+        .arg("--plugin-config").arg(&config)
+        .arg("--cases").arg(&cases)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let first: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(first["name"], "hello");
+    assert_eq!(first["passed"], true);
+    assert_eq!(first["forwarded"], false);
+    assert_eq!(first["status"], 200);
+    assert_eq!(stdout.lines().last(), Some("1 passed, 0 failed"));
+}
+
+#[test]
+fn a_refused_configuration_exits_2_and_shows_the_module_log() {
+    let wasm = workspace::fixture("http-config").unwrap();
+    let config = scratch("config-c.txt", "");
+    let cases = scratch("cases-c.json", CASES);
+    let output = pw_harness()
+        .args(["run", "--wasm"]).arg(&wasm)
+        .arg("--plugin-config").arg(&config)
+        .arg("--cases").arg(&cases)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr.contains("refused its configuration"), "{stderr}");
+    assert!(stderr.contains("must be a non-empty UTF-8 header value"), "{stderr}");
+}
+
+#[test]
+fn a_malformed_case_file_exits_2() {
+    let wasm = workspace::fixture("passthrough").unwrap();
+    let config = scratch("config-d.txt", "");
+    let cases = scratch("cases-d.json", r#"{"cases": [{"name": "no request"}]}"#);
+    let output = pw_harness()
+        .args(["run", "--wasm"]).arg(&wasm)
+        .arg("--plugin-config").arg(&config)
+        .arg("--cases").arg(&cases)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8(output.stderr).unwrap().contains("missing field `request`"));
+}
+
+#[test]
+fn bench_reports_the_module_beside_the_passthrough_baseline() {
+    let wasm = workspace::fixture("http-headers").unwrap();
+    let config = scratch("config-e.txt", "");
+    let cases = scratch("cases-e.json", CASES);
+    let output = pw_harness()
+        .args(["bench", "--json", "--iterations", "20", "--wasm"]).arg(&wasm)
+        .arg("--plugin-config").arg(&config)
+        .arg("--cases").arg(&cases)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["module"]["requests"], 40);
+    assert_eq!(report["baseline"]["requests"], 40);
+    // The header-logging module burns more fuel per request than the passthrough one.
+    assert!(report["module"]["median_fuel"].as_u64().unwrap() > report["baseline"]["median_fuel"].as_u64().unwrap());
+}
