@@ -1,0 +1,16 @@
+//! The compiled ACL decision table: the contract between `policy-compiler`, which writes it,
+//! and the filter module, which reads it.
+//!
+//! - [`pattern`]: Ladon patterns (`/swagger<.+>`) turned into exact strings or anchored
+//!   regexes, validated against the engine the module runs (regex-lite).
+//! - [`format`]: the versioned, hashed, deterministic binary form ([`Table`]).
+//! - [`eval`]: the [`Evaluator`] built from a table at load time, answering each request.
+//!
+//! This crate knows nothing of proxy-wasm, wasmtime or I/O, and never panics on its input.
+
+pub mod eval;
+pub mod format;
+pub mod pattern;
+
+pub use eval::{AccessRequest, Attributes, Decision, Evaluator, Verdict};
+pub use format::{Condition, DecodeError, Effect, Network, Pattern, Policy, StrId, Table, Test};
