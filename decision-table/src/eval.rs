@@ -85,6 +85,7 @@ struct PreparedCondition {
 enum PreparedTest {
     /// Sorted string ids, and regex indexes.
     AnyMatches { exact: Vec<StrId>, regexes: Vec<usize> },
+    Lacks { exact: Vec<StrId>, regexes: Vec<usize> },
     Owner,
     EqualsSubject,
     StringEqual(String),
@@ -236,6 +237,13 @@ impl Evaluator {
         }
     }
 
+    fn any_matches(&self, values: &[String], exact: &[StrId], regexes: &[usize]) -> bool {
+        values.iter().any(|value| {
+            let by_id = self.string_ids.get(value.as_str()).is_some_and(|id| exact.binary_search(id).is_ok());
+            by_id || regexes.iter().any(|r| self.regexes.get(*r).is_some_and(|re| re.is_match(value)))
+        })
+    }
+
     fn holds(&self, condition: &PreparedCondition, request: &AccessRequest<'_>) -> bool {
         let values = request.attributes.get(&condition.key);
         let single = match values {
@@ -243,10 +251,8 @@ impl Evaluator {
             _ => None,
         };
         match &condition.test {
-            PreparedTest::AnyMatches { exact, regexes } => values.iter().any(|value| {
-                let by_id = self.string_ids.get(value.as_str()).is_some_and(|id| exact.binary_search(id).is_ok());
-                by_id || regexes.iter().any(|r| self.regexes.get(*r).is_some_and(|re| re.is_match(value)))
-            }),
+            PreparedTest::AnyMatches { exact, regexes } => self.any_matches(values, exact, regexes),
+            PreparedTest::Lacks { exact, regexes } => !self.any_matches(values, exact, regexes),
             PreparedTest::Owner => values.is_empty() || single == Some(request.subject),
             PreparedTest::EqualsSubject => single == Some(request.subject),
             PreparedTest::StringEqual(expected) => single == Some(expected.as_str()),
@@ -316,21 +322,31 @@ impl Builder<'_> {
         })
     }
 
+    /// Exact values as sorted interned ids (equal strings share one id: the table stores each
+    /// string once), and regex indexes.
+    fn value_set(&mut self, patterns: &[Pattern]) -> Result<(Vec<StrId>, Vec<usize>), DecodeError> {
+        let mut exact = Vec::new();
+        let mut regexes = Vec::new();
+        for pattern in patterns {
+            match pattern {
+                Pattern::Exact(id) => exact.push(*id),
+                Pattern::Regex { source, .. } => regexes.push(self.regex(*source)?),
+            }
+        }
+        exact.sort_unstable();
+        exact.dedup();
+        Ok((exact, regexes))
+    }
+
     fn condition(&mut self, condition: &Condition) -> Result<PreparedCondition, DecodeError> {
         let test = match &condition.test {
             Test::AnyMatches(patterns) => {
-                let mut exact = Vec::new();
-                let mut regexes = Vec::new();
-                for pattern in patterns {
-                    match pattern {
-                        Pattern::Exact(id) => exact.push(*id),
-                        Pattern::Regex { source, .. } => regexes.push(self.regex(*source)?),
-                    }
-                }
-                // Interned ids of equal strings are equal: the table stores each string once.
-                exact.sort_unstable();
-                exact.dedup();
+                let (exact, regexes) = self.value_set(patterns)?;
                 PreparedTest::AnyMatches { exact, regexes }
+            }
+            Test::Lacks(patterns) => {
+                let (exact, regexes) = self.value_set(patterns)?;
+                PreparedTest::Lacks { exact, regexes }
             }
             Test::Owner => PreparedTest::Owner,
             Test::EqualsSubject => PreparedTest::EqualsSubject,

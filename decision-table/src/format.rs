@@ -65,6 +65,8 @@ pub struct Condition {
 pub enum Test {
     /// Roles, scopes, organisations, namespaces: some value fully matches some pattern.
     AnyMatches(Vec<Pattern>),
+    /// No value matches any pattern (required scopes compile to a deny with this).
+    Lacks(Vec<Pattern>),
     /// Holds when the attribute is absent, or is exactly one value equal to the subject.
     Owner,
     /// Exactly one value, equal to the subject.
@@ -175,10 +177,10 @@ impl Table {
             check(*id, "an action")?;
         }
         for pair in self.policies.windows(2) {
-            if let [a, b] = pair {
-                if self.string(a.id) >= self.string(b.id) {
-                    return Err(DecodeError::Malformed("policies are not sorted by unique id".into()));
-                }
+            if let [a, b] = pair
+                && self.string(a.id) >= self.string(b.id)
+            {
+                return Err(DecodeError::Malformed("policies are not sorted by unique id".into()));
             }
         }
         for policy in &self.policies {
@@ -190,7 +192,7 @@ impl Table {
             for condition in &policy.conditions {
                 check(condition.key, "a condition")?;
                 match &condition.test {
-                    Test::AnyMatches(patterns) => patterns.iter().try_for_each(check_pattern)?,
+                    Test::AnyMatches(patterns) | Test::Lacks(patterns) => patterns.iter().try_for_each(check_pattern)?,
                     Test::StringEqual(id) => check(*id, "a condition")?,
                     Test::StringMatch(pattern) => check_pattern(pattern)?,
                     Test::Cidr(networks) => {

@@ -4,13 +4,18 @@
 //! - [`pattern`]: Ladon patterns (`/swagger<.+>`) turned into exact strings or anchored
 //!   regexes, validated against the engine the module runs (regex-lite).
 //! - [`format`]: the versioned, hashed, deterministic binary form ([`Table`]).
+//! - [`bundle`]: the plugin configuration the compiler writes and the module loads: the
+//!   table, the JWT providers with their keys, and the filter's settings.
 //! - [`eval`]: the [`Evaluator`] built from a table at load time, answering each request.
 //!
 //! This crate knows nothing of proxy-wasm, wasmtime or I/O, and never panics on its input.
 
+pub mod bundle;
 pub mod eval;
 pub mod format;
 pub mod pattern;
+pub mod request;
 
+pub use bundle::{Bundle, Settings};
 pub use eval::{AccessRequest, Attributes, Decision, Evaluator, Verdict};
 pub use format::{Condition, DecodeError, Effect, Network, Pattern, Policy, StrId, Table, Test};

@@ -1,0 +1,202 @@
+//! Turning what a proxy sees into an [`AccessRequest`](crate::AccessRequest): the normalised
+//! path, the caller's attributes from token claims, and the method's action. The filter and
+//! the compiler's `explain` and `test` share this code, so they cannot disagree.
+
+use serde_json::{Map, Value};
+
+use crate::bundle::ClaimNames;
+use crate::eval::Attributes;
+
+/// Why a path was refused (answered 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("the path does not start with /")]
+    NotAbsolute,
+    #[error("the path holds an encoded {0}")]
+    ForbiddenEncoding(&'static str),
+    #[error("the path holds a control character or a backslash")]
+    ForbiddenCharacter,
+    #[error("the path holds a broken percent-encoding")]
+    BrokenEncoding,
+}
+
+/// Normalises a request path before any matching, so that no spelling of a path reaches a
+/// resource a policy protects under another spelling:
+/// drop the query and fragment; decode percent-encoded unreserved characters once (and write
+/// other escapes in upper case); refuse encoded `/`, `\`, NUL and control characters, raw
+/// control characters and backslashes, and broken escapes; merge repeated slashes; resolve
+/// `.` and `..` segments (never above the root).
+pub fn normalize_path(raw: &str) -> Result<String, PathError> {
+    let path = raw.split(['?', '#']).next().unwrap_or_default();
+    if !path.starts_with('/') {
+        return Err(PathError::NotAbsolute);
+    }
+    let bytes = path.as_bytes();
+    let mut decoded = String::with_capacity(path.len());
+    let mut at = 0;
+    while let Some(&byte) = bytes.get(at) {
+        if byte == b'%' {
+            let hex = bytes.get(at + 1..at + 3).ok_or(PathError::BrokenEncoding)?;
+            let text = std::str::from_utf8(hex).map_err(|_| PathError::BrokenEncoding)?;
+            let value = u8::from_str_radix(text, 16).map_err(|_| PathError::BrokenEncoding)?;
+            match value {
+                b'/' => return Err(PathError::ForbiddenEncoding("slash")),
+                b'\\' => return Err(PathError::ForbiddenEncoding("backslash")),
+                0 => return Err(PathError::ForbiddenEncoding("NUL")),
+                v if v < 0x20 || v == 0x7f => return Err(PathError::ForbiddenEncoding("control character")),
+                v if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') => decoded.push(char::from(v)),
+                v => decoded.push_str(&format!("%{v:02X}")),
+            }
+            at += 3;
+        } else {
+            if byte < 0x20 || byte == 0x7f || byte == b'\\' {
+                return Err(PathError::ForbiddenCharacter);
+            }
+            // Copy whole UTF-8 sequences; `at` only ever stops on a char boundary here.
+            let ch = path.get(at..).and_then(|rest| rest.chars().next()).ok_or(PathError::BrokenEncoding)?;
+            decoded.push(ch);
+            at += ch.len_utf8();
+        }
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/').skip(1) {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            other => segments.push(other),
+        }
+    }
+    let trailing_slash = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    let mut normalised = String::with_capacity(decoded.len());
+    for segment in &segments {
+        normalised.push('/');
+        normalised.push_str(segment);
+    }
+    if normalised.is_empty() || (trailing_slash && !segments.is_empty()) {
+        normalised.push('/');
+    }
+    Ok(normalised)
+}
+
+/// A claim's values as a list: a JSON array of strings, or a string of comma- or
+/// space-separated values (Microkubes sends `"user,admin"`, OAuth2 `"read write"`).
+pub fn claim_values(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|item| match item {
+                Value::String(text) => Some(text.trim().to_string()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .filter(|v| !v.is_empty())
+            .collect(),
+        Some(Value::String(text)) => {
+            text.split(|c: char| c == ',' || c.is_whitespace()).filter(|v| !v.is_empty()).map(str::to_string).collect()
+        }
+        Some(Value::Number(n)) => vec![n.to_string()],
+        Some(Value::Bool(b)) => vec![b.to_string()],
+        _ => Vec::new(),
+    }
+}
+
+/// The policy subject and the attributes conditions read, from verified claims.
+///
+/// Every top-level claim is an attribute under its own name (strings, numbers and booleans as
+/// one value, arrays of strings as several); then the canonical keys `roles`,
+/// `organizations`, `namespaces`, `scopes`, `userId`, `username` and `subject` are set from
+/// the configured claim names.
+pub fn attributes_from_claims(claims: &Map<String, Value>, names: &ClaimNames) -> (String, Attributes) {
+    let mut attributes = Attributes::new();
+    for (name, value) in claims {
+        let values = match value {
+            Value::String(text) => vec![text.clone()],
+            Value::Number(_) | Value::Bool(_) | Value::Array(_) => claim_values(Some(value)),
+            _ => continue,
+        };
+        attributes.insert(name, values);
+    }
+    for (canonical, claim) in [
+        ("roles", &names.roles),
+        ("organizations", &names.organizations),
+        ("namespaces", &names.namespaces),
+        ("scopes", &names.scopes),
+    ] {
+        attributes.insert(canonical, claim_values(claims.get(claim.as_str())));
+    }
+    let single = |claim: &str| claims.get(claim).and_then(Value::as_str).map(str::to_string);
+    let subject = single(&names.subject).or_else(|| single("sub")).unwrap_or_default();
+    attributes.insert("userId", single(&names.user_id).into_iter().collect());
+    attributes.insert("username", single("username").or_else(|| single(&names.subject)).into_iter().collect());
+    attributes.insert("subject", vec![subject.clone()]);
+    (subject, attributes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_every_spelling_of_a_path_to_one() {
+        for spelling in [
+            "/admin/users",
+            "//admin//users",
+            "/admin/./users",
+            "/public/../admin/users",
+            "/%61dmin/users",
+            "/admin/%2E%2E/admin/users",
+            "/admin/users?x=/public",
+            "/admin/users#frag",
+            "/../../admin/users",
+        ] {
+            assert_eq!(normalize_path(spelling).unwrap(), "/admin/users", "{spelling}");
+        }
+        assert_eq!(normalize_path("/a/b/").unwrap(), "/a/b/");
+        assert_eq!(normalize_path("/").unwrap(), "/");
+        assert_eq!(normalize_path("/a/..").unwrap(), "/");
+        assert_eq!(normalize_path("/files/a%20b%2a").unwrap(), "/files/a%20b%2A");
+        assert_eq!(normalize_path("/caf\u{e9}").unwrap(), "/caf\u{e9}");
+    }
+
+    #[test]
+    fn refuses_spellings_that_cannot_be_normalised_safely() {
+        assert_eq!(normalize_path("/admin%2Fusers"), Err(PathError::ForbiddenEncoding("slash")));
+        assert_eq!(normalize_path("/admin%2fusers"), Err(PathError::ForbiddenEncoding("slash")));
+        assert_eq!(normalize_path("/admin%5Cusers"), Err(PathError::ForbiddenEncoding("backslash")));
+        assert_eq!(normalize_path("/a%00"), Err(PathError::ForbiddenEncoding("NUL")));
+        assert_eq!(normalize_path("/a%0d%0a"), Err(PathError::ForbiddenEncoding("control character")));
+        assert_eq!(normalize_path("/a\\..\\admin"), Err(PathError::ForbiddenCharacter));
+        assert_eq!(normalize_path("/a\tb"), Err(PathError::ForbiddenCharacter));
+        assert_eq!(normalize_path("/a%2"), Err(PathError::BrokenEncoding));
+        assert_eq!(normalize_path("/a%zz"), Err(PathError::BrokenEncoding));
+        assert_eq!(normalize_path("admin"), Err(PathError::NotAbsolute));
+        assert_eq!(normalize_path("*"), Err(PathError::NotAbsolute));
+    }
+
+    #[test]
+    fn double_encoding_is_decoded_once_only() {
+        // `%25` is `%`, which is not unreserved: it stays encoded, so `%252E%252E` can never
+        // become a `..` segment here.
+        assert_eq!(normalize_path("/admin/%252E%252E/x").unwrap(), "/admin/%252E%252E/x");
+    }
+
+    #[test]
+    fn claims_in_every_shape_become_lists() {
+        let claims: Map<String, Value> = serde_json::from_str(
+            r#"{"username": "ana", "userId": "u-1", "roles": "user, admin", "organizations": ["org-a", "org-b"],
+                "scope": "read write", "email": "ana@example.com", "level": 3}"#,
+        )
+        .unwrap();
+        let (subject, attributes) = attributes_from_claims(&claims, &ClaimNames::default());
+        assert_eq!(subject, "ana");
+        assert_eq!(attributes.get("roles"), ["user", "admin"]);
+        assert_eq!(attributes.get("organizations"), ["org-a", "org-b"]);
+        assert_eq!(attributes.get("scopes"), ["read", "write"]);
+        assert_eq!(attributes.get("namespaces"), [] as [String; 0]);
+        assert_eq!(attributes.get("userId"), ["u-1"]);
+        assert_eq!(attributes.get("email"), ["ana@example.com"]);
+        assert_eq!(attributes.get("level"), ["3"]);
+    }
+}

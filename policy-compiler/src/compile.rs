@@ -1,0 +1,269 @@
+//! Source policies and settings to a decision table and a bundle.
+
+use std::collections::{BTreeMap, HashMap};
+
+use decision_table::bundle::{BUNDLE_FORMAT, Bundle, Provider, Settings};
+use decision_table::format::{self, Condition, Network, Pattern, StrId, Table, Test};
+use decision_table::pattern::{self, CompiledPattern};
+
+use crate::diagnostics::Problem;
+use crate::keys;
+use crate::source::{Effect, PolicyFile, SourceCondition, SourcePolicy};
+
+/// Prefix of the deny policies that required-scope rules become.
+pub const REQUIRED_SCOPES_PREFIX: &str = "required-scopes#";
+
+/// Policies, including the denies that required-scope rules become, sorted by id.
+pub fn all_policies(file: &PolicyFile) -> Vec<SourcePolicy> {
+    let mut policies = file.policies.clone();
+    for (index, rule) in file.required_scopes.iter().enumerate() {
+        let mut conditions = BTreeMap::new();
+        conditions.insert("scopes".to_string(), SourceCondition::NoneOf { values: rule.scopes.clone() });
+        policies.push(SourcePolicy {
+            id: format!("{REQUIRED_SCOPES_PREFIX}{}", index + 1),
+            description: format!("requires one of the scopes {:?}", rule.scopes),
+            subjects: vec!["<.*>".into()],
+            resources: rule.resources.clone(),
+            actions: rule.actions.clone(),
+            effect: Effect::Deny,
+            conditions,
+        });
+    }
+    policies.sort_by(|a, b| a.id.cmp(&b.id));
+    policies
+}
+
+/// The settings a file states, over the defaults; ignore patterns become anchored regexes.
+pub fn settings(file: &PolicyFile) -> Result<Settings, Problem> {
+    let mut settings: Settings = serde_json::from_value(file.settings.clone()).map_err(|e| {
+        Problem::error("settings", format!("filter: {e}")).in_file(&file.source).help("see the configuration reference in README.md")
+    })?;
+    for pattern in &file.ignore_patterns {
+        let source = format!("^(?:{pattern})$");
+        regex_lite::Regex::new(&source).map_err(|e| {
+            Problem::error("ignore-pattern", format!("ignore pattern {pattern:?} is not a valid regular expression: {e}"))
+                .in_file(&file.source)
+        })?;
+        settings.ignore_patterns.push(source);
+    }
+    Ok(settings)
+}
+
+struct Interner {
+    strings: Vec<String>,
+    ids: HashMap<String, StrId>,
+}
+
+impl Interner {
+    fn id(&mut self, text: &str) -> StrId {
+        if let Some(id) = self.ids.get(text) {
+            return *id;
+        }
+        let id = self.strings.len() as StrId;
+        self.strings.push(text.to_string());
+        self.ids.insert(text.to_string(), id);
+        id
+    }
+
+    fn pattern(&mut self, compiled: &CompiledPattern) -> Pattern {
+        match compiled {
+            CompiledPattern::Exact(text) => Pattern::Exact(self.id(text)),
+            CompiledPattern::Regex { source, prefix } => Pattern::Regex { source: self.id(source), prefix: self.id(prefix) },
+        }
+    }
+}
+
+fn problem(policy: &SourcePolicy, field: &str, error: impl std::fmt::Display) -> Problem {
+    Problem::error("pattern", format!("policy {:?}, {field}: {error}", policy.id))
+        .help("Ladon patterns: text outside <...> is literal, each <...> is a regular expression")
+}
+
+/// Compiles the policies; `actions` are the actions the method mapping can produce.
+pub fn table(policies: &[SourcePolicy], mapped_actions: &[String]) -> Result<Table, Vec<Problem>> {
+    let mut problems = Vec::new();
+    for pair in policies.windows(2) {
+        if let [a, b] = pair
+            && a.id == b.id
+        {
+            problems.push(Problem::error("duplicate-id", format!("two policies have the id {:?}", a.id)));
+        }
+    }
+    let mut interner = Interner { strings: Vec::new(), ids: HashMap::new() };
+    let mut universe: Vec<String> = mapped_actions.to_vec();
+    for policy in policies {
+        universe.extend(policy.actions.iter().filter(|a| !a.contains('<')).cloned());
+    }
+    universe.sort();
+    universe.dedup();
+    if universe.len() > format::MAX_ACTIONS {
+        problems.push(Problem::error("actions", format!("{} distinct actions; at most {}", universe.len(), format::MAX_ACTIONS)));
+    }
+
+    let mut compiled = Vec::with_capacity(policies.len());
+    for policy in policies {
+        let compile_all = |field: &str, patterns: &[String], problems: &mut Vec<Problem>| -> Vec<CompiledPattern> {
+            patterns
+                .iter()
+                .filter_map(|p| pattern::ladon(p).map_err(|e| problems.push(problem(policy, field, e))).ok())
+                .collect()
+        };
+        let actions = compile_all("actions", &policy.actions, &mut problems);
+        let subjects = compile_all("subjects", &policy.subjects, &mut problems);
+        let resources = compile_all("resources", &policy.resources, &mut problems);
+        let mut action_bits = 0u64;
+        for (bit, action) in universe.iter().enumerate().take(format::MAX_ACTIONS) {
+            if actions.iter().any(|p| compiled_matches(p, action)) {
+                action_bits |= 1 << bit;
+            }
+        }
+        let conditions = policy
+            .conditions
+            .iter()
+            .filter_map(|(key, condition)| match compile_condition(&mut interner, condition) {
+                Ok(test) => Some(Condition { key: interner.id(key), test }),
+                Err(e) => {
+                    problems.push(problem(policy, &format!("condition {key:?}"), e));
+                    None
+                }
+            })
+            .collect();
+        compiled.push(format::Policy {
+            id: interner.id(&policy.id),
+            effect: match policy.effect {
+                Effect::Allow => format::Effect::Allow,
+                Effect::Deny => format::Effect::Deny,
+            },
+            action_bits,
+            actions: actions.iter().map(|p| interner.pattern(p)).collect(),
+            subjects: subjects.iter().map(|p| interner.pattern(p)).collect(),
+            resources: resources.iter().map(|p| interner.pattern(p)).collect(),
+            conditions,
+        });
+    }
+    let actions = universe.iter().take(format::MAX_ACTIONS).map(|a| interner.id(a)).collect();
+    if problems.is_empty() { Ok(Table { strings: interner.strings, actions, policies: compiled }) } else { Err(problems) }
+}
+
+fn compiled_matches(pattern: &CompiledPattern, value: &str) -> bool {
+    match pattern {
+        CompiledPattern::Exact(text) => text == value,
+        CompiledPattern::Regex { source, .. } => regex_lite::Regex::new(source).is_ok_and(|re| re.is_match(value)),
+    }
+}
+
+fn compile_condition(interner: &mut Interner, condition: &SourceCondition) -> Result<Test, String> {
+    let values = |interner: &mut Interner, values: &[String]| -> Result<Vec<Pattern>, String> {
+        values
+            .iter()
+            .map(|v| pattern::condition_value(v).map(|p| interner.pattern(&p)).map_err(|e| e.to_string()))
+            .collect()
+    };
+    Ok(match condition {
+        SourceCondition::AnyOf { values: v, .. } => Test::AnyMatches(values(interner, v)?),
+        SourceCondition::NoneOf { values: v } => Test::Lacks(values(interner, v)?),
+        SourceCondition::Owner => Test::Owner,
+        SourceCondition::EqualsSubject => Test::EqualsSubject,
+        SourceCondition::StringEqual(text) => Test::StringEqual(interner.id(text)),
+        SourceCondition::StringMatch(regex) => {
+            let compiled = pattern::condition_value(regex).map_err(|e| e.to_string())?;
+            Test::StringMatch(interner.pattern(&compiled))
+        }
+        SourceCondition::Cidr(networks) => Test::Cidr(networks.iter().map(|n| parse_network(n)).collect::<Result<_, _>>()?),
+        SourceCondition::Boolean(value) => Test::Boolean(*value),
+    })
+}
+
+/// `10.0.0.0/8`, `2001:db8::/32`, or a bare address (a /32 or /128).
+pub fn parse_network(text: &str) -> Result<Network, String> {
+    let (address, prefix) = match text.split_once('/') {
+        Some((address, prefix)) => (address, Some(prefix)),
+        None => (text, None),
+    };
+    let ip: std::net::IpAddr = address.trim().parse().map_err(|_| format!("{text:?} is not a network (CIDR)"))?;
+    let (v4, width, octets) = match ip {
+        std::net::IpAddr::V4(v4) => (true, 32u8, v4.octets().to_vec()),
+        std::net::IpAddr::V6(v6) => (false, 128u8, v6.octets().to_vec()),
+    };
+    let prefix_len = match prefix {
+        Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= width).ok_or(format!("{text:?}: bad prefix length"))?,
+        None => width,
+    };
+    let mut address = [0u8; 16];
+    for (slot, byte) in address.iter_mut().zip(octets) {
+        *slot = byte;
+    }
+    Ok(Network { v4, address, prefix_len })
+}
+
+/// The whole bundle: table, settings and providers with their keys.
+pub fn bundle(file: &PolicyFile) -> Result<(Bundle, Table), Vec<Problem>> {
+    let settings = settings(file).map_err(|p| vec![p])?;
+    let mapped: Vec<String> = settings.actions.values().cloned().collect();
+    let table = table(&all_policies(file), &mapped)?;
+    let providers = providers(file)?;
+    let bundle = Bundle {
+        format: BUNDLE_FORMAT,
+        table: table.encode_base64(),
+        table_hash: table.content_hash(),
+        settings,
+        providers,
+    };
+    Ok((bundle, table))
+}
+
+pub fn providers(file: &PolicyFile) -> Result<Vec<Provider>, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut providers = Vec::new();
+    let key_problem = |e: String| Problem::error("key", e).in_file(&file.source);
+    for source in &file.providers {
+        let mut keys = Vec::new();
+        for entry in &source.keys {
+            match keys::load(entry, &file.dir) {
+                Ok(loaded) => keys.extend(loaded),
+                Err(e) => problems.push(key_problem(format!("provider {:?}: {e}", source.name))),
+            }
+        }
+        if keys.is_empty() {
+            problems.push(key_problem(format!("provider {:?} has no keys", source.name)));
+        }
+        providers.push(Provider { name: source.name.clone(), issuer: source.issuer.clone(), audiences: source.audiences.clone(), keys });
+    }
+    if let Some(dir) = &file.keys_dir {
+        // Microkubes keysDir: every *.pub key, named by its file stem (the Python library's
+        // `<kid>.pub`), bound to one algorithm.
+        let dir = file.dir.join(dir);
+        match std::fs::read_dir(&dir) {
+            Ok(entries) => {
+                let mut paths: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "pub")).collect();
+                paths.sort();
+                let mut keys = Vec::new();
+                for path in paths {
+                    let entry = crate::source::KeySource {
+                        jwks: None,
+                        pem: Some(path.clone()),
+                        hmac_secret_file: None,
+                        alg: Some(file.keys_dir_algorithm.clone()),
+                        kid: None,
+                    };
+                    match keys::load(&entry, std::path::Path::new("")) {
+                        Ok(loaded) => keys.extend(loaded),
+                        Err(e) => problems.push(key_problem(format!("keysDir: {e}"))),
+                    }
+                }
+                if keys.is_empty() {
+                    problems.push(key_problem(format!("keysDir {} holds no *.pub key", dir.display())));
+                }
+                providers.push(Provider { name: "keysDir".into(), issuer: None, audiences: Vec::new(), keys });
+            }
+            Err(e) => problems.push(key_problem(format!("keysDir {}: {e}", dir.display()))),
+        }
+    }
+    if providers.is_empty() {
+        problems.push(
+            Problem::error("no-keys", "no token provider: nothing could ever authenticate".into())
+                .in_file(&file.source)
+                .help("add `keysDir` (Microkubes) or `filter.providers` with keys"),
+        );
+    }
+    if problems.is_empty() { Ok(providers) } else { Err(problems) }
+}

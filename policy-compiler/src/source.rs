@@ -1,0 +1,390 @@
+//! Reading a policy file: the Microkubes configuration exactly as users have it (a whole
+//! `config.json` with its `security` section, only `acl`, or only the policy list; the Go form
+//! with `conditions` and the Python form with top-level `roles`, `organizations`,
+//! `namespaces`), in JSON or YAML, plus our `filter` section for everything Microkubes does not
+//! say (issuers, audiences, keys, token sources, headers).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::diagnostics::{Problem, Source};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    Allow,
+    Deny,
+}
+
+/// A policy as written, before compilation. Both Microkubes forms end up here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcePolicy {
+    pub id: String,
+    pub description: String,
+    pub subjects: Vec<String>,
+    pub resources: Vec<String>,
+    pub actions: Vec<String>,
+    pub effect: Effect,
+    /// By attribute key; a key holds one condition, as in Ladon.
+    pub conditions: BTreeMap<String, SourceCondition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceCondition {
+    /// RolesCondition, ScopesCondition, OrganizationsCondition, NamespacesCondition.
+    AnyOf { kind: String, values: Vec<String> },
+    /// A required-scopes rule: holds when no value matches (compiled into a deny).
+    NoneOf { values: Vec<String> },
+    Owner,
+    EqualsSubject,
+    StringEqual(String),
+    StringMatch(String),
+    Cidr(Vec<String>),
+    Boolean(bool),
+}
+
+/// The Compass-style rule: these resources and actions need one of these scopes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequiredScopes {
+    pub resources: Vec<String>,
+    #[serde(default = "all_actions")]
+    pub actions: Vec<String>,
+    pub scopes: Vec<String>,
+}
+
+fn all_actions() -> Vec<String> {
+    vec!["<.*>".to_string()]
+}
+
+/// Where a key comes from (paths are relative to the policy file).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySource {
+    /// A JWKS document (`{"keys": [...]}`) or a single JWK.
+    pub jwks: Option<PathBuf>,
+    /// A PEM public key (SPKI `PUBLIC KEY`, or PKCS#1 `RSA PUBLIC KEY`).
+    pub pem: Option<PathBuf>,
+    /// A file holding an HMAC secret (raw bytes; one trailing newline is dropped).
+    pub hmac_secret_file: Option<PathBuf>,
+    /// The one algorithm this key may verify (required for RSA and HMAC keys).
+    pub alg: Option<String>,
+    pub kid: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSource {
+    pub name: String,
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    pub keys: Vec<KeySource>,
+}
+
+/// Everything a policy file says.
+#[derive(Debug, Clone)]
+pub struct PolicyFile {
+    pub source: Source,
+    pub dir: PathBuf,
+    pub policies: Vec<SourcePolicy>,
+    pub ignore_patterns: Vec<String>,
+    pub keys_dir: Option<PathBuf>,
+    /// The `filter` section without `providers`, `required_scopes`, `keys_dir_algorithm`.
+    pub settings: Value,
+    pub providers: Vec<ProviderSource>,
+    pub required_scopes: Vec<RequiredScopes>,
+    pub keys_dir_algorithm: String,
+    /// Problems that do not stop compilation (unknown fields, ...).
+    pub warnings: Vec<Problem>,
+}
+
+pub fn read(path: &Path) -> Result<PolicyFile, Vec<Problem>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![Problem::error("io", format!("cannot read {}: {e}", path.display()))])?;
+    let source = Source::new(path, text);
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse(source, dir)
+}
+
+pub fn parse(source: Source, dir: PathBuf) -> Result<PolicyFile, Vec<Problem>> {
+    let document = parse_document(&source).map_err(|p| vec![p])?;
+    let mut reader = Reader { source: &source, problems: Vec::new(), warnings: Vec::new() };
+    let file = reader.file(&document, dir);
+    if reader.problems.is_empty() {
+        let mut file = file;
+        file.warnings = reader.warnings;
+        Ok(file)
+    } else {
+        Err(reader.problems)
+    }
+}
+
+fn parse_document(source: &Source) -> Result<Value, Problem> {
+    let text = source.text();
+    let looks_json = text.trim_start().starts_with('{') || text.trim_start().starts_with('[');
+    if looks_json {
+        serde_json::from_str(text).map_err(|e| {
+            let offset = source.offset_of(e.line(), e.column());
+            Problem::error("syntax", format!("not valid JSON: {e}")).at(source, offset, 1, "here")
+        })
+    } else {
+        serde_yaml_ng::from_str(text).map_err(|e| {
+            let problem = Problem::error("syntax", format!("not valid YAML: {e}"));
+            match e.location() {
+                Some(at) => problem.at(source, at.index(), 1, "here"),
+                None => problem.in_file(source),
+            }
+        })
+    }
+}
+
+struct Reader<'s> {
+    source: &'s Source,
+    problems: Vec<Problem>,
+    warnings: Vec<Problem>,
+}
+
+impl Reader<'_> {
+    fn error(&mut self, code: &str, message: String, near: Option<(&str, &str)>, help: Option<&str>) {
+        let mut problem = Problem::error(code, message);
+        if let Some(help) = help {
+            problem = problem.help(help);
+        }
+        self.problems.push(self.place(problem, near));
+    }
+
+    fn warn(&mut self, code: &str, message: String, near: Option<(&str, &str)>) {
+        let problem = self.place(Problem::warning(code, message), near);
+        self.warnings.push(problem);
+    }
+
+    fn place(&self, problem: Problem, near: Option<(&str, &str)>) -> Problem {
+        match near.and_then(|(anchor, needle)| self.source.locate(anchor, needle)) {
+            Some((offset, len)) => problem.at(self.source, offset, len, "here"),
+            None => problem.in_file(self.source),
+        }
+    }
+
+    fn file(&mut self, document: &Value, dir: PathBuf) -> PolicyFile {
+        let empty = Map::new();
+        let top = document.as_object().unwrap_or(&empty);
+        let security = top.get("security").and_then(Value::as_object);
+        let acl = security.and_then(|s| s.get("acl")).or_else(|| top.get("acl"));
+        let list = match (document, acl) {
+            (Value::Array(list), _) => Some(list),
+            (_, Some(acl)) => acl.get("policies").and_then(Value::as_array),
+            (_, None) => top.get("policies").and_then(Value::as_array),
+        };
+        let policies = match list {
+            Some(list) => list.iter().filter_map(|p| self.policy(p)).collect(),
+            None => {
+                self.error(
+                    "no-policies",
+                    "no policies found".into(),
+                    None,
+                    Some("give a Microkubes config (`security.acl.policies`), an `acl.policies` list, a `policies` list, or a top-level list"),
+                );
+                Vec::new()
+            }
+        };
+        let section = |key: &str| security.and_then(|s| s.get(key)).or_else(|| top.get(key));
+        let ignore_patterns = self.strings(section("ignorePatterns"), "ignorePatterns", "");
+        let keys_dir = section("keysDir").and_then(Value::as_str).map(PathBuf::from);
+
+        let mut filter = top.get("filter").cloned().unwrap_or(Value::Object(Map::new()));
+        let take = |filter: &mut Value, key: &str| filter.as_object_mut().and_then(|f| f.remove(key));
+        let providers = take(&mut filter, "providers")
+            .map(|v| self.typed::<Vec<ProviderSource>>(v, "filter.providers"))
+            .unwrap_or_default();
+        let required_scopes = take(&mut filter, "required_scopes")
+            .map(|v| self.typed::<Vec<RequiredScopes>>(v, "filter.required_scopes"))
+            .unwrap_or_default();
+        let keys_dir_algorithm = take(&mut filter, "keys_dir_algorithm")
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| "RS256".to_string());
+        PolicyFile {
+            source: self.source.clone(),
+            dir,
+            policies,
+            ignore_patterns,
+            keys_dir,
+            settings: filter,
+            providers,
+            required_scopes,
+            keys_dir_algorithm,
+            warnings: Vec::new(),
+        }
+    }
+
+    fn typed<T: serde::de::DeserializeOwned + Default>(&mut self, value: Value, what: &str) -> T {
+        match serde_json::from_value(value) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                self.error("settings", format!("{what}: {e}"), Some((what, what.rsplit('.').next().unwrap_or(what))), None);
+                T::default()
+            }
+        }
+    }
+
+    fn strings(&mut self, value: Option<&Value>, field: &str, policy: &str) -> Vec<String> {
+        match value {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(one)) => vec![one.clone()],
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|item| match item {
+                    Value::String(text) => Some(text.clone()),
+                    other => {
+                        self.error("type", format!("{field}: {other} is not a string"), Some((policy, field)), None);
+                        None
+                    }
+                })
+                .collect(),
+            Some(other) => {
+                self.error("type", format!("{field} must be a list of strings, not {other}"), Some((policy, field)), None);
+                Vec::new()
+            }
+        }
+    }
+
+    fn policy(&mut self, value: &Value) -> Option<SourcePolicy> {
+        let Some(object) = value.as_object() else {
+            self.error("type", format!("a policy must be an object, not {value}"), None, None);
+            return None;
+        };
+        let Some(id) = object.get("id").and_then(Value::as_str).map(str::to_string) else {
+            let near = object.get("description").and_then(Value::as_str).map(|d| (d, d));
+            self.error("missing-id", "a policy has no `id`".into(), near, Some("give every policy a unique string id"));
+            return None;
+        };
+        const KNOWN: [&str; 10] =
+            ["id", "description", "subjects", "resources", "actions", "effect", "conditions", "roles", "organizations", "namespaces"];
+        for key in object.keys().filter(|k| !KNOWN.contains(&k.as_str())) {
+            self.warn("unknown-field", format!("policy {id:?}: unknown field `{key}` is ignored"), Some((&id, key)));
+        }
+        let python_form = ["roles", "organizations", "namespaces"].iter().any(|k| object.contains_key(*k));
+        let go_form = object.contains_key("conditions") || object.contains_key("effect");
+        let effect = match object.get("effect").and_then(Value::as_str) {
+            Some("allow") => Effect::Allow,
+            Some("deny") => Effect::Deny,
+            Some(other) => {
+                self.error("effect", format!("policy {id:?}: effect {other:?} is neither \"allow\" nor \"deny\""), Some((&id, other)), None);
+                return None;
+            }
+            None if python_form || !go_form => Effect::Allow,
+            None => {
+                self.error(
+                    "effect",
+                    format!("policy {id:?} has conditions but no effect"),
+                    Some((&id, "conditions")),
+                    Some("Ladon denies when effect is not \"allow\"; say \"allow\" or \"deny\""),
+                );
+                return None;
+            }
+        };
+        let mut subjects = self.strings(object.get("subjects"), "subjects", &id);
+        if python_form && subjects.is_empty() {
+            // The Python library reads an empty subject list as "any authenticated user".
+            subjects.push("<.*>".to_string());
+        }
+        let mut conditions = BTreeMap::new();
+        for key in ["roles", "organizations", "namespaces"] {
+            let values = self.strings(object.get(key), key, &id);
+            if !values.is_empty() {
+                conditions.insert(key.to_string(), SourceCondition::AnyOf { kind: python_kind(key).into(), values });
+            }
+        }
+        if let Some(raw) = object.get("conditions") {
+            self.conditions(&id, raw, &mut conditions);
+        }
+        Some(SourcePolicy {
+            description: object.get("description").and_then(Value::as_str).unwrap_or_default().to_string(),
+            resources: self.strings(object.get("resources"), "resources", &id),
+            actions: self.strings(object.get("actions"), "actions", &id),
+            subjects,
+            effect,
+            conditions,
+            id,
+        })
+    }
+
+    fn conditions(&mut self, id: &str, raw: &Value, into: &mut BTreeMap<String, SourceCondition>) {
+        let Some(map) = raw.as_object() else {
+            self.error("type", format!("policy {id:?}: conditions must be an object of KEY: {{type, options}}"), Some((id, "conditions")), None);
+            return;
+        };
+        for (key, condition) in map {
+            let kind = condition.get("type").and_then(Value::as_str).unwrap_or_default();
+            let options = condition.get("options").cloned().unwrap_or(Value::Null);
+            let option_strings = |name: &str| -> Vec<String> {
+                match options.get(name) {
+                    Some(Value::String(one)) => vec![one.clone()],
+                    Some(Value::Array(items)) => items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect(),
+                    _ => Vec::new(),
+                }
+            };
+            let parsed = match kind {
+                "RolesCondition" | "ScopesCondition" | "OrganizationsCondition" | "NamespacesCondition" => {
+                    let values = option_strings("values");
+                    if values.is_empty() {
+                        self.warn("empty-condition", format!("policy {id:?}: {kind} on {key:?} has no values and can never hold"), Some((id, kind)));
+                    }
+                    SourceCondition::AnyOf { kind: kind.to_string(), values }
+                }
+                "OwnerCondition" => SourceCondition::Owner,
+                "EqualsSubjectCondition" => SourceCondition::EqualsSubject,
+                "StringEqualCondition" => match options.get("equals").and_then(Value::as_str) {
+                    Some(text) => SourceCondition::StringEqual(text.to_string()),
+                    None => {
+                        self.error("condition", format!("policy {id:?}: StringEqualCondition needs options.equals"), Some((id, kind)), None);
+                        continue;
+                    }
+                },
+                "StringMatchCondition" => match options.get("matches").and_then(Value::as_str) {
+                    Some(text) => SourceCondition::StringMatch(text.to_string()),
+                    None => {
+                        self.error("condition", format!("policy {id:?}: StringMatchCondition needs options.matches"), Some((id, kind)), None);
+                        continue;
+                    }
+                },
+                "CIDRCondition" => {
+                    let networks = option_strings("cidr");
+                    if networks.is_empty() {
+                        self.error("condition", format!("policy {id:?}: CIDRCondition needs options.cidr"), Some((id, kind)), None);
+                        continue;
+                    }
+                    SourceCondition::Cidr(networks)
+                }
+                "BooleanCondition" => match options.get("value").and_then(Value::as_bool) {
+                    Some(flag) => SourceCondition::Boolean(flag),
+                    None => {
+                        self.error("condition", format!("policy {id:?}: BooleanCondition needs options.value"), Some((id, kind)), None);
+                        continue;
+                    }
+                },
+                other => {
+                    self.error(
+                        "condition",
+                        format!("policy {id:?}: condition type {other:?} is not supported"),
+                        Some((id, if other.is_empty() { key } else { other })),
+                        Some("supported: RolesCondition, ScopesCondition, OrganizationsCondition, NamespacesCondition, OwnerCondition, EqualsSubjectCondition, StringEqualCondition, StringMatchCondition, CIDRCondition, BooleanCondition"),
+                    );
+                    continue;
+                }
+            };
+            into.insert(key.clone(), parsed);
+        }
+    }
+}
+
+fn python_kind(key: &str) -> &'static str {
+    match key {
+        "roles" => "RolesCondition",
+        "organizations" => "OrganizationsCondition",
+        _ => "NamespacesCondition",
+    }
+}
