@@ -6,7 +6,7 @@ use decision_table::bundle::{BUNDLE_FORMAT, Bundle, Provider, Settings};
 use decision_table::format::{self, Condition, Network, Pattern, StrId, Table, Test};
 use decision_table::pattern::{self, CompiledPattern};
 
-use crate::diagnostics::Problem;
+use crate::diagnostics::{Problem, Source};
 use crate::keys;
 use crate::source::{Effect, PolicyFile, SourceCondition, SourcePolicy};
 
@@ -34,15 +34,15 @@ pub fn all_policies(file: &PolicyFile) -> Vec<SourcePolicy> {
 }
 
 /// The settings a file states, over the defaults; ignore patterns become anchored regexes.
-pub fn settings(file: &PolicyFile) -> Result<Settings, Problem> {
+pub fn settings(file: &PolicyFile) -> Result<Settings, Vec<Problem>> {
     let mut settings: Settings = serde_json::from_value(file.settings.clone()).map_err(|e| {
-        Problem::error("settings", format!("filter: {e}")).in_file(&file.source).help("see the configuration reference in README.md")
+        vec![Problem::error("settings", format!("filter: {e}")).in_file(&file.source).help("see the configuration reference in README.md")]
     })?;
     for pattern in &file.ignore_patterns {
         let source = format!("^(?:{pattern})$");
         regex_lite::Regex::new(&source).map_err(|e| {
-            Problem::error("ignore-pattern", format!("ignore pattern {pattern:?} is not a valid regular expression: {e}"))
-                .in_file(&file.source)
+            vec![Problem::error("ignore-pattern", format!("ignore pattern {pattern:?} is not a valid regular expression: {e}"))
+                .in_file(&file.source)]
         })?;
         settings.ignore_patterns.push(source);
     }
@@ -73,19 +73,32 @@ impl Interner {
     }
 }
 
-fn problem(policy: &SourcePolicy, field: &str, error: impl std::fmt::Display) -> Problem {
-    Problem::error("pattern", format!("policy {:?}, {field}: {error}", policy.id))
-        .help("Ladon patterns: text outside <...> is literal, each <...> is a regular expression")
+fn problem(source: Option<&Source>, policy: &SourcePolicy, field: &str, needle: &str, error: impl std::fmt::Display) -> Problem {
+    let problem = Problem::error("pattern", format!("policy {:?}, {field}: {error}", policy.id))
+        .help("Ladon patterns: text outside <...> is literal, each <...> is a regular expression");
+    match source {
+        Some(source) => match source.locate(&policy.id, needle) {
+            Some((offset, len)) => problem.at(source, offset, len, "this pattern"),
+            None => problem.in_file(source),
+        },
+        None => problem,
+    }
 }
 
-/// Compiles the policies; `actions` are the actions the method mapping can produce.
-pub fn table(policies: &[SourcePolicy], mapped_actions: &[String]) -> Result<Table, Vec<Problem>> {
+/// Compiles the policies; `mapped_actions` are the actions the method mapping can produce.
+/// Problems point into `source` when it is given.
+pub fn table(policies: &[SourcePolicy], mapped_actions: &[String], source: Option<&Source>) -> Result<Table, Vec<Problem>> {
     let mut problems = Vec::new();
     for pair in policies.windows(2) {
         if let [a, b] = pair
             && a.id == b.id
         {
-            problems.push(Problem::error("duplicate-id", format!("two policies have the id {:?}", a.id)));
+            let duplicate = Problem::error("duplicate-id", format!("two policies have the id {:?}", a.id))
+                .help("policy ids must be unique; rename one");
+            problems.push(match source {
+                Some(source) => duplicate.in_file(source),
+                None => duplicate,
+            });
         }
     }
     let mut interner = Interner { strings: Vec::new(), ids: HashMap::new() };
@@ -104,7 +117,7 @@ pub fn table(policies: &[SourcePolicy], mapped_actions: &[String]) -> Result<Tab
         let compile_all = |field: &str, patterns: &[String], problems: &mut Vec<Problem>| -> Vec<CompiledPattern> {
             patterns
                 .iter()
-                .filter_map(|p| pattern::ladon(p).map_err(|e| problems.push(problem(policy, field, e))).ok())
+                .filter_map(|p| pattern::ladon(p).map_err(|e| problems.push(problem(source, policy, field, p, e))).ok())
                 .collect()
         };
         let actions = compile_all("actions", &policy.actions, &mut problems);
@@ -122,7 +135,7 @@ pub fn table(policies: &[SourcePolicy], mapped_actions: &[String]) -> Result<Tab
             .filter_map(|(key, condition)| match compile_condition(&mut interner, condition) {
                 Ok(test) => Some(Condition { key: interner.id(key), test }),
                 Err(e) => {
-                    problems.push(problem(policy, &format!("condition {key:?}"), e));
+                    problems.push(problem(source, policy, &format!("condition {key:?}"), key, e));
                     None
                 }
             })
@@ -197,10 +210,10 @@ pub fn parse_network(text: &str) -> Result<Network, String> {
 
 /// The whole bundle: table, settings and providers with their keys.
 pub fn bundle(file: &PolicyFile) -> Result<(Bundle, Table), Vec<Problem>> {
-    let settings = settings(file).map_err(|p| vec![p])?;
+    let settings = settings(file)?;
     let mapped: Vec<String> = settings.actions.values().cloned().collect();
-    let table = table(&all_policies(file), &mapped)?;
-    let providers = providers(file)?;
+    let table = table(&all_policies(file), &mapped, Some(&file.source))?;
+    let providers = providers(file, settings.mtls.is_some())?;
     let bundle = Bundle {
         format: BUNDLE_FORMAT,
         table: table.encode_base64(),
@@ -211,7 +224,8 @@ pub fn bundle(file: &PolicyFile) -> Result<(Bundle, Table), Vec<Problem>> {
     Ok((bundle, table))
 }
 
-pub fn providers(file: &PolicyFile) -> Result<Vec<Provider>, Vec<Problem>> {
+/// The token providers; none is an error unless mTLS can authenticate (`mtls_configured`).
+pub fn providers(file: &PolicyFile, mtls_configured: bool) -> Result<Vec<Provider>, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut providers = Vec::new();
     let key_problem = |e: String| Problem::error("key", e).in_file(&file.source);
@@ -258,7 +272,7 @@ pub fn providers(file: &PolicyFile) -> Result<Vec<Provider>, Vec<Problem>> {
             Err(e) => problems.push(key_problem(format!("keysDir {}: {e}", dir.display()))),
         }
     }
-    if providers.is_empty() {
+    if providers.is_empty() && !mtls_configured {
         problems.push(
             Problem::error("no-keys", "no token provider: nothing could ever authenticate".into())
                 .in_file(&file.source)

@@ -20,9 +20,6 @@ impl Source {
         Source { name: path.display().to_string(), text: Arc::new(text) }
     }
 
-    pub fn named(name: &str, text: &str) -> Self {
-        Source { name: name.to_string(), text: Arc::new(text.to_string()) }
-    }
 
     pub fn text(&self) -> &str {
         &self.text

@@ -111,7 +111,7 @@ pub fn read(path: &Path) -> Result<PolicyFile, Vec<Problem>> {
 }
 
 pub fn parse(source: Source, dir: PathBuf) -> Result<PolicyFile, Vec<Problem>> {
-    let document = parse_document(&source).map_err(|p| vec![p])?;
+    let document = parse_document(&source)?;
     let mut reader = Reader { source: &source, problems: Vec::new(), warnings: Vec::new() };
     let file = reader.file(&document, dir);
     if reader.problems.is_empty() {
@@ -123,21 +123,21 @@ pub fn parse(source: Source, dir: PathBuf) -> Result<PolicyFile, Vec<Problem>> {
     }
 }
 
-fn parse_document(source: &Source) -> Result<Value, Problem> {
+fn parse_document(source: &Source) -> Result<Value, Vec<Problem>> {
     let text = source.text();
     let looks_json = text.trim_start().starts_with('{') || text.trim_start().starts_with('[');
     if looks_json {
         serde_json::from_str(text).map_err(|e| {
             let offset = source.offset_of(e.line(), e.column());
-            Problem::error("syntax", format!("not valid JSON: {e}")).at(source, offset, 1, "here")
+            vec![Problem::error("syntax", format!("not valid JSON: {e}")).at(source, offset, 1, "here")]
         })
     } else {
         serde_yaml_ng::from_str(text).map_err(|e| {
             let problem = Problem::error("syntax", format!("not valid YAML: {e}"));
-            match e.location() {
+            vec![match e.location() {
                 Some(at) => problem.at(source, at.index(), 1, "here"),
                 None => problem.in_file(source),
-            }
+            }]
         })
     }
 }

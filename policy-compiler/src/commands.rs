@@ -1,0 +1,415 @@
+//! The subcommands. Each reads its input, reports problems in the chosen format, and returns
+//! the documented exit code.
+
+use std::path::Path;
+
+use base64::Engine as _;
+use decision_table::bundle::{Bundle, Settings};
+use decision_table::request::{attributes_from_claims, normalize_path};
+use decision_table::{AccessRequest, Evaluator, Table};
+use serde_json::{Map, Value, json};
+
+use crate::diagnostics::{Problem, render};
+use crate::source::{Effect, PolicyFile, SourcePolicy};
+use crate::{Exit, Format, check as lints, compile as build, reference, source};
+
+fn report(problems: &[Problem], format: Format) {
+    match format {
+        Format::Human => {
+            for problem in problems {
+                eprintln!("{}", render(problem));
+            }
+        }
+        Format::Json => {
+            let list: Vec<Value> = problems.iter().map(Problem::to_json).collect();
+            println!("{}", json!({ "problems": list }));
+        }
+    }
+}
+
+fn load(path: &Path, format: Format) -> Result<PolicyFile, Exit> {
+    source::read(path).map_err(|problems| {
+        report(&problems, format);
+        if problems.iter().any(|p| p.code == "io") { Exit::Io } else { Exit::InvalidInput }
+    })
+}
+
+pub fn compile(path: &Path, output: Option<&Path>, format: Format) -> Exit {
+    let file = match load(path, format) {
+        Ok(file) => file,
+        Err(exit) => return exit,
+    };
+    let (bundle, table) = match build::bundle(&file) {
+        Ok(built) => built,
+        Err(problems) => {
+            report(&problems, format);
+            return Exit::InvalidInput;
+        }
+    };
+    if format == Format::Human {
+        for warning in &file.warnings {
+            eprintln!("{}", render(warning));
+        }
+    }
+    let text = match serde_json::to_string_pretty(&bundle) {
+        Ok(text) => text + "\n",
+        Err(e) => {
+            eprintln!("error: cannot serialise the bundle: {e}");
+            return Exit::InvalidInput;
+        }
+    };
+    match output {
+        Some(out) => {
+            if let Err(e) = std::fs::write(out, &text) {
+                eprintln!("error: cannot write {}: {e}", out.display());
+                return Exit::Io;
+            }
+            let summary = format!(
+                "compiled {} policies into {} ({} bytes, table {} bytes, hash {})",
+                table.policies.len(),
+                out.display(),
+                text.len(),
+                table.encode().len(),
+                &bundle.table_hash.get(..16).unwrap_or_default()
+            );
+            match format {
+                Format::Human => eprintln!("{summary}"),
+                Format::Json => println!("{}", json!({"output": out.display().to_string(), "policies": table.policies.len(), "table_hash": bundle.table_hash})),
+            }
+        }
+        None => print!("{text}"),
+    }
+    Exit::Success
+}
+
+pub fn check(path: &Path, strict: bool, format: Format) -> Exit {
+    let file = match load(path, format) {
+        Ok(file) => file,
+        Err(exit) => return exit,
+    };
+    let mut problems = file.warnings.clone();
+    match build::bundle(&file) {
+        Ok(_) => {}
+        Err(errors) => problems.extend(errors),
+    }
+    if let Ok(settings) = build::settings(&file) {
+        problems.extend(lints::lint(&file, &build::all_policies(&file), &settings));
+    }
+    let errors = problems.iter().filter(|p| p.is_error()).count();
+    let warnings = problems.len() - errors;
+    match format {
+        Format::Human => {
+            report(&problems, format);
+            eprintln!("{}: {errors} errors, {warnings} warnings", path.display());
+        }
+        Format::Json => {
+            let list: Vec<Value> = problems.iter().map(Problem::to_json).collect();
+            println!("{}", json!({"problems": list, "errors": errors, "warnings": warnings}));
+        }
+    }
+    if errors > 0 || (strict && warnings > 0) { Exit::InvalidInput } else { Exit::Success }
+}
+
+/// The request `explain` asks about.
+pub struct Ask {
+    pub method: String,
+    pub path: String,
+    pub claims: Option<String>,
+    pub token: Option<String>,
+    pub client_ip: Option<String>,
+}
+
+/// A policy file ready to answer requests two ways: the compiled table and the reference.
+pub struct Prepared {
+    pub settings: Settings,
+    pub policies: Vec<SourcePolicy>,
+    pub evaluator: Evaluator,
+    ignore: Vec<regex_lite::Regex>,
+}
+
+pub fn prepare(file: &PolicyFile) -> Result<Prepared, Vec<Problem>> {
+    let settings = build::settings(file)?;
+    let policies = build::all_policies(file);
+    let mapped: Vec<String> = settings.actions.values().cloned().collect();
+    let table = build::table(&policies, &mapped, Some(&file.source))?;
+    let evaluator = Evaluator::new(&table).map_err(|e| vec![Problem::error("table", e.to_string())])?;
+    let ignore = settings.ignore_patterns.iter().filter_map(|p| regex_lite::Regex::new(p).ok()).collect();
+    Ok(Prepared { settings, policies, evaluator, ignore })
+}
+
+/// What the filter would do with a request, by the compiled table; with the reference
+/// evaluator's trace.
+pub enum Answer {
+    Malformed(String),
+    Bypassed(String),
+    UnmappedMethod,
+    Decided { allowed: bool, policy: Option<String>, trace: reference::Outcome },
+}
+
+impl Answer {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Answer::Malformed(_) => "malformed",
+            Answer::Bypassed(_) => "bypass",
+            Answer::UnmappedMethod => "deny",
+            Answer::Decided { allowed: true, .. } => "allow",
+            Answer::Decided { allowed: false, .. } => "deny",
+        }
+    }
+}
+
+/// The table and the reference disagreed: a bug in one of them.
+pub struct Disagreement(pub String);
+
+pub fn decide(
+    prepared: &Prepared,
+    method: &str,
+    path: &str,
+    claims: &Map<String, Value>,
+    client_ip: Option<&str>,
+) -> Result<Answer, Disagreement> {
+    let resource = match normalize_path(path) {
+        Ok(resource) => resource,
+        Err(e) => return Ok(Answer::Malformed(e.to_string())),
+    };
+    if let Some(pattern) = prepared.ignore.iter().find(|re| re.is_match(&resource)) {
+        return Ok(Answer::Bypassed(pattern.as_str().to_string()));
+    }
+    let Some(action) = prepared.settings.actions.get(&method.to_ascii_uppercase()) else {
+        return Ok(Answer::UnmappedMethod);
+    };
+    let (subject, mut attributes) = attributes_from_claims(claims, &prepared.settings.claims);
+    if let Some(ip) = client_ip {
+        attributes.insert("clientIP", vec![ip.to_string()]);
+    }
+    let decision = prepared.evaluator.evaluate(&AccessRequest { subject: &subject, action, resource: &resource, attributes: &attributes });
+    let request = reference::Request { subject: &subject, action, resource: &resource, attributes: &attributes };
+    let trace = reference::decide(&prepared.policies, &request);
+    if trace.allowed != decision.allowed() || trace.deciding.as_deref() != decision.policy {
+        return Err(Disagreement(format!(
+            "compiled table says {:?} by {:?}, reference says allowed={} by {:?}",
+            decision.verdict, decision.policy, trace.allowed, trace.deciding
+        )));
+    }
+    Ok(Answer::Decided { allowed: decision.allowed(), policy: decision.policy.map(str::to_string), trace })
+}
+
+/// The payload of a JWT, unverified (for `explain --token`).
+fn unverified_claims(token: &str) -> Result<Map<String, Value>, String> {
+    let payload = token.split('.').nth(1).ok_or("a JWT has three dot-separated parts")?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|e| format!("the payload is not base64url: {e}"))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("the payload is not a JSON object: {e}"))
+}
+
+pub fn explain(path: &Path, ask: &Ask, format: Format) -> Exit {
+    let file = match load(path, format) {
+        Ok(file) => file,
+        Err(exit) => return exit,
+    };
+    let prepared = match prepare(&file) {
+        Ok(prepared) => prepared,
+        Err(problems) => {
+            report(&problems, format);
+            return Exit::InvalidInput;
+        }
+    };
+    let claims = match (&ask.claims, &ask.token) {
+        (Some(text), _) => serde_json::from_str::<Map<String, Value>>(text).map_err(|e| format!("--claims: {e}")),
+        (None, Some(token)) => unverified_claims(token).map_err(|e| format!("--token: {e}")),
+        (None, None) => Ok(Map::new()),
+    };
+    let claims = match claims {
+        Ok(claims) => claims,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::InvalidInput;
+        }
+    };
+    let answer = match decide(&prepared, &ask.method, &ask.path, &claims, ask.client_ip.as_deref()) {
+        Ok(answer) => answer,
+        Err(Disagreement(message)) => {
+            eprintln!("internal error, please report: {message}");
+            return Exit::Disagreement;
+        }
+    };
+    print_answer(&answer, ask, format);
+    match answer {
+        Answer::Decided { allowed: true, .. } | Answer::Bypassed(_) => Exit::Success,
+        _ => Exit::Denied,
+    }
+}
+
+fn print_answer(answer: &Answer, ask: &Ask, format: Format) {
+    let (reason, trace) = match answer {
+        Answer::Malformed(why) => (format!("400: malformed path: {why}"), None),
+        Answer::Bypassed(pattern) => (format!("bypassed: the path matches ignore pattern {pattern}"), None),
+        Answer::UnmappedMethod => (format!("denied: method {} is not mapped to an action", ask.method), None),
+        Answer::Decided { allowed: true, policy, trace } => {
+            (format!("allowed by policy {}", policy.as_deref().unwrap_or("?")), Some(trace))
+        }
+        Answer::Decided { allowed: false, policy: Some(policy), trace } => (format!("denied by policy {policy}"), Some(trace)),
+        Answer::Decided { allowed: false, policy: None, trace } => ("denied: no policy allows it (default deny)".to_string(), Some(trace)),
+    };
+    let describe = |verdict: &reference::Verdict| match verdict {
+        reference::Verdict::Applies => "applies".to_string(),
+        reference::Verdict::ActionMismatch => "action does not match".to_string(),
+        reference::Verdict::SubjectMismatch => "subject does not match".to_string(),
+        reference::Verdict::ResourceMismatch => "resource does not match".to_string(),
+        reference::Verdict::ConditionFails(key) => format!("condition {key:?} does not hold"),
+    };
+    match format {
+        Format::Json => {
+            let policies: Vec<Value> = trace
+                .map(|t| {
+                    t.trace
+                        .iter()
+                        .map(|(id, effect, verdict)| {
+                            json!({"id": id, "effect": if *effect == Effect::Allow { "allow" } else { "deny" }, "applies": *verdict == reference::Verdict::Applies, "why": describe(verdict)})
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            println!("{}", json!({"decision": answer.label(), "reason": reason, "policies": policies}));
+        }
+        Format::Human => {
+            println!("{} {} -> {}", ask.method, ask.path, answer.label().to_uppercase());
+            println!("  {reason}");
+            if let Some(trace) = trace {
+                for (id, effect, verdict) in &trace.trace {
+                    let mark = if *verdict == reference::Verdict::Applies { "+" } else { "-" };
+                    let effect = if *effect == Effect::Allow { "allow" } else { "deny " };
+                    println!("  {mark} {effect} {id}: {}", describe(verdict));
+                }
+            }
+        }
+    }
+}
+
+pub fn test(path: &Path, tests: &Path, format: Format) -> Exit {
+    let file = match load(path, format) {
+        Ok(file) => file,
+        Err(exit) => return exit,
+    };
+    let prepared = match prepare(&file) {
+        Ok(prepared) => prepared,
+        Err(problems) => {
+            report(&problems, format);
+            return Exit::InvalidInput;
+        }
+    };
+    let suite = match crate::testfile::read(tests) {
+        Ok(suite) => suite,
+        Err((exit, message)) => {
+            eprintln!("error: {message}");
+            return exit;
+        }
+    };
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for case in &suite.tests {
+        let answer = decide(&prepared, &case.request.method, &case.request.path, &case.request.claims, case.request.client_ip.as_deref());
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(Disagreement(message)) => {
+                eprintln!("internal error in {:?}, please report: {message}", case.name);
+                return Exit::Disagreement;
+            }
+        };
+        let got_policy = match &answer {
+            Answer::Decided { policy, .. } => policy.clone(),
+            _ => None,
+        };
+        let mut problems = Vec::new();
+        if answer.label() != case.expect.as_str() {
+            problems.push(format!("expected {}, got {}", case.expect, answer.label()));
+        }
+        if let Some(wanted) = &case.policy
+            && got_policy.as_ref() != Some(wanted)
+        {
+            problems.push(format!("expected policy {wanted}, got {}", got_policy.as_deref().unwrap_or("none")));
+        }
+        let ok = problems.is_empty();
+        if ok {
+            passed += 1;
+        } else {
+            failed += 1;
+        }
+        match format {
+            Format::Human => {
+                println!("{}  {}", if ok { "PASS" } else { "FAIL" }, case.name);
+                for problem in &problems {
+                    println!("      {problem}");
+                }
+            }
+            Format::Json => println!(
+                "{}",
+                json!({"name": case.name, "passed": ok, "decision": answer.label(), "policy": got_policy, "problems": problems})
+            ),
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 { Exit::Success } else { Exit::Denied }
+}
+
+pub fn inspect(path: &Path, format: Format) -> Exit {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", path.display());
+            return Exit::Io;
+        }
+    };
+    let bundle: Bundle = match serde_json::from_str(&text) {
+        Ok(bundle) => bundle,
+        Err(e) => {
+            eprintln!("error: {} is not a bundle: {e}", path.display());
+            return Exit::InvalidInput;
+        }
+    };
+    let table = match Table::decode_base64(&bundle.table) {
+        Ok(table) => table,
+        Err(e) => {
+            eprintln!("error: {}: {e}", path.display());
+            return Exit::InvalidInput;
+        }
+    };
+    let hash_ok = table.content_hash() == bundle.table_hash;
+    let denies = table.policies.iter().filter(|p| p.effect == decision_table::Effect::Deny).count();
+    let regexes = table.strings.iter().filter(|s| s.starts_with('^')).count();
+    let keys: Vec<Value> = bundle
+        .providers
+        .iter()
+        .flat_map(|p| p.keys.iter().map(move |k| json!({"provider": p.name, "issuer": p.issuer, "kid": k.get("kid"), "alg": k.get("alg"), "kty": k.get("kty")})))
+        .collect();
+    let summary = json!({
+        "format": bundle.format,
+        "bytes": text.len(),
+        "table_bytes": table.encode().len(),
+        "table_hash": bundle.table_hash,
+        "hash_matches": hash_ok,
+        "policies": table.policies.len(),
+        "allow": table.policies.len() - denies,
+        "deny": denies,
+        "strings": table.strings.len(),
+        "regexes": regexes,
+        "actions": table.actions.iter().map(|a| table.string(*a)).collect::<Vec<_>>(),
+        "mode": bundle.settings.mode,
+        "ignore_patterns": bundle.settings.ignore_patterns,
+        "keys": keys,
+    });
+    match format {
+        Format::Json => println!("{summary}"),
+        Format::Human => {
+            println!("bundle {} (format {}, {} bytes)", path.display(), bundle.format, text.len());
+            println!("  table: {} bytes, hash {}{}", table.encode().len(), bundle.table_hash, if hash_ok { "" } else { " (MISMATCH)" });
+            println!("  policies: {} ({} allow, {} deny); {} strings, {} regexes", table.policies.len(), table.policies.len() - denies, denies, table.strings.len(), regexes);
+            println!("  actions: {}", table.actions.iter().map(|a| table.string(*a)).collect::<Vec<_>>().join(", "));
+            println!("  mode: {:?}; ignore patterns: {}", bundle.settings.mode, bundle.settings.ignore_patterns.len());
+            for key in &keys {
+                println!("  key: provider {} kid {} alg {} ({})", key["provider"], key["kid"], key["alg"], key["kty"]);
+            }
+        }
+    }
+    if hash_ok { Exit::Success } else { Exit::InvalidInput }
+}
