@@ -6,19 +6,12 @@
 //! 4 a file cannot be read or written; 5 the compiled table and the reference evaluator
 //! disagree (a bug: please report it).
 
-mod check;
-mod commands;
-mod compile;
-mod diagnostics;
-mod keys;
-mod reference;
-mod source;
-mod testfile;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+use policy_compiler::{Format, commands};
 
 #[derive(Parser)]
 #[command(name = "policy-compiler", version, about = "Compile, check, explain and test ACL policies for the proxy-wasm policy filter")]
@@ -30,11 +23,6 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Human,
-    Json,
-}
 
 #[derive(Subcommand)]
 enum Command {
@@ -77,15 +65,6 @@ enum Command {
     Inspect { bundle: PathBuf },
 }
 
-/// The documented exit codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    Success = 0,
-    InvalidInput = 1,
-    Denied = 3,
-    Io = 4,
-    Disagreement = 5,
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
