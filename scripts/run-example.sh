@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# The main job on the bundled example: build the module, load it in the harness, replay the
-# example requests and show each decision.
+# The main job on the bundled example (envoy-examples/policy): compile the example policies
+# into a bundle, build the filter module, sign the example requests' tokens with the example
+# keys, load the module in the harness with the bundle, replay the requests, show each
+# decision. Output lands in target/example/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build --quiet --target wasm32-wasip1 --profile wasm -p harness-fixtures --example http-headers
+out=target/example
+mkdir -p "$out"
+cargo run --quiet -p policy-compiler -- compile envoy-examples/policy/config.json -o "$out/plugin-config.json"
+cargo run --quiet -p policy-compiler -- test envoy-examples/policy/config.json envoy-examples/policy/policy-tests.yaml > "$out/policy-tests.txt" \
+  || { cat "$out/policy-tests.txt"; exit 1; }
+echo "policy tests: $(tail -n 1 "$out/policy-tests.txt")"
+cargo build --quiet --target wasm32-wasip1 --profile wasm -p policy-filter
+cargo run --quiet -p jwt-minter --bin example-requests -- envoy-examples/policy/keys > "$out/requests.json"
 cargo run --quiet -p test-harness --bin pw-harness -- run \
-  --wasm target/wasm32-wasip1/wasm/examples/http_headers.wasm \
-  --plugin-config test-harness/demo/plugin-config.txt \
-  --cases test-harness/demo/cases.json "$@"
+  --wasm target/wasm32-wasip1/wasm/policy_filter.wasm \
+  --plugin-config "$out/plugin-config.json" \
+  --cases "$out/requests.json" "$@"

@@ -1,1 +1,20 @@
+//! The policy filter: a proxy-wasm module that authenticates requests with JWTs (or mTLS
+//! client certificates) and authorises them with a compiled decision table, failing closed.
+//!
+//! Only [`proxy`] (built for wasm32 only) knows proxy-wasm; everything else works behind the
+//! [`host::Host`] trait and is tested natively.
+//!
+//! - [`config`]: the plugin configuration (bundle) loaded once, in `on_configure`.
+//! - [`engine`]: one request, start to end.
+//! - [`credentials`], [`jwt`], [`cache`]: finding, verifying and remembering tokens.
 
+pub mod cache;
+pub mod config;
+pub mod credentials;
+pub mod engine;
+pub mod host;
+pub mod jwt;
+mod strict_json;
+
+#[cfg(target_arch = "wasm32")]
+mod proxy;

@@ -1,6 +1,5 @@
 //! Microkubes inputs as users have them, in each shape and form.
 
-use std::path::PathBuf;
 
 use policy_compiler::commands::{self, Answer};
 use policy_compiler::source::{self, Effect, SourceCondition};
@@ -12,7 +11,7 @@ fn claims(value: Value) -> Map<String, Value> {
     value.as_object().unwrap().clone()
 }
 
-fn decide(path: &PathBuf, method: &str, resource: &str, who: Value) -> String {
+fn decide(path: &std::path::Path, method: &str, resource: &str, who: Value) -> String {
     let file = source::read(path).unwrap();
     let prepared = commands::prepare(&file).unwrap();
     let answer = commands::decide(&prepared, method, resource, &claims(who), None).ok().unwrap();

@@ -1,0 +1,56 @@
+//! The plugin configuration (the compiler's bundle) turned into ready-to-run state, once, in
+//! `on_configure`: the table decoded and its regexes compiled, the keys parsed, the ignore
+//! patterns compiled. Anything invalid is an error, and the module refuses the configuration
+//! rather than run half-configured.
+
+use decision_table::Evaluator;
+use decision_table::bundle::{BUNDLE_FORMAT, Bundle, Settings};
+use regex_lite::Regex;
+
+use crate::jwt::{self, ProviderKeys};
+
+pub struct Loaded {
+    pub settings: Settings,
+    pub evaluator: Evaluator,
+    pub providers: Vec<ProviderKeys>,
+    pub ignore: Vec<Regex>,
+    pub table_hash: String,
+}
+
+/// A bundle built into the module (`POLICY_FILTER_BUNDLE=path cargo build ...`), used when
+/// the proxy passes no plugin configuration.
+pub const EMBEDDED_BUNDLE: &str = include_str!(concat!(env!("OUT_DIR"), "/embedded-bundle.json"));
+
+pub fn load(configuration: &[u8]) -> Result<Loaded, String> {
+    let configuration = if configuration.iter().all(u8::is_ascii_whitespace) {
+        if EMBEDDED_BUNDLE.trim().is_empty() {
+            return Err("no plugin configuration, and no bundle was embedded at build time".into());
+        }
+        EMBEDDED_BUNDLE.as_bytes()
+    } else {
+        configuration
+    };
+    let bundle: Bundle = serde_json::from_slice(configuration).map_err(|e| format!("the configuration is not a policy bundle: {e}"))?;
+    if bundle.format != BUNDLE_FORMAT {
+        return Err(format!("bundle format {} is not supported (this module reads {BUNDLE_FORMAT}); recompile with a matching policy-compiler", bundle.format));
+    }
+    let table = decision_table::Table::decode_base64(&bundle.table).map_err(|e| e.to_string())?;
+    if table.content_hash() != bundle.table_hash {
+        return Err("the bundle's table_hash does not match its table".into());
+    }
+    let evaluator = Evaluator::new(&table).map_err(|e| e.to_string())?;
+    let ignore = bundle
+        .settings
+        .ignore_patterns
+        .iter()
+        .map(|p| Regex::new(p).map_err(|e| format!("ignore pattern {p:?}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let providers = jwt::providers(&bundle.providers)?;
+    if providers.is_empty() && bundle.settings.mtls.is_none() {
+        return Err("the bundle has no token provider and no mTLS: nothing could authenticate".into());
+    }
+    if bundle.settings.token_sources.is_empty() && bundle.settings.mtls.is_none() {
+        return Err("the bundle has no token source and no mTLS".into());
+    }
+    Ok(Loaded { evaluator, providers, ignore, table_hash: bundle.table_hash, settings: bundle.settings })
+}

@@ -1,0 +1,275 @@
+//! One request, start to end, behind the [`Host`] trait: normalise the path, drop
+//! client-supplied identity headers, bypass, find the credential (a JWT, else the mTLS
+//! certificate, else anonymous), verify it, evaluate the decision table, then answer
+//! (400/401/403) or forward with the caller's identity. Fails closed at every step.
+
+use std::rc::Rc;
+
+use decision_table::bundle::{Mode, MtlsIdentity};
+use decision_table::request::{attributes_from_claims, normalize_path};
+use decision_table::{AccessRequest, Attributes};
+use serde_json::json;
+
+use crate::cache::TokenCache;
+use crate::config::Loaded;
+use crate::credentials::{self, Found, Origin};
+use crate::host::{Host, Level};
+use crate::jwt::{self, Rejection, Verified};
+
+/// What the proxy should do with the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Forward it (possibly with edited headers).
+    Continue,
+    /// The filter answered; stop.
+    Answered,
+}
+
+/// Metric names, all counters.
+pub mod metrics {
+    pub const ALLOWED: &str = "policy_filter_allowed";
+    pub const DENIED: &str = "policy_filter_denied";
+    pub const UNAUTHENTICATED: &str = "policy_filter_unauthenticated";
+    pub const BYPASSED: &str = "policy_filter_bypassed";
+    pub const MALFORMED: &str = "policy_filter_malformed";
+    pub const CACHE_HITS: &str = "policy_filter_cache_hits";
+    pub const CACHE_MISSES: &str = "policy_filter_cache_misses";
+    pub const SHADOW_DENIED: &str = "policy_filter_shadow_denied";
+}
+
+/// Who is calling, once a credential succeeded.
+struct Identity {
+    subject: String,
+    attributes: Attributes,
+    via: &'static str,
+}
+
+/// The answer the filter would give, before shadow mode has its say.
+enum Refusal {
+    Malformed(String),
+    Unauthenticated { error: Option<&'static str>, description: &'static str, reason: &'static str },
+    Forbidden { policy: Option<String>, subject: String },
+}
+
+pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host) -> Flow {
+    let headers = host.request_headers();
+    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let method = header(":method").unwrap_or_default().to_string();
+    let raw_path = header(":path").unwrap_or_default().to_string();
+    let request_id = header("x-request-id").unwrap_or_default().to_string();
+    let settings = &loaded.settings;
+
+    // Whatever the client claims about its own identity never reaches the upstream.
+    let forward = &settings.forward;
+    for name in [&forward.user_id, &forward.username, &forward.roles, &forward.organizations, &forward.namespaces, &forward.policy]
+        .into_iter()
+        .flatten()
+    {
+        host.set_request_header(name, None);
+    }
+
+    let resource = match normalize_path(&raw_path) {
+        Ok(resource) => resource,
+        Err(e) => return finish(loaded, host, &request_id, &method, &raw_path, Refusal::Malformed(e.to_string()), None),
+    };
+    if loaded.ignore.iter().any(|re| re.is_match(&resource)) || is_cors_preflight(settings.bypass_cors_preflight, &method, &header) {
+        host.count(metrics::BYPASSED);
+        return Flow::Continue;
+    }
+
+    let found = match credentials::find(&headers, &raw_path, &settings.token_sources) {
+        Ok(found) => found,
+        Err(credentials::MultipleCredentials) => {
+            let refusal = Refusal::Unauthenticated {
+                error: Some("invalid_request"),
+                description: "the request carries more than one credential",
+                reason: "multiple_credentials",
+            };
+            return finish(loaded, host, &request_id, &method, &resource, refusal, None);
+        }
+    };
+    let identity = match &found {
+        Some(found) => match verify(loaded, cache, host, &found.token) {
+            Ok(verified) => {
+                let (subject, attributes) = attributes_from_claims(&verified.claims, &settings.claims);
+                Identity { subject, attributes, via: "jwt" }
+            }
+            Err(rejection) => {
+                let refusal = Refusal::Unauthenticated {
+                    error: Some("invalid_token"),
+                    description: rejection.description(),
+                    reason: rejection.reason(),
+                };
+                return finish(loaded, host, &request_id, &method, &resource, refusal, None);
+            }
+        },
+        None => match mtls_identity(loaded, host) {
+            Some(identity) => identity,
+            None => {
+                let refusal = Refusal::Unauthenticated { error: None, description: "authentication is required", reason: "missing" };
+                return finish(loaded, host, &request_id, &method, &resource, refusal, None);
+            }
+        },
+    };
+    let mut identity = identity;
+    if let Some(address) = host.property(&["source", "address"]) {
+        identity.attributes.insert("clientIP", vec![String::from_utf8_lossy(&address).into_owned()]);
+    }
+
+    let decision = settings.actions.get(&method).map(|action| {
+        let request = AccessRequest { subject: &identity.subject, action, resource: &resource, attributes: &identity.attributes };
+        let decision = loaded.evaluator.evaluate(&request);
+        (decision.allowed(), decision.policy.map(str::to_string))
+    });
+    match decision {
+        Some((true, policy)) => {
+            host.count(metrics::ALLOWED);
+            forward_identity(loaded, host, &identity, policy.as_deref(), found.as_ref(), &raw_path);
+            Flow::Continue
+        }
+        Some((false, policy)) => {
+            let refusal = Refusal::Forbidden { policy, subject: identity.subject.clone() };
+            finish(loaded, host, &request_id, &method, &resource, refusal, Some((&identity, found.as_ref(), &raw_path)))
+        }
+        None => {
+            let refusal = Refusal::Forbidden { policy: None, subject: identity.subject.clone() };
+            finish(loaded, host, &request_id, &method, &resource, refusal, Some((&identity, found.as_ref(), &raw_path)))
+        }
+    }
+}
+
+fn is_cors_preflight<'a>(enabled: bool, method: &str, header: &impl Fn(&str) -> Option<&'a str>) -> bool {
+    enabled && method == "OPTIONS" && header("origin").is_some() && header("access-control-request-method").is_some()
+}
+
+fn verify(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, token: &str) -> Result<Rc<Verified>, Rejection> {
+    let now = host.now();
+    let skew = loaded.settings.clock_skew_seconds;
+    if let Some(hit) = cache.get(token, now, skew) {
+        host.count(metrics::CACHE_HITS);
+        return Ok(hit);
+    }
+    host.count(metrics::CACHE_MISSES);
+    let verified = Rc::new(jwt::verify(token, &loaded.providers, &loaded.settings, now)?);
+    cache.insert(token, Rc::clone(&verified));
+    Ok(verified)
+}
+
+/// The client certificate the proxy verified, when mTLS is configured.
+fn mtls_identity(loaded: &Loaded, host: &mut dyn Host) -> Option<Identity> {
+    let mtls = loaded.settings.mtls.as_ref()?;
+    if host.property(&["connection", "mtls"]).as_deref() != Some(&[1]) {
+        return None;
+    }
+    let subject = match mtls.identity {
+        MtlsIdentity::UriSan => host.property(&["connection", "uri_san_peer_certificate"]).map(|v| String::from_utf8_lossy(&v).into_owned()),
+        MtlsIdentity::SubjectCn => host
+            .property(&["connection", "subject_peer_certificate"])
+            .and_then(|v| common_name(&String::from_utf8_lossy(&v)).map(str::to_string)),
+    }
+    .filter(|s| !s.is_empty())?;
+    let roles = mtls.roles.get(&subject).cloned().unwrap_or_default();
+    let mut attributes = Attributes::new();
+    attributes.insert("roles", roles);
+    attributes.insert("username", vec![subject.clone()]);
+    attributes.insert("subject", vec![subject.clone()]);
+    Some(Identity { subject, attributes, via: "mtls" })
+}
+
+/// The CN of an RFC 4514 subject (`CN=billing,OU=svc,O=Example`).
+fn common_name(subject: &str) -> Option<&str> {
+    subject.split(',').map(str::trim).find_map(|part| part.strip_prefix("CN="))
+}
+
+/// Identity headers for the upstream, and the credential removed when configured.
+fn forward_identity(loaded: &Loaded, host: &mut dyn Host, identity: &Identity, policy: Option<&str>, found: Option<&Found>, raw_path: &str) {
+    let forward = &loaded.settings.forward;
+    let joined = |key: &str| identity.attributes.get(key).join(",");
+    let values = [
+        (&forward.user_id, identity.attributes.get("userId").first().cloned().unwrap_or_default()),
+        (&forward.username, identity.subject.clone()),
+        (&forward.roles, joined("roles")),
+        (&forward.organizations, joined("organizations")),
+        (&forward.namespaces, joined("namespaces")),
+        (&forward.policy, policy.unwrap_or_default().to_string()),
+    ];
+    for (name, value) in values {
+        if let Some(name) = name
+            && !value.is_empty()
+        {
+            host.set_request_header(name, Some(&value));
+        }
+    }
+    if forward.strip_token
+        && let Some(found) = found
+    {
+        match &found.origin {
+            Origin::Header(name) => host.set_request_header(name, None),
+            Origin::Query(name) => host.set_request_header(":path", Some(&credentials::path_without_parameter(raw_path, name))),
+            Origin::Cookie(name) => {
+                let remaining = credentials::cookies_without(&host.request_headers(), name);
+                host.set_request_header("cookie", remaining.as_deref());
+            }
+        }
+    }
+}
+
+/// Answers a refusal (or, in shadow mode, records it and lets the request through).
+fn finish(
+    loaded: &Loaded,
+    host: &mut dyn Host,
+    request_id: &str,
+    method: &str,
+    path: &str,
+    refusal: Refusal,
+    authenticated: Option<(&Identity, Option<&Found>, &str)>,
+) -> Flow {
+    let (status, counter, policy, subject, reason) = match &refusal {
+        Refusal::Malformed(why) => (400, metrics::MALFORMED, None, String::new(), why.clone()),
+        Refusal::Unauthenticated { reason, .. } => (401, metrics::UNAUTHENTICATED, None, String::new(), (*reason).to_string()),
+        Refusal::Forbidden { policy, subject } => (403, metrics::DENIED, policy.clone(), subject.clone(), "policy".to_string()),
+    };
+    host.count(counter);
+    if let Refusal::Unauthenticated { reason, .. } = &refusal {
+        host.count(&format!("{}_{reason}", metrics::UNAUTHENTICATED));
+    }
+    let shadow = loaded.settings.mode == Mode::Shadow;
+    let line = json!({
+        "event": if shadow { "shadow_denied" } else { "denied" },
+        "status": status,
+        "request_id": request_id,
+        "method": method,
+        "path": path,
+        "subject": subject,
+        "via": authenticated.map(|(identity, _, _)| identity.via),
+        "policy": policy,
+        "reason": reason,
+    });
+    host.log(Level::Info, &line.to_string());
+    if shadow {
+        host.count(metrics::SHADOW_DENIED);
+        if let Some((identity, found, raw_path)) = authenticated {
+            forward_identity(loaded, host, identity, None, found, raw_path);
+        }
+        return Flow::Continue;
+    }
+    let json = [("content-type", "application/json")];
+    match refusal {
+        Refusal::Malformed(_) => {
+            host.send_response(400, &json, br#"{"error":"bad_request","message":"the request path is malformed"}"#);
+        }
+        Refusal::Unauthenticated { error, description, .. } => {
+            let realm = loaded.settings.realm.replace(['"', '\\'], "");
+            let challenge = match error {
+                Some(error) => format!(r#"Bearer realm="{realm}", error="{error}", error_description="{description}""#),
+                None => format!(r#"Bearer realm="{realm}""#),
+            };
+            let body = json!({"error": "unauthorized", "message": description}).to_string();
+            host.send_response(401, &[("content-type", "application/json"), ("www-authenticate", &challenge)], body.as_bytes());
+        }
+        Refusal::Forbidden { .. } => {
+            host.send_response(403, &json, br#"{"error":"forbidden","message":"access denied by policy"}"#);
+        }
+    }
+    Flow::Answered
+}

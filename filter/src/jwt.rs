@@ -1,0 +1,291 @@
+//! JWT verification. The order matters: cap the size, parse strictly (no duplicate keys, no
+//! `crit`), read `iss` only to choose the provider, choose the key by `kid` (else only keys of
+//! the token's algorithm), let the key's own algorithm decide, verify the signature, and only
+//! then trust the claims: `exp` required, `nbf`, `iat`, maximum lifetime, issuer and audience,
+//! all on the host's clock with a bounded skew. `jku`, `x5u` and an embedded `jwk` are never
+//! followed or used.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use decision_table::bundle::{Provider, Settings};
+use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key, Rsa, RsaPublicKey};
+use jwt_compact::{Algorithm, AlgorithmSignature, UntrustedToken};
+use serde_json::{Map, Value};
+
+use crate::strict_json;
+
+/// Why a token was refused. The text goes into `error_description`; it names no key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    TooLarge,
+    Malformed(&'static str),
+    CriticalHeader,
+    UnsupportedAlgorithm,
+    UnknownIssuer,
+    UnknownKey,
+    AlgorithmMismatch,
+    BadSignature,
+    NoExpiry,
+    Expired,
+    NotYetValid,
+    IssuedInFuture,
+    LifetimeTooLong,
+    WrongAudience,
+}
+
+impl Rejection {
+    /// A short name for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::TooLarge => "too_large",
+            Rejection::Malformed(_) => "malformed",
+            Rejection::CriticalHeader => "crit",
+            Rejection::UnsupportedAlgorithm => "algorithm",
+            Rejection::UnknownIssuer => "issuer",
+            Rejection::UnknownKey => "unknown_key",
+            Rejection::AlgorithmMismatch => "algorithm_mismatch",
+            Rejection::BadSignature => "signature",
+            Rejection::NoExpiry => "no_exp",
+            Rejection::Expired => "expired",
+            Rejection::NotYetValid => "not_yet_valid",
+            Rejection::IssuedInFuture => "issued_in_future",
+            Rejection::LifetimeTooLong => "lifetime",
+            Rejection::WrongAudience => "audience",
+        }
+    }
+
+    pub fn description(&self) -> &'static str {
+        match self {
+            Rejection::TooLarge => "the token is too large",
+            Rejection::Malformed(what) => what,
+            Rejection::CriticalHeader => "the token has critical header parameters",
+            Rejection::UnsupportedAlgorithm => "the token's algorithm is not accepted",
+            Rejection::UnknownIssuer => "the token's issuer is not trusted",
+            Rejection::UnknownKey => "the token was not signed by a trusted key",
+            Rejection::AlgorithmMismatch => "the token's algorithm does not match its key",
+            Rejection::BadSignature => "the token's signature is invalid",
+            Rejection::NoExpiry => "the token has no expiry",
+            Rejection::Expired => "the token has expired",
+            Rejection::NotYetValid => "the token is not valid yet",
+            Rejection::IssuedInFuture => "the token was issued in the future",
+            Rejection::LifetimeTooLong => "the token's lifetime is too long",
+            Rejection::WrongAudience => "the token is not meant for this audience",
+        }
+    }
+}
+
+/// A verifying key, bound to the one algorithm it may check.
+pub enum KeyMaterial {
+    Rsa(Rsa, RsaPublicKey),
+    Es256(Box<<Es256 as Algorithm>::VerifyingKey>),
+    Es384(Box<p384::ecdsa::VerifyingKey>),
+    EdDsa(Box<<Ed25519 as Algorithm>::VerifyingKey>),
+    Hs256(Hs256Key),
+    Hs384(Hs384Key),
+    Hs512(Hs512Key),
+}
+
+pub struct Key {
+    pub kid: String,
+    pub alg: String,
+    material: KeyMaterial,
+}
+
+pub struct ProviderKeys {
+    pub name: String,
+    pub issuer: Option<String>,
+    pub audiences: Vec<String>,
+    pub keys: Vec<Key>,
+}
+
+/// A token that passed every check.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub claims: Map<String, Value>,
+    pub expires_at: u64,
+    pub provider: String,
+}
+
+fn decode_field(key: &Value, field: &str) -> Result<Vec<u8>, String> {
+    let text = key.get(field).and_then(Value::as_str).ok_or(format!("`{field}` is missing"))?;
+    URL_SAFE_NO_PAD.decode(text).map_err(|_| format!("`{field}` is not base64url"))
+}
+
+/// Builds a key from a JWK the compiler wrote (it has `kid` and `alg`).
+pub fn key_from_jwk(jwk: &Value) -> Result<Key, String> {
+    let kid = jwk.get("kid").and_then(Value::as_str).ok_or("a key has no kid")?.to_string();
+    let alg = jwk.get("alg").and_then(Value::as_str).ok_or(format!("key {kid} has no alg"))?.to_string();
+    let kty = jwk.get("kty").and_then(Value::as_str).unwrap_or_default();
+    let fail = |e: String| format!("key {kid}: {e}");
+    let material = match (kty, alg.as_str()) {
+        ("RSA", "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512") => {
+            let n = rsa::BigUint::from_bytes_be(&decode_field(jwk, "n").map_err(fail)?);
+            let e = rsa::BigUint::from_bytes_be(&decode_field(jwk, "e").map_err(fail)?);
+            let key = RsaPublicKey::new(n, e).map_err(|e| fail(e.to_string()))?;
+            if rsa::traits::PublicKeyParts::size(&key) * 8 < 2048 {
+                return Err(fail("an RSA key must have at least 2048 bits".into()));
+            }
+            KeyMaterial::Rsa(Rsa::with_name(&alg), key)
+        }
+        ("EC", "ES256") | ("EC", "ES384") => {
+            let (x, y) = (decode_field(jwk, "x").map_err(fail)?, decode_field(jwk, "y").map_err(fail)?);
+            let mut point = vec![4u8];
+            point.extend_from_slice(&x);
+            point.extend_from_slice(&y);
+            if alg == "ES256" {
+                let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|e| fail(e.to_string()))?;
+                KeyMaterial::Es256(Box::new(key))
+            } else {
+                let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|e| fail(e.to_string()))?;
+                KeyMaterial::Es384(Box::new(key))
+            }
+        }
+        ("OKP", "EdDSA") => {
+            let x: [u8; 32] = decode_field(jwk, "x").map_err(fail)?.try_into().map_err(|_| fail("`x` must be 32 bytes".into()))?;
+            let key = ed25519_dalek::VerifyingKey::from_bytes(&x).map_err(|e| fail(e.to_string()))?;
+            KeyMaterial::EdDsa(Box::new(key))
+        }
+        ("oct", "HS256") => KeyMaterial::Hs256(Hs256Key::new(decode_field(jwk, "k").map_err(fail)?)),
+        ("oct", "HS384") => KeyMaterial::Hs384(Hs384Key::new(decode_field(jwk, "k").map_err(fail)?)),
+        ("oct", "HS512") => KeyMaterial::Hs512(Hs512Key::new(decode_field(jwk, "k").map_err(fail)?)),
+        _ => return Err(fail(format!("a {kty} key cannot verify {alg}"))),
+    };
+    Ok(Key { kid, alg, material })
+}
+
+pub fn providers(bundle_providers: &[Provider]) -> Result<Vec<ProviderKeys>, String> {
+    bundle_providers
+        .iter()
+        .map(|p| {
+            let keys = p.keys.iter().map(key_from_jwk).collect::<Result<Vec<_>, _>>().map_err(|e| format!("provider {}: {e}", p.name))?;
+            Ok(ProviderKeys { name: p.name.clone(), issuer: p.issuer.clone(), audiences: p.audiences.clone(), keys })
+        })
+        .collect()
+}
+
+fn check<A: Algorithm>(alg: &A, key: &A::VerifyingKey, message: &[u8], signature: &[u8]) -> bool {
+    if let Some(length) = A::Signature::LENGTH
+        && signature.len() != length.get()
+    {
+        return false;
+    }
+    match A::Signature::try_from_slice(signature) {
+        Ok(signature) => alg.verify_signature(&signature, key, message),
+        Err(_) => false,
+    }
+}
+
+impl Key {
+    fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        match &self.material {
+            KeyMaterial::Rsa(alg, key) => check(alg, key, message, signature),
+            KeyMaterial::Es256(key) => check(&Es256, key, message, signature),
+            KeyMaterial::EdDsa(key) => check(&Ed25519, key, message, signature),
+            KeyMaterial::Hs256(key) => check(&Hs256, key, message, signature),
+            KeyMaterial::Hs384(key) => check(&Hs384, key, message, signature),
+            KeyMaterial::Hs512(key) => check(&Hs512, key, message, signature),
+            KeyMaterial::Es384(key) => {
+                use p384::ecdsa::signature::Verifier;
+                p384::ecdsa::Signature::from_slice(signature).is_ok_and(|s| key.verify(message, &s).is_ok())
+            }
+        }
+    }
+}
+
+const ALGORITHMS: [&str; 12] =
+    ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA", "HS256", "HS384", "HS512"];
+
+fn part(token: &str, index: usize) -> Result<Vec<u8>, Rejection> {
+    let text = token.split('.').nth(index).ok_or(Rejection::Malformed("the token is not a JWS"))?;
+    URL_SAFE_NO_PAD.decode(text).map_err(|_| Rejection::Malformed("the token is not base64url"))
+}
+
+/// A NumericDate claim as whole seconds; `None` when absent, an error when not a number.
+fn seconds(claims: &Map<String, Value>, name: &'static str) -> Result<Option<u64>, Rejection> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64().or_else(|| n.as_f64().filter(|f| f.is_finite() && *f >= 0.0 && *f < 1e15).map(|f| f as u64)) {
+            Some(value) => Ok(Some(value)),
+            None => Err(Rejection::Malformed("a time claim is not a valid NumericDate")),
+        },
+        Some(_) => Err(Rejection::Malformed("a time claim is not a number")),
+    }
+}
+
+/// Verifies `token` against the providers at host time `now` (Unix seconds).
+pub fn verify(token: &str, providers: &[ProviderKeys], settings: &Settings, now: u64) -> Result<Verified, Rejection> {
+    if token.len() > settings.max_token_bytes {
+        return Err(Rejection::TooLarge);
+    }
+    if token.split('.').count() != 3 {
+        return Err(Rejection::Malformed("the token is not a JWS"));
+    }
+    // Strict parses first: jwt-compact (serde) would keep the last of two equal keys.
+    let header = strict_json::object(&part(token, 0)?).map_err(|_| Rejection::Malformed("the token header is not valid JSON"))?;
+    let claims = strict_json::object(&part(token, 1)?).map_err(|_| Rejection::Malformed("the token claims are not valid JSON"))?;
+    if header.contains_key("crit") {
+        return Err(Rejection::CriticalHeader);
+    }
+    let untrusted = UntrustedToken::new(token).map_err(|_| Rejection::Malformed("the token cannot be parsed"))?;
+    let alg = untrusted.algorithm();
+    if !ALGORITHMS.contains(&alg) {
+        return Err(Rejection::UnsupportedAlgorithm);
+    }
+
+    // `iss` is read before verification only to choose whose keys to try.
+    let issuer = claims.get("iss").and_then(Value::as_str);
+    let provider = providers
+        .iter()
+        .find(|p| p.issuer.is_some() && p.issuer.as_deref() == issuer)
+        .or_else(|| providers.iter().find(|p| p.issuer.is_none()))
+        .ok_or(Rejection::UnknownIssuer)?;
+
+    let (message, _) = token.rsplit_once('.').ok_or(Rejection::Malformed("the token is not a JWS"))?;
+    let signature = untrusted.signature_bytes();
+    let verified = match untrusted.header().key_id.as_deref() {
+        Some(kid) => {
+            let key = provider.keys.iter().find(|k| k.kid == kid).ok_or(Rejection::UnknownKey)?;
+            if key.alg != alg {
+                return Err(Rejection::AlgorithmMismatch);
+            }
+            key.verifies(message.as_bytes(), signature)
+        }
+        None => {
+            let mut candidates = provider.keys.iter().filter(|k| k.alg == alg).peekable();
+            if candidates.peek().is_none() {
+                return Err(Rejection::UnknownKey);
+            }
+            candidates.any(|k| k.verifies(message.as_bytes(), signature))
+        }
+    };
+    if !verified {
+        return Err(Rejection::BadSignature);
+    }
+
+    let skew = settings.clock_skew_seconds;
+    let expires_at = seconds(&claims, "exp")?.ok_or(Rejection::NoExpiry)?;
+    if now > expires_at.saturating_add(skew) {
+        return Err(Rejection::Expired);
+    }
+    if seconds(&claims, "nbf")?.is_some_and(|nbf| now.saturating_add(skew) < nbf) {
+        return Err(Rejection::NotYetValid);
+    }
+    let issued_at = seconds(&claims, "iat")?;
+    if issued_at.is_some_and(|iat| iat > now.saturating_add(skew)) {
+        return Err(Rejection::IssuedInFuture);
+    }
+    if expires_at.saturating_sub(issued_at.unwrap_or(now)) > settings.max_lifetime_seconds {
+        return Err(Rejection::LifetimeTooLong);
+    }
+    if !provider.audiences.is_empty() {
+        let audiences = match claims.get("aud") {
+            Some(Value::String(one)) => vec![one.as_str()],
+            Some(Value::Array(many)) => many.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        if !audiences.iter().any(|a| provider.audiences.iter().any(|wanted| wanted == a)) {
+            return Err(Rejection::WrongAudience);
+        }
+    }
+    Ok(Verified { claims, expires_at, provider: provider.name.clone() })
+}

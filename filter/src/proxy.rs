@@ -1,0 +1,150 @@
+//! The proxy-wasm adapter: the root context loads the bundle in `on_configure` (refusing a bad
+//! one), each HTTP context runs [`engine::on_request_headers`] through [`ProxyHost`]. The only
+//! module that knows proxy-wasm.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+
+use crate::cache::TokenCache;
+use crate::config::{self, Loaded};
+use crate::engine::{self, Flow};
+use crate::host::{Host, Level};
+
+proxy_wasm::main! {{
+    // Also installs a panic hook that logs the panic through the host at critical level.
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}}
+
+/// State shared by the plugin's HTTP contexts.
+struct Shared {
+    loaded: Loaded,
+    cache: RefCell<TokenCache>,
+    metrics: RefCell<HashMap<String, u32>>,
+}
+
+#[derive(Default)]
+struct Root {
+    shared: Option<Rc<Shared>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _: usize) -> bool {
+        let configuration = self.get_plugin_configuration().unwrap_or_default();
+        match config::load(&configuration) {
+            Ok(loaded) => {
+                log::info!(
+                    "policy filter configured: {} policies, table {}, {} providers",
+                    loaded.evaluator.policy_count(),
+                    loaded.table_hash.get(..16).unwrap_or_default(),
+                    loaded.providers.len()
+                );
+                let cache = TokenCache::new(loaded.settings.cache_entries);
+                self.shared = Some(Rc::new(Shared { loaded, cache: RefCell::new(cache), metrics: RefCell::default() }));
+                true
+            }
+            Err(reason) => {
+                log::error!("policy filter refused its configuration: {reason}");
+                self.shared = None;
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Request { shared: self.shared.clone() }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Request {
+    shared: Option<Rc<Shared>>,
+}
+
+impl Context for Request {}
+
+impl HttpContext for Request {
+    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+        let Some(shared) = self.shared.clone() else {
+            // Never configured: fail closed.
+            self.send_http_response(500, vec![("content-type", "application/json")], Some(br#"{"error":"internal","message":"the policy filter is not configured"}"#));
+            return Action::Pause;
+        };
+        let Ok(mut cache) = shared.cache.try_borrow_mut() else {
+            self.send_http_response(500, vec![("content-type", "application/json")], Some(br#"{"error":"internal","message":"internal error"}"#));
+            return Action::Pause;
+        };
+        let mut host = ProxyHost { shared: &shared, context: self };
+        match engine::on_request_headers(&shared.loaded, &mut cache, &mut host) {
+            Flow::Continue => Action::Continue,
+            Flow::Answered => Action::Pause,
+        }
+    }
+}
+
+/// [`Host`] over proxy-wasm hostcalls.
+struct ProxyHost<'a> {
+    shared: &'a Shared,
+    context: &'a Request,
+}
+
+impl Host for ProxyHost<'_> {
+    fn request_headers(&self) -> Vec<(String, String)> {
+        self.context.get_http_request_headers()
+    }
+
+    fn set_request_header(&mut self, name: &str, value: Option<&str>) {
+        self.context.set_http_request_header(name, value);
+    }
+
+    fn add_request_header(&mut self, name: &str, value: &str) {
+        self.context.add_http_request_header(name, value);
+    }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.context.get_property(path.to_vec())
+    }
+
+    fn now(&self) -> u64 {
+        self.context.get_current_time().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    }
+
+    fn send_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+        self.context.send_http_response(status, headers.to_vec(), Some(body));
+    }
+
+    fn log(&mut self, level: Level, message: &str) {
+        match level {
+            Level::Debug => log::debug!("{message}"),
+            Level::Info => log::info!("{message}"),
+            Level::Warn => log::warn!("{message}"),
+            Level::Error => log::error!("{message}"),
+        }
+    }
+
+    fn count(&mut self, name: &str) {
+        let Ok(mut ids) = self.shared.metrics.try_borrow_mut() else { return };
+        let id = match ids.get(name) {
+            Some(id) => *id,
+            None => match hostcalls::define_metric(MetricType::Counter, name) {
+                Ok(id) => {
+                    ids.insert(name.to_string(), id);
+                    id
+                }
+                Err(_) => return,
+            },
+        };
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}

@@ -1,0 +1,83 @@
+//! Signing test tokens: any header and payload JSON (so tests can build attacks such as
+//! duplicate keys, `crit`, `alg: none`), signed with a private key for one algorithm.
+//! Test tooling only: it never runs in the filter.
+
+use std::path::Path;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key, Rsa};
+use jwt_compact::{Algorithm, AlgorithmSignature};
+use rsa::pkcs8::DecodePrivateKey;
+
+/// A private key able to sign for exactly one algorithm.
+pub enum Signer {
+    Rsa(Rsa, Box<rsa::RsaPrivateKey>),
+    Es256(Box<p256::ecdsa::SigningKey>),
+    Es384(Box<p384::ecdsa::SigningKey>),
+    EdDsa(Box<ed25519_dalek::SigningKey>),
+    Hs256(Hs256Key),
+    Hs384(Hs384Key),
+    Hs512(Hs512Key),
+}
+
+impl Signer {
+    /// Reads a PKCS#8 PEM private key (or, for `HS*`, a raw secret file) for `alg`.
+    pub fn from_file(alg: &str, path: &Path) -> Result<Signer, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Signer::from_bytes(alg, &bytes)
+    }
+
+    pub fn from_bytes(alg: &str, bytes: &[u8]) -> Result<Signer, String> {
+        let pem = || String::from_utf8(bytes.to_vec()).map_err(|_| "not PEM text".to_string());
+        Ok(match alg {
+            "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512" => {
+                let key = rsa::RsaPrivateKey::from_pkcs8_pem(&pem()?).map_err(|e| e.to_string())?;
+                Signer::Rsa(Rsa::with_name(alg), Box::new(key))
+            }
+            "ES256" => Signer::Es256(Box::new(p256::ecdsa::SigningKey::from_pkcs8_pem(&pem()?).map_err(|e| e.to_string())?)),
+            "ES384" => Signer::Es384(Box::new(p384::ecdsa::SigningKey::from_pkcs8_pem(&pem()?).map_err(|e| e.to_string())?)),
+            "EdDSA" => Signer::EdDsa(Box::new(ed25519_dalek::SigningKey::from_pkcs8_pem(&pem()?).map_err(|e| e.to_string())?)),
+            "HS256" => Signer::Hs256(Hs256Key::new(bytes)),
+            "HS384" => Signer::Hs384(Hs384Key::new(bytes)),
+            "HS512" => Signer::Hs512(Hs512Key::new(bytes)),
+            other => return Err(format!("cannot sign {other}")),
+        })
+    }
+
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        match self {
+            Signer::Rsa(alg, key) => alg.sign(key, message).as_bytes().into_owned(),
+            Signer::Es256(key) => Es256.sign(key, message).as_bytes().into_owned(),
+            Signer::EdDsa(key) => Ed25519.sign(key, message).as_bytes().into_owned(),
+            Signer::Hs256(key) => Hs256.sign(key, message).as_bytes().into_owned(),
+            Signer::Hs384(key) => Hs384.sign(key, message).as_bytes().into_owned(),
+            Signer::Hs512(key) => Hs512.sign(key, message).as_bytes().into_owned(),
+            Signer::Es384(key) => {
+                use p384::ecdsa::signature::Signer as _;
+                let signature: p384::ecdsa::Signature = key.sign(message);
+                signature.to_bytes().to_vec()
+            }
+        }
+    }
+}
+
+pub fn encode(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// `header.payload.signature`, from raw JSON texts (kept byte for byte).
+pub fn mint_raw(signer: &Signer, header_json: &str, payload_json: &str) -> String {
+    let message = format!("{}.{}", encode(header_json.as_bytes()), encode(payload_json.as_bytes()));
+    let signature = signer.sign(message.as_bytes());
+    format!("{message}.{}", encode(&signature))
+}
+
+/// A token with header `{"alg": alg, "kid": kid}` (kid optional) and the given claims.
+pub fn mint(signer: &Signer, alg: &str, kid: Option<&str>, claims: &serde_json::Value) -> String {
+    let mut header = serde_json::json!({"alg": alg, "typ": "JWT"});
+    if let Some(kid) = kid {
+        header["kid"] = serde_json::Value::String(kid.to_string());
+    }
+    mint_raw(signer, &header.to_string(), &claims.to_string())
+}
