@@ -1,0 +1,10 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, reason = "test code: a failed expectation should panic")]
+//! Filter tests: the request logic natively behind a mock host (attacks, paths, credentials,
+//! shadow mode, cache, mTLS), the known-answer vectors natively, and the real `.wasm` in the
+//! harness.
+
+mod attacks;
+mod mock;
+mod requests;
+mod vectors;
+mod wasm;

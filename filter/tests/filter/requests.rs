@@ -1,0 +1,206 @@
+//! Request handling: path spellings, bypass, spoofed headers, token sources, identity
+//! headers, shadow mode, the cache, mTLS, metrics and the denial log line.
+
+use decision_table::bundle::{Mode, Mtls, MtlsIdentity, TokenSource};
+use policy_filter::cache::TokenCache;
+use policy_filter::engine::{self, Flow, metrics};
+use serde_json::json;
+
+use crate::mock::{MockHost, NOW, ana_token, claims, example_bundle, load, platform, run};
+
+fn contractor() -> String {
+    jwt_minter::mint(&platform(), "RS256", Some("platform"), &claims(json!({"username": "eve", "roles": "admin,contractor"})))
+}
+
+#[test]
+fn no_spelling_of_a_path_reaches_a_denied_resource() {
+    let loaded = load(&example_bundle());
+    for path in [
+        "/admin/settings",
+        "//admin/settings",
+        "/admin//settings",
+        "/./admin/settings",
+        "/public/../admin/settings",
+        "/%61dmin/settings",
+        "/admin/%2e%2e/admin/settings",
+        "/admin/settings?x=/users/me",
+        "/admin/settings#/users/me",
+        "/ADMIN/../admin/settings",
+    ] {
+        let (flow, host) = run(&loaded, MockHost::request("GET", path).bearer(&contractor()));
+        assert_eq!((flow, host.status()), (Flow::Answered, Some(403)), "{path}");
+    }
+    for path in ["/admin%2Fsettings", "/admin%5csettings", "/admin\\settings", "/admin%00", "/a%zz", "admin/settings"] {
+        let (flow, host) = run(&loaded, MockHost::request("GET", path).bearer(&contractor()));
+        assert_eq!((flow, host.status()), (Flow::Answered, Some(400)), "{path}");
+        assert_eq!(host.count(metrics::MALFORMED), 1);
+    }
+}
+
+#[test]
+fn ignore_patterns_are_anchored_on_the_normalised_path() {
+    let loaded = load(&example_bundle());
+    assert_eq!(run(&loaded, MockHost::request("GET", "/health")).0, Flow::Continue);
+    assert_eq!(run(&loaded, MockHost::request("GET", "/health?verbose=1")).0, Flow::Continue);
+    // Microkubes searched unanchored: /x/health or /healthz would have skipped authentication.
+    for path in ["/x/health", "/healthz", "/health/../users/me"] {
+        let (flow, host) = run(&loaded, MockHost::request("GET", path));
+        assert_eq!((flow, host.status()), (Flow::Answered, Some(401)), "{path}");
+    }
+}
+
+#[test]
+fn cors_preflights_pass_without_credentials_but_plain_options_do_not() {
+    let loaded = load(&example_bundle());
+    let preflight = MockHost::request("OPTIONS", "/users/me").header("origin", "https://app.example").header("access-control-request-method", "PUT");
+    assert_eq!(run(&loaded, preflight).0, Flow::Continue);
+    assert_eq!(run(&loaded, MockHost::request("OPTIONS", "/users/me")).1.status(), Some(401));
+}
+
+#[test]
+fn spoofed_identity_headers_never_reach_the_upstream() {
+    let loaded = load(&example_bundle());
+    let spoof = |host: MockHost| host.header("x-auth-username", "root").header("x-auth-roles", "admin").header("x-auth-policy", "forged");
+    let (flow, host) = run(&loaded, spoof(MockHost::request("GET", "/users/me")).bearer(&ana_token()));
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!(host.get("x-auth-username"), Some("ana"));
+    assert_eq!(host.get("x-auth-user-id"), Some("u-100"));
+    assert_eq!(host.get("x-auth-roles"), Some("user"));
+    assert_eq!(host.get("x-auth-policy"), Some("users-allow-read-access"));
+    assert_eq!(host.get("authorization"), None, "the token is stripped by default");
+    // Even on a bypassed path, forged identity is removed.
+    let (flow, host) = run(&loaded, spoof(MockHost::request("GET", "/health")));
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!((host.get("x-auth-username"), host.get("x-auth-roles"), host.get("x-auth-policy")), (None, None, None));
+}
+
+#[test]
+fn answers_follow_rfc_6750_and_leak_nothing() {
+    let loaded = load(&example_bundle());
+    let (_, missing) = run(&loaded, MockHost::request("GET", "/users/me"));
+    assert_eq!(missing.response_header("www-authenticate"), Some(r#"Bearer realm="users-service""#));
+    let (_, bad) = run(&loaded, MockHost::request("GET", "/users/me").bearer("abc.def.ghi"));
+    let challenge = bad.response_header("www-authenticate").unwrap();
+    assert!(challenge.starts_with(r#"Bearer realm="users-service", error="invalid_token", error_description=""#), "{challenge}");
+    let (_, denied) = run(&loaded, MockHost::request("DELETE", "/users/me").bearer(&ana_token()));
+    assert_eq!(denied.status(), Some(403));
+    let body = &denied.response.as_ref().unwrap().2;
+    assert_eq!(serde_json::from_str::<serde_json::Value>(body).unwrap()["error"], "forbidden");
+    assert!(!body.contains("users-allow") && !body.contains("platform"), "no policy or key names in bodies: {body}");
+}
+
+#[test]
+fn a_denial_is_logged_once_with_request_id_and_policy() {
+    let loaded = load(&example_bundle());
+    let (_, host) = run(&loaded, MockHost::request("GET", "/admin/x").bearer(&contractor()).header("x-request-id", "req-42"));
+    assert_eq!(host.logs.len(), 1);
+    let line: serde_json::Value = serde_json::from_str(&host.logs[0]).unwrap();
+    assert_eq!(line["request_id"], "req-42");
+    assert_eq!(line["policy"], "deny-admin-api-to-contractors");
+    assert_eq!(line["subject"], "eve");
+    assert_eq!(line["status"], 403);
+    assert_eq!(host.count(metrics::DENIED), 1);
+}
+
+#[test]
+fn a_method_without_an_action_is_denied_after_authentication() {
+    let loaded = load(&example_bundle());
+    assert_eq!(run(&loaded, MockHost::request("TRACE", "/swagger.json").bearer(&ana_token())).1.status(), Some(403));
+    assert_eq!(run(&loaded, MockHost::request("TRACE", "/swagger.json")).1.status(), Some(401));
+}
+
+#[test]
+fn tokens_come_from_the_configured_query_parameter_or_cookie_and_are_stripped() {
+    let mut bundle = example_bundle();
+    bundle.settings.token_sources = vec![
+        TokenSource::Header { name: "authorization".into(), scheme: Some("Bearer".into()) },
+        TokenSource::Query { name: "access_token".into() },
+        TokenSource::Cookie { name: "session".into() },
+    ];
+    let loaded = load(&bundle);
+    let token = ana_token();
+    let (flow, host) = run(&loaded, MockHost::request("GET", &format!("/users/me?a=1&access_token={token}")));
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!(host.get(":path"), Some("/users/me?a=1"));
+    let (flow, host) = run(&loaded, MockHost::request("GET", "/users/me").header("cookie", &format!("theme=dark; session={token}")));
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!(host.get("cookie"), Some("theme=dark"));
+    let both = MockHost::request("GET", &format!("/users/me?access_token={token}")).bearer(&token);
+    let (_, host) = run(&loaded, both);
+    assert_eq!(host.status(), Some(401));
+    assert!(host.response_header("www-authenticate").unwrap().contains(r#"error="invalid_request""#));
+}
+
+#[test]
+fn shadow_mode_records_the_decision_and_lets_the_request_through() {
+    let mut bundle = example_bundle();
+    bundle.settings.mode = Mode::Shadow;
+    let loaded = load(&bundle);
+    let (flow, host) = run(&loaded, MockHost::request("GET", "/admin/x").bearer(&contractor()));
+    assert_eq!(flow, Flow::Continue);
+    assert!(host.response.is_none());
+    assert_eq!(host.count(metrics::SHADOW_DENIED), 1);
+    assert_eq!(host.count(metrics::DENIED), 1);
+    assert!(host.logs[0].contains(r#""event":"shadow_denied""#));
+    assert_eq!(host.get("x-auth-username"), Some("eve"), "the upstream still learns who called");
+    let (flow, host) = run(&loaded, MockHost::request("GET", "/users/me"));
+    assert_eq!((flow, host.count(metrics::SHADOW_DENIED)), (Flow::Continue, 1));
+}
+
+#[test]
+fn a_repeated_token_is_served_from_the_cache_until_it_expires() {
+    let loaded = load(&example_bundle());
+    let mut cache = TokenCache::new(8);
+    let token = jwt_minter::mint(&platform(), "RS256", Some("platform"), &json!({"username": "ana", "roles": "user", "iat": NOW, "exp": NOW + 100}));
+    let mut first = MockHost::request("GET", "/users/me").bearer(&token);
+    assert_eq!(engine::on_request_headers(&loaded, &mut cache, &mut first), Flow::Continue);
+    assert_eq!((first.count(metrics::CACHE_MISSES), first.count(metrics::CACHE_HITS)), (1, 0));
+    let mut second = MockHost::request("GET", "/users/me").bearer(&token);
+    assert_eq!(engine::on_request_headers(&loaded, &mut cache, &mut second), Flow::Continue);
+    assert_eq!(second.count(metrics::CACHE_HITS), 1);
+    let mut later = MockHost::request("GET", "/users/me").bearer(&token);
+    later.now = NOW + 100 + 61;
+    assert_eq!(engine::on_request_headers(&loaded, &mut cache, &mut later), Flow::Answered);
+    assert_eq!(later.count(metrics::CACHE_HITS), 0, "an expired entry is no hit");
+    assert!(later.response_header("www-authenticate").unwrap().contains("expired"));
+}
+
+#[test]
+fn an_mtls_client_certificate_authenticates_when_there_is_no_token() {
+    let mut bundle = example_bundle();
+    let spiffe = "spiffe://cluster.local/ns/ops/sa/scraper";
+    bundle.settings.mtls = Some(Mtls { identity: MtlsIdentity::UriSan, roles: [(spiffe.to_string(), vec!["service".to_string()])].into() });
+    let loaded = load(&bundle);
+    let with_cert = |mtls: bool| {
+        MockHost::request("GET", "/internal/metrics")
+            .property("connection.mtls", &[u8::from(mtls)])
+            .property("connection.uri_san_peer_certificate", spiffe.as_bytes())
+            .property("source.address", b"10.2.3.4:6000")
+    };
+    let (flow, host) = run(&loaded, with_cert(true));
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!(host.get("x-auth-username"), Some(spiffe));
+    assert_eq!(run(&loaded, with_cert(false)).1.status(), Some(401), "no verified certificate, no identity");
+    let (_, outside) = run(&loaded, with_cert(true).property("source.address", b"203.0.113.1:6000"));
+    assert_eq!(outside.status(), Some(403), "the CIDR condition still applies");
+    let (_, ana) = run(&loaded, with_cert(true).bearer(&ana_token()));
+    assert_eq!(ana.status(), Some(403), "a token, when present, decides: ana is no service");
+}
+
+#[test]
+fn a_bad_configuration_is_refused_with_a_reason() {
+    let bundle = example_bundle();
+    let bad = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut value = serde_json::to_value(&bundle).unwrap();
+        edit(&mut value);
+        policy_filter::config::load(value.to_string().as_bytes()).err().unwrap()
+    };
+    assert!(bad(&|v| v["format"] = json!(99)).contains("format 99 is not supported"));
+    assert!(bad(&|v| v["table"] = json!("AAAA")).contains("not a decision table"));
+    assert!(bad(&|v| v["table_hash"] = json!("00")).contains("table_hash does not match"));
+    assert!(bad(&|v| v["providers"][0]["keys"][0]["x"] = json!("AAAA")).contains("key partner-es256"));
+    assert!(bad(&|v| v["settings"]["ignore_patterns"] = json!(["^(unclosed$"])).contains("ignore pattern"));
+    assert!(bad(&|v| v["surprise"] = json!(1)).contains("unknown field"));
+    assert!(policy_filter::config::load(b"not json").err().unwrap().contains("not a policy bundle"));
+    assert!(policy_filter::config::load(b"").err().unwrap().contains("no plugin configuration"));
+}

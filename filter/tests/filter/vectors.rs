@@ -1,0 +1,220 @@
+//! Known-answer vectors from ../shared/vectors, against the module's verification code:
+//! Wycheproof RSA PKCS#1 v1.5, RSA-PSS, ECDSA P-256/P-384 (P1363, the JWS form) and Ed25519
+//! signatures; the Wycheproof JSON Web Signature suite; RFC 7520 and RFC 8037 JWS examples.
+//! Natively here; inside the module in `wasm.rs`, through the same loader.
+
+use std::path::PathBuf;
+
+use policy_filter::jwt::{key_from_jwk, verify_jws};
+use serde_json::{Value, json};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors")
+}
+
+fn read(file: &str) -> Value {
+    let path = root().join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (the shared vectors must sit beside the repository)", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn hex(text: &str) -> Vec<u8> {
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
+}
+
+/// One raw signature check: a JWK bound to `alg`, message, signature, the expected verdict.
+#[derive(Clone)]
+pub struct SignatureVector {
+    pub id: String,
+    pub jwk: Value,
+    pub message: Vec<u8>,
+    pub signature: Vec<u8>,
+    pub valid: bool,
+}
+
+/// One compact JWS and whether it must verify under `jwk`.
+#[derive(Clone)]
+pub struct JwsVector {
+    pub id: String,
+    pub jwk: Value,
+    pub jws: String,
+    pub valid: bool,
+}
+
+const RAW_FILES: [(&str, &str); 9] = [
+    ("wycheproof/rsa_signature_2048_sha256_test.json", "RS256"),
+    ("wycheproof/rsa_signature_3072_sha256_test.json", "RS256"),
+    ("wycheproof/rsa_signature_4096_sha256_test.json", "RS256"),
+    ("wycheproof/rsa_signature_2048_sha384_test.json", "RS384"),
+    ("wycheproof/rsa_signature_2048_sha512_test.json", "RS512"),
+    ("wycheproof/rsa_pss_2048_sha256_mgf1_32_test.json", "PS256"),
+    ("wycheproof/ecdsa_secp256r1_sha256_p1363_test.json", "ES256"),
+    ("wycheproof/ecdsa_secp384r1_sha384_p1363_test.json", "ES384"),
+    ("wycheproof/ed25519_test.json", "EdDSA"),
+];
+
+fn bind(jwk: &Value, alg: &str) -> Value {
+    let mut jwk = jwk.clone();
+    jwk["alg"] = json!(alg);
+    if jwk.get("kid").is_none() {
+        jwk["kid"] = json!("vector");
+    }
+    jwk
+}
+
+/// A group's public key as a JWK: `publicKeyJwk` (EC, EdDSA, PSS), `keyJwk` (RSA PKCS#1),
+/// or, for EC keys Wycheproof gives no JWK for, the raw coordinates.
+fn group_key(group: &Value) -> Value {
+    if let Some(jwk) = group.get("publicKeyJwk").or_else(|| group.get("keyJwk")) {
+        return jwk.clone();
+    }
+    let key = &group["publicKey"];
+    let (crv, size) = match key["curve"].as_str().unwrap() {
+        "secp256r1" => ("P-256", 32),
+        "secp384r1" => ("P-384", 48),
+        other => panic!("unexpected curve {other}"),
+    };
+    let coordinate = |name: &str| {
+        let bytes = hex(key[name].as_str().unwrap());
+        let bytes = bytes[bytes.len().saturating_sub(size)..].to_vec();
+        let mut padded = vec![0u8; size - bytes.len()];
+        padded.extend(bytes);
+        jwt_minter::encode(&padded)
+    };
+    json!({"kty": "EC", "crv": crv, "x": coordinate("wx"), "y": coordinate("wy")})
+}
+
+/// Every Wycheproof raw signature vector with a definite answer ("acceptable" ones are
+/// skipped: either answer is correct).
+pub fn signature_vectors() -> Vec<SignatureVector> {
+    let mut vectors = Vec::new();
+    for (file, alg) in RAW_FILES {
+        let suite = read(file);
+        for group in suite["testGroups"].as_array().unwrap() {
+            let jwk = bind(&group_key(group), alg);
+            for test in group["tests"].as_array().unwrap() {
+                let valid = match test["result"].as_str().unwrap() {
+                    "valid" => true,
+                    "invalid" => false,
+                    _ => continue,
+                };
+                vectors.push(SignatureVector {
+                    id: format!("{file}#{}", test["tcId"]),
+                    jwk: jwk.clone(),
+                    message: hex(test["msg"].as_str().unwrap()),
+                    signature: hex(test["sig"].as_str().unwrap()),
+                    valid,
+                });
+            }
+        }
+    }
+    vectors
+}
+
+/// JWS vectors whose key algorithm the module supports.
+pub fn jws_vectors() -> Vec<JwsVector> {
+    let mut vectors = Vec::new();
+    let suite = read("wycheproof/json_web_signature_test.json");
+    for group in suite["testGroups"].as_array().unwrap() {
+        let private = &group["private"];
+        let Some(alg) = private["alg"].as_str() else { continue };
+        let jwk = bind(private, alg);
+        if key_from_jwk(&jwk).is_err() {
+            continue;
+        }
+        for test in group["tests"].as_array().unwrap() {
+            let Some(jws) = test["jws"].as_str() else { continue };
+            let valid = match test["result"].as_str().unwrap() {
+                "valid" => true,
+                "invalid" => false,
+                _ => continue,
+            };
+            vectors.push(JwsVector { id: format!("wycheproof-jws#{}", test["tcId"]), jwk: jwk.clone(), jws: jws.to_string(), valid });
+        }
+    }
+    for file in ["jose-cookbook/jws/4_1.rsa_v15_signature.json", "jose-cookbook/jws/4_2.rsa-pss_signature.json", "jose-cookbook/jws/4_4.hmac-sha2_integrity_protection.json"] {
+        let example = read(file);
+        let alg = example["input"]["alg"].as_str().unwrap();
+        vectors.push(JwsVector {
+            id: file.to_string(),
+            jwk: bind(&example["input"]["key"], alg),
+            jws: example["output"]["compact"].as_str().unwrap().to_string(),
+            valid: true,
+        });
+    }
+    let rfc8037 = read("rfc-vectors/rfc8037_a4_ed25519.json");
+    vectors.push(JwsVector {
+        id: "rfc8037-a4".into(),
+        jwk: bind(&rfc8037["jwk"], "EdDSA"),
+        jws: rfc8037["jws"].as_str().unwrap().to_string(),
+        valid: rfc8037["expected"] == "valid",
+    });
+    vectors
+}
+
+pub fn check_signature(vector: &SignatureVector) -> bool {
+    // A key the module refuses to load (e.g. an invalid EC point) verifies nothing.
+    key_from_jwk(&vector.jwk).is_ok_and(|key| key.verifies(&vector.message, &vector.signature))
+}
+
+pub fn check_jws(vector: &JwsVector) -> bool {
+    key_from_jwk(&vector.jwk).is_ok_and(|key| verify_jws(&vector.jws, std::slice::from_ref(&key)).is_ok())
+}
+
+/// Vectors where the module deliberately refuses what Wycheproof calls valid.
+pub const DELIBERATE: [(&str, &str); 4] = [
+    ("wycheproof-jws#346", "the JWK is bound to PS256 and the JWS uses PS384: a key verifies its one algorithm"),
+    ("wycheproof-jws#350", "the JWK is bound to PS256 and the JWS uses PS384: a key verifies its one algorithm"),
+    ("wycheproof-jws#372", "a '?' inside base64url: only strict base64url is accepted"),
+    ("wycheproof-jws#373", "a '?' inside base64url: only strict base64url is accepted"),
+];
+
+/// Vectors the suite contradicts itself on: the same key and JWS listed as valid elsewhere.
+/// (Wycheproof JWS #367 and #370 are byte-identical to the valid #357.)
+pub fn contradicted(vectors: &[JwsVector]) -> Vec<String> {
+    vectors
+        .iter()
+        .filter(|v| vectors.iter().any(|w| w.jws == v.jws && w.jwk == v.jwk && w.valid != v.valid) && !v.valid)
+        .map(|v| v.id.clone())
+        .collect()
+}
+
+fn deliberate(id: &str) -> bool {
+    DELIBERATE.iter().any(|(known, _)| *known == id)
+}
+
+#[test]
+fn every_vector_key_loads() {
+    let refused: Vec<String> = signature_vectors()
+        .iter()
+        .filter_map(|v| key_from_jwk(&v.jwk).err().map(|e| format!("{}: {e}", v.id)))
+        .collect();
+    assert!(refused.is_empty(), "keys the module refused: {refused:?}");
+}
+
+#[test]
+fn wycheproof_signatures_natively_with_no_mismatch() {
+    let vectors = signature_vectors();
+    assert!(vectors.len() > 1500, "{} vectors", vectors.len());
+    assert!(vectors.iter().filter(|v| v.valid).count() > 200, "valid vectors present");
+    let mismatches: Vec<&str> = vectors.iter().filter(|v| check_signature(v) != v.valid).map(|v| v.id.as_str()).collect();
+    assert!(mismatches.is_empty(), "{} of {} mismatched: {mismatches:?}", mismatches.len(), vectors.len());
+}
+
+#[test]
+fn jws_suites_natively_with_no_mismatch() {
+    let vectors = jws_vectors();
+    assert!(vectors.iter().filter(|v| v.valid).count() >= 5, "valid JWS vectors present");
+    let contradicted = contradicted(&vectors);
+    assert_eq!(contradicted, ["wycheproof-jws#367", "wycheproof-jws#370"], "the suite's known self-contradictions");
+    let mismatches: Vec<&str> = vectors
+        .iter()
+        .filter(|v| check_jws(v) != v.valid && !deliberate(&v.id) && !contradicted.contains(&v.id))
+        .map(|v| v.id.as_str())
+        .collect();
+    assert!(mismatches.is_empty(), "{} of {} mismatched: {mismatches:?}", mismatches.len(), vectors.len());
+    for (id, why) in DELIBERATE {
+        let vector = vectors.iter().find(|v| v.id == id).unwrap_or_else(|| panic!("{id} is gone from the suite"));
+        assert!(!check_jws(vector), "{id} should be refused: {why}");
+    }
+}
