@@ -16,5 +16,5 @@ pub mod host;
 pub mod jwt;
 mod strict_json;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "proxy-module"))]
 mod proxy;

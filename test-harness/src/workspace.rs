@@ -21,6 +21,11 @@ pub fn fixture(name: &str) -> Result<PathBuf, String> {
     build(&["-p", "harness-fixtures", "--example", name], &format!("examples/{}.wasm", name.replace('-', "_")))
 }
 
+/// Example module `name` of workspace package `package` (an `[[example]]` cdylib).
+pub fn example(package: &str, name: &str) -> Result<PathBuf, String> {
+    build(&["-p", package, "--example", name], &format!("examples/{}.wasm", name.replace('-', "_")))
+}
+
 /// The cdylib of workspace package `package` (e.g. `policy-filter`).
 pub fn package(package: &str) -> Result<PathBuf, String> {
     build(&["-p", package, "--lib"], &format!("{}.wasm", package.replace('-', "_")))

@@ -81,3 +81,6 @@ pub fn mint(signer: &Signer, alg: &str, kid: Option<&str>, claims: &serde_json::
     }
     mint_raw(signer, &header.to_string(), &claims.to_string())
 }
+
+mod example;
+pub use example::{NOW, example_cases};

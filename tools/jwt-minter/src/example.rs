@@ -1,0 +1,90 @@
+//! The example requests: one case per behaviour the walkthroughs promise.
+
+use serde_json::{Value, json};
+
+use crate::{Signer, encode, mint};
+
+/// The example's host clock: every token is valid then unless its case says otherwise.
+pub const NOW: u64 = 1_800_000_000;
+
+fn claims(extra: Value) -> Value {
+    let mut claims = json!({"iat": NOW - 60, "exp": NOW + 3600});
+    if let (Some(target), Value::Object(extra)) = (claims.as_object_mut(), extra) {
+        target.extend(extra);
+    }
+    claims
+}
+
+fn case(name: &str, method: &str, path: &str, headers: Vec<(&str, String)>, expect: Value) -> Value {
+    let headers: Vec<Value> = headers.into_iter().map(|(k, v)| json!([k, v])).collect();
+    json!({"name": name, "request": {"method": method, "path": path, "authority": "api.example", "headers": headers}, "expect": expect})
+}
+
+fn bearer(token: &str) -> Vec<(&'static str, String)> {
+    vec![("authorization", format!("Bearer {token}"))]
+}
+
+/// The harness case file for the example policy set (`envoy-examples/policy`), with tokens
+/// signed by the example keys in `keys`.
+pub fn example_cases(keys: &std::path::Path) -> Result<Value, String> {
+    let platform = Signer::from_file("RS256", &keys.join("platform.EXAMPLE-ONLY.key"))?;
+    let es256 = Signer::from_file("ES256", &keys.join("partner-es256.EXAMPLE-ONLY.key"))?;
+    let es384 = Signer::from_file("ES384", &keys.join("partner-es384.EXAMPLE-ONLY.key"))?;
+    let eddsa = Signer::from_file("EdDSA", &keys.join("partner-eddsa.EXAMPLE-ONLY.key"))?;
+    let internal = Signer::from_file("HS256", &keys.join("internal-hs256.secret"))?;
+
+    let ana = mint(&platform, "RS256", Some("platform"), &claims(json!({"userId": "u-100", "username": "ana", "roles": "user"})));
+    let root = mint(&platform, "RS256", Some("platform"), &claims(json!({"userId": "u-1", "username": "root", "roles": "admin,system"})));
+    let contractor = mint(&platform, "RS256", Some("platform"), &claims(json!({"userId": "u-9", "username": "eve", "roles": ["admin", "contractor"]})));
+    let expired = mint(&platform, "RS256", Some("platform"), &json!({"username": "ana", "roles": "user", "iat": NOW - 7200, "exp": NOW - 3600}));
+    let partner = |signer: &Signer, alg: &str, kid: &str, scope: &str, audience: &str| {
+        mint(signer, alg, Some(kid), &claims(json!({"iss": "https://partner.example", "aud": [audience], "username": "partner-billing", "scope": scope})))
+    };
+    let partner_read = partner(&es256, "ES256", "partner-es256", "billing:read", "api.example");
+    let partner_write = partner(&eddsa, "EdDSA", "partner-eddsa", "billing:read billing:write", "api.example");
+    let partner_elsewhere = partner(&es384, "ES384", "partner-es384", "billing:read", "another.example");
+    let scraper = mint(&internal, "HS256", Some("internal-1"), &claims(json!({"iss": "internal", "username": "scraper", "roles": ["service"]})));
+    let unsigned = format!("{}.{}.", encode(br#"{"alg":"none"}"#), encode(claims(json!({"username": "root", "roles": "admin"})).to_string().as_bytes()));
+
+    let allowed = |user: &str, policy: &str| json!({"status": 200, "headers": {"x-auth-username": user, "x-auth-policy": policy}, "absent_headers": ["authorization"]});
+    let unauthorized = |error: &str| json!({"status": 401, "headers": {"www-authenticate": error}});
+    let forbidden = json!({"status": 403, "body_contains": "forbidden"});
+
+    let mut spoofed = bearer(&ana);
+    spoofed.push(("x-auth-username", "root".into()));
+    spoofed.push(("x-auth-roles", "admin".into()));
+    let mut two = bearer(&ana);
+    two.push(("authorization", format!("Bearer {root}")));
+    let challenge_expired = r#"Bearer realm="users-service", error="invalid_token", error_description="the token has expired""#;
+    let ana_expect = json!({"status": 200, "headers": {"x-auth-username": "ana", "x-auth-user-id": "u-100", "x-auth-roles": "user", "x-auth-policy": "users-allow-read-access"}, "absent_headers": ["authorization"]});
+
+    let list = vec![
+        case("health checks skip authentication", "GET", "/health", vec![], json!({"status": 200})),
+        case("no token: 401 with a Bearer challenge", "GET", "/users/me", vec![], unauthorized(r#"Bearer realm="users-service""#)),
+        case("ana reads her profile (RS256, keysDir key)", "GET", "/users/me", bearer(&ana), ana_expect.clone()),
+        case("spoofed identity headers are replaced", "GET", "/users/me", spoofed, ana_expect),
+        case("ana cannot write her profile", "PUT", "/users/me", bearer(&ana), forbidden.clone()),
+        case("ana cannot read another user", "GET", "/users/42", bearer(&ana), forbidden.clone()),
+        case("an admin reads any user", "GET", "/users/42", bearer(&root), allowed("root", "users-allow-admin-access")),
+        case("a contractor admin is denied the admin API", "GET", "/admin/settings", bearer(&contractor), forbidden.clone()),
+        case("dot segments do not dodge the deny", "GET", "/public/../admin/settings", bearer(&contractor), forbidden.clone()),
+        case("an encoded slash is refused", "GET", "/admin%2Fsettings", bearer(&root), json!({"status": 400})),
+        case("an expired token", "GET", "/users/me", bearer(&expired), unauthorized(challenge_expired)),
+        case("an unsigned token (alg none)", "GET", "/users/me", bearer(&unsigned), json!({"status": 401})),
+        case("two Authorization headers", "GET", "/users/me", two, json!({"status": 401})),
+        case("the partner reads an invoice (ES256)", "GET", "/billing/inv-1", bearer(&partner_read), allowed("partner-billing", "partner-reads-billing")),
+        case("the partner needs billing:write to file one", "POST", "/billing/inv-2", bearer(&partner_read), forbidden.clone()),
+        case("the partner files an invoice (EdDSA)", "POST", "/billing/inv-2", bearer(&partner_write), allowed("partner-billing", "partner-writes-billing")),
+        case("a token for another audience (ES384)", "GET", "/billing/inv-1", bearer(&partner_elsewhere), json!({"status": 401})),
+        case("metrics from the internal network (HS256)", "GET", "/internal/metrics", bearer(&scraper), json!({"status": 200})),
+    ];
+    let mut list = list;
+    // The client address comes from the proxy, not a header.
+    if let Some(internal) = list.get_mut(17) {
+        internal["request"]["properties"] = json!({"source.address": "10.1.2.3:5000"});
+    }
+    let mut outside = case("metrics from outside", "GET", "/internal/metrics", bearer(&scraper), forbidden);
+    outside["request"]["properties"] = json!({"source.address": "203.0.113.9:5000"});
+    list.push(outside);
+    Ok(json!({"now": NOW, "cases": list}))
+}
