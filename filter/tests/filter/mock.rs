@@ -47,12 +47,15 @@ pub fn ana_token() -> String {
     jwt_minter::mint(&platform(), "RS256", Some("platform"), &claims(json!({"userId": "u-100", "username": "ana", "roles": "user"})))
 }
 
+/// A local reply: status, headers, body.
+pub type Reply = (u32, Vec<(String, String)>, String);
+
 #[derive(Default)]
 pub struct MockHost {
     pub headers: Vec<(String, String)>,
     pub properties: HashMap<String, Vec<u8>>,
     pub now: u64,
-    pub response: Option<(u32, Vec<(String, String)>, String)>,
+    pub response: Option<Reply>,
     pub logs: Vec<String>,
     pub counters: BTreeMap<String, u64>,
 }

@@ -81,10 +81,17 @@ pub fn example_cases(keys: &std::path::Path) -> Result<Value, String> {
     let mut list = list;
     // The client address comes from the proxy, not a header.
     if let Some(internal) = list.get_mut(17) {
-        internal["request"]["properties"] = json!({"source.address": "10.1.2.3:5000"});
+        from_address(internal, "10.1.2.3:5000");
     }
     let mut outside = case("metrics from outside", "GET", "/internal/metrics", bearer(&scraper), forbidden);
-    outside["request"]["properties"] = json!({"source.address": "203.0.113.9:5000"});
+    from_address(&mut outside, "203.0.113.9:5000");
     list.push(outside);
     Ok(json!({"now": NOW, "cases": list}))
+}
+
+/// Sets the case's `source.address` property.
+fn from_address(case: &mut Value, address: &str) {
+    if let Some(request) = case.get_mut("request").and_then(Value::as_object_mut) {
+        request.insert("properties".into(), json!({"source.address": address}));
+    }
 }

@@ -75,10 +75,13 @@ pub fn mint_raw(signer: &Signer, header_json: &str, payload_json: &str) -> Strin
 
 /// A token with header `{"alg": alg, "kid": kid}` (kid optional) and the given claims.
 pub fn mint(signer: &Signer, alg: &str, kid: Option<&str>, claims: &serde_json::Value) -> String {
-    let mut header = serde_json::json!({"alg": alg, "typ": "JWT"});
+    let mut header = serde_json::Map::new();
+    header.insert("alg".into(), alg.into());
+    header.insert("typ".into(), "JWT".into());
     if let Some(kid) = kid {
-        header["kid"] = serde_json::Value::String(kid.to_string());
+        header.insert("kid".into(), kid.into());
     }
+    let header = serde_json::Value::Object(header);
     mint_raw(signer, &header.to_string(), &claims.to_string())
 }
 
