@@ -112,11 +112,30 @@ pub fn ladon_match(pattern: &str, value: &str) -> bool {
     }
     regex.push_str(&regex_lite::escape(&part));
     regex.push('$');
-    regex_lite::Regex::new(&regex).is_ok_and(|re| re.is_match(value))
+    cached_match(&regex, value)
 }
 
 fn value_matches(pattern: &str, value: &str) -> bool {
-    regex_lite::Regex::new(&format!("^(?:{pattern})$")).is_ok_and(|re| re.is_match(value))
+    cached_match(&format!("^(?:{pattern})$"), value)
+}
+
+/// Matches with a compiled regex kept per thread, as Ladon keeps compiled patterns; an
+/// invalid regex matches nothing.
+fn cached_match(source: &str, value: &str) -> bool {
+    thread_local! {
+        static COMPILED: std::cell::RefCell<std::collections::HashMap<String, Option<regex_lite::Regex>>> = Default::default();
+    }
+    COMPILED.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.len() > 100_000 {
+            cache.clear();
+        }
+        cache
+            .entry(source.to_string())
+            .or_insert_with(|| regex_lite::Regex::new(source).ok())
+            .as_ref()
+            .is_some_and(|re| re.is_match(value))
+    })
 }
 
 fn holds(condition: &SourceCondition, values: &[String], subject: &str) -> bool {

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Benchmarks of the module in the harness (release build), each beside the passthrough module
+# measured in the same run: a bypassed path, a cached-token allow, and uncached RS256, ES256,
+# EdDSA and HS256 checks (token cache off). Writes target/bench/report.txt.
+# Needs python3 (to switch the cache off in a copy of the bundle).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+out=target/bench
+mkdir -p "$out"
+iterations="${ITERATIONS:-2000}"
+cargo build --quiet --release -p test-harness --bin pw-harness
+cargo build --quiet --target wasm32-wasip1 --profile wasm -p policy-filter -p harness-fixtures --example passthrough
+cargo run --quiet -p policy-compiler -- compile envoy-examples/policy/config.json -o "$out/cached.json"
+python3 -c 'import json,sys; b=json.load(open(sys.argv[1])); b["settings"]["cache_entries"]=0; json.dump(b, open(sys.argv[2],"w"))' "$out/cached.json" "$out/uncached.json"
+cargo run --quiet -p jwt-minter --bin bench-requests -- envoy-examples/policy/keys "$out"
+harness=target/release/pw-harness
+module=target/wasm32-wasip1/wasm/policy_filter.wasm
+baseline=target/wasm32-wasip1/wasm/examples/passthrough.wasm
+: > "$out/report.txt"
+run() { # name, bundle, cases
+  echo "== $1 ($iterations iterations)" | tee -a "$out/report.txt"
+  "$harness" bench --wasm "$module" --baseline "$baseline" --plugin-config "$2" --cases "$3" --iterations "$iterations" | tee -a "$out/report.txt"
+}
+run "bypassed path" "$out/cached.json" "$out/bypass.json"
+run "cached RS256 allow" "$out/cached.json" "$out/rs256.json"
+for alg in rs256 es256 eddsa hs256; do
+  run "uncached $alg allow" "$out/uncached.json" "$out/$alg.json"
+done

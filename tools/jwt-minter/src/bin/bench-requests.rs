@@ -1,0 +1,62 @@
+//! Writes one harness case file per benchmark scenario into OUT_DIR, with tokens signed by
+//! the example keys (used by scripts/bench.sh):
+//!
+//!     cargo run -p jwt-minter --bin bench-requests -- envoy-examples/policy/keys OUT_DIR
+//!
+//! Scenarios: bypass (an ignored path), rs256, es256, eddsa, hs256 (an allowed request
+//! carrying a token of that algorithm).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use jwt_minter::{NOW, Signer, mint};
+use serde_json::{Value, json};
+
+fn case_file(path: &str, token: Option<&str>, address: &str) -> Value {
+    let headers: Vec<Value> = token.map(|t| vec![json!(["authorization", format!("Bearer {t}")])]).unwrap_or_default();
+    json!({"now": NOW, "cases": [{"name": path, "request": {"method": "GET", "path": path, "headers": headers,
+        "properties": {"source.address": address}}, "expect": {"status": 200}}]})
+}
+
+fn run(keys: &std::path::Path, out: &std::path::Path) -> Result<(), String> {
+    let claims = |extra: Value| {
+        let mut claims = json!({"iat": NOW - 60, "exp": NOW + 3600});
+        if let (Some(target), Value::Object(extra)) = (claims.as_object_mut(), extra) {
+            target.extend(extra);
+        }
+        claims
+    };
+    let partner = json!({"iss": "https://partner.example", "aud": "api.example", "username": "partner-billing", "scope": "billing:read"});
+    let rs256 = mint(&Signer::from_file("RS256", &keys.join("platform.EXAMPLE-ONLY.key"))?, "RS256", Some("platform"), &claims(json!({"username": "ana", "roles": "user"})));
+    let es256 = mint(&Signer::from_file("ES256", &keys.join("partner-es256.EXAMPLE-ONLY.key"))?, "ES256", Some("partner-es256"), &claims(partner.clone()));
+    let eddsa = mint(&Signer::from_file("EdDSA", &keys.join("partner-eddsa.EXAMPLE-ONLY.key"))?, "EdDSA", Some("partner-eddsa"), &claims(partner));
+    let hs256 = mint(&Signer::from_file("HS256", &keys.join("internal-hs256.secret"))?, "HS256", Some("internal-1"), &claims(json!({"iss": "internal", "username": "scraper", "roles": ["service"]})));
+    let files = [
+        ("bypass", case_file("/health", None, "10.1.2.3:5000")),
+        ("rs256", case_file("/users/me", Some(&rs256), "10.1.2.3:5000")),
+        ("es256", case_file("/billing/inv-1", Some(&es256), "10.1.2.3:5000")),
+        ("eddsa", case_file("/billing/inv-1", Some(&eddsa), "10.1.2.3:5000")),
+        ("hs256", case_file("/internal/metrics", Some(&hs256), "10.1.2.3:5000")),
+    ];
+    std::fs::create_dir_all(out).map_err(|e| e.to_string())?;
+    for (name, file) in files {
+        let path = out.join(format!("{name}.json"));
+        std::fs::write(&path, file.to_string()).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(keys), Some(out)) = (args.get(1), args.get(2)) else {
+        eprintln!("usage: bench-requests KEYS_DIR OUT_DIR");
+        return ExitCode::from(2);
+    };
+    match run(&PathBuf::from(keys), &PathBuf::from(out)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
