@@ -9,7 +9,7 @@ use decision_table::request::{attributes_from_claims, normalize_path};
 use decision_table::{AccessRequest, Evaluator, Table};
 use serde_json::{Map, Value, json};
 
-use crate::diagnostics::{Problem, render};
+use crate::diagnostics::{self, Problem};
 use crate::source::{Effect, PolicyFile, SourcePolicy};
 use crate::{Exit, Format, check as lints, compile as build, reference, source};
 
@@ -17,7 +17,7 @@ fn report(problems: &[Problem], format: Format) {
     match format {
         Format::Human => {
             for problem in problems {
-                eprintln!("{}", render(problem));
+                eprintln!("{}", diagnostics::render(problem));
             }
         }
         Format::Json => {
@@ -48,7 +48,7 @@ pub fn compile(path: &Path, output: Option<&Path>, format: Format) -> Exit {
     };
     if format == Format::Human {
         for warning in &file.warnings {
-            eprintln!("{}", render(warning));
+            eprintln!("{}", diagnostics::render(warning));
         }
     }
     let text = match serde_json::to_string_pretty(&bundle) {
@@ -412,4 +412,42 @@ pub fn inspect(path: &Path, format: Format) -> Exit {
         }
     }
     if hash_ok { Exit::Success } else { Exit::InvalidInput }
+}
+
+pub fn render(template: &Path, bundle: &Path, output: Option<&Path>) -> Exit {
+    let read = |path: &Path| std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
+    let (template, bundle_text) = match (read(template), read(bundle)) {
+        (Ok(t), Ok(b)) => (t, b),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return Exit::Io;
+        }
+    };
+    let bundle: Bundle = match serde_json::from_str(&bundle_text) {
+        Ok(bundle) => bundle,
+        Err(e) => {
+            eprintln!("error: not a bundle: {e}");
+            return Exit::InvalidInput;
+        }
+    };
+    let rendered = match crate::render::render(&template, &bundle) {
+        Ok(rendered) => rendered,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::InvalidInput;
+        }
+    };
+    match output {
+        Some(out) => match std::fs::write(out, rendered) {
+            Ok(()) => Exit::Success,
+            Err(e) => {
+                eprintln!("error: cannot write {}: {e}", out.display());
+                Exit::Io
+            }
+        },
+        None => {
+            print!("{rendered}");
+            Exit::Success
+        }
+    }
 }

@@ -8,6 +8,7 @@ pub mod compile;
 pub mod diagnostics;
 pub mod keys;
 pub mod reference;
+pub mod render;
 pub mod source;
 pub mod testfile;
 

@@ -63,6 +63,15 @@ enum Command {
     Test { policies: PathBuf, tests: PathBuf },
     /// Summarise a bundle: counts, hash, sizes, providers and keys.
     Inspect { bundle: PathBuf },
+    /// Fill a proxy configuration template with a bundle ({{bundle:json-string}},
+    /// {{bundle:json}}, {{bundle:nginx}}).
+    Render {
+        template: PathBuf,
+        #[arg(long)]
+        bundle: PathBuf,
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
 }
 
 
@@ -77,6 +86,7 @@ fn main() -> ExitCode {
         }
         Command::Test { policies, tests } => commands::test(&policies, &tests, cli.format),
         Command::Inspect { bundle } => commands::inspect(&bundle, cli.format),
+        Command::Render { template, bundle, output } => commands::render(&template, &bundle, output.as_deref()),
     };
     ExitCode::from(exit as u8)
 }

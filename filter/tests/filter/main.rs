@@ -4,6 +4,7 @@
 //! harness.
 
 mod attacks;
+mod examples;
 mod mock;
 mod requests;
 mod vectors;
