@@ -59,7 +59,13 @@ mod tests {
     use super::*;
 
     fn verified(expires_at: u64) -> Rc<Verified> {
-        Rc::new(Verified { claims: serde_json::Map::new(), expires_at, provider: "p".into() })
+        Rc::new(Verified {
+            claims: serde_json::Map::new(),
+            expires_at,
+            provider: "p".into(),
+            subject: "s".into(),
+            attributes: decision_table::Attributes::new(),
+        })
     }
 
     #[test]

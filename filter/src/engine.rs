@@ -6,7 +6,7 @@
 use std::rc::Rc;
 
 use decision_table::bundle::{Mode, MtlsIdentity};
-use decision_table::request::{attributes_from_claims, normalize_path};
+use decision_table::request::normalize_path;
 use decision_table::{AccessRequest, Attributes};
 use serde_json::json;
 
@@ -90,10 +90,7 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
     };
     let identity = match &found {
         Some(found) => match verify(loaded, cache, host, &found.token) {
-            Ok(verified) => {
-                let (subject, attributes) = attributes_from_claims(&verified.claims, &settings.claims);
-                Identity { subject, attributes, via: "jwt" }
-            }
+            Ok(verified) => Identity { subject: verified.subject.clone(), attributes: verified.attributes.clone(), via: "jwt" },
             Err(rejection) => {
                 let refusal = Refusal::Unauthenticated {
                     error: Some("invalid_token"),

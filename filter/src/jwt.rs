@@ -100,12 +100,15 @@ pub struct ProviderKeys {
     pub keys: Vec<Key>,
 }
 
-/// A token that passed every check.
+/// A token that passed every check, with the caller's identity prepared once (a cached
+/// token reuses it).
 #[derive(Debug, Clone)]
 pub struct Verified {
     pub claims: Map<String, Value>,
     pub expires_at: u64,
     pub provider: String,
+    pub subject: String,
+    pub attributes: decision_table::Attributes,
 }
 
 fn decode_field(key: &Value, field: &str) -> Result<Vec<u8>, String> {
@@ -333,5 +336,6 @@ pub fn verify(token: &str, providers: &[ProviderKeys], settings: &Settings, now:
             return Err(Rejection::WrongAudience);
         }
     }
-    Ok(Verified { claims, expires_at, provider: provider.name.clone() })
+    let (subject, attributes) = decision_table::request::attributes_from_claims(&claims, &settings.claims);
+    Ok(Verified { claims, expires_at, provider: provider.name.clone(), subject, attributes })
 }

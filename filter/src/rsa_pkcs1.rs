@@ -15,9 +15,9 @@ pub struct Modulus<const LIMBS: usize> {
 }
 
 pub enum Prepared {
-    B2048(Modulus<{ U2048::LIMBS }>),
-    B3072(Modulus<{ U3072::LIMBS }>),
-    B4096(Modulus<{ U4096::LIMBS }>),
+    B2048(Box<Modulus<{ U2048::LIMBS }>>),
+    B3072(Box<Modulus<{ U3072::LIMBS }>>),
+    B4096(Box<Modulus<{ U4096::LIMBS }>>),
 }
 
 #[derive(Clone, Copy)]
@@ -66,10 +66,18 @@ impl<const LIMBS: usize> Modulus<LIMBS> {
         if s >= self.modulus {
             return None;
         }
-        let e = Uint::<LIMBS>::from_u32(exponent);
-        let bits = (u32::BITS - exponent.leading_zeros()) as usize;
-        let m = DynResidue::new(&s, self.params).pow_bounded_exp(&e, bits).retrieve();
-        Some(big_endian(&m, length))
+        // Left-to-right square-and-multiply over the public exponent (65537: 16 squarings
+        // and one multiplication). The exponent is public, so nothing here needs to be
+        // constant-time, unlike crypto-bigint's windowed `pow`.
+        let base = DynResidue::new(&s, self.params);
+        let mut result = base;
+        for bit in (0..u32::BITS - 1 - exponent.leading_zeros()).rev() {
+            result = result.square();
+            if exponent >> bit & 1 == 1 {
+                result = result.mul(&base);
+            }
+        }
+        Some(big_endian(&result.retrieve(), length))
     }
 }
 
@@ -97,14 +105,17 @@ impl PublicKey {
     pub fn new(n: &[u8], e: &[u8], hash: Hash) -> Option<PublicKey> {
         let n = n.get(n.iter().position(|b| *b != 0)?..)?;
         let e = e.get(e.iter().position(|b| *b != 0)?..)?;
-        let exponent = u32::from_be_bytes(<[u8; 4]>::try_from([&[0u8; 4][..4usize.checked_sub(e.len())?], e].concat()).ok()?);
+        if e.len() > 4 {
+            return None;
+        }
+        let exponent = e.iter().fold(0u32, |acc, byte| acc << 8 | u32::from(*byte));
         if exponent < 3 || exponent % 2 == 0 {
             return None;
         }
         let prepared = match n.len() {
-            256 => Prepared::B2048(Modulus::new(n)?),
-            384 => Prepared::B3072(Modulus::new(n)?),
-            512 => Prepared::B4096(Modulus::new(n)?),
+            256 => Prepared::B2048(Box::new(Modulus::new(n)?)),
+            384 => Prepared::B3072(Box::new(Modulus::new(n)?)),
+            512 => Prepared::B4096(Box::new(Modulus::new(n)?)),
             _ => return None,
         };
         Some(PublicKey { prepared, exponent, length: n.len(), hash })
