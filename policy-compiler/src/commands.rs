@@ -137,6 +137,15 @@ pub fn prepare(file: &PolicyFile) -> Result<Prepared, Vec<Problem>> {
     Ok(Prepared { settings, policies, evaluator, ignore })
 }
 
+/// Reads and prepares a policy file, reporting any problem.
+fn load_prepared(path: &Path, format: Format) -> Result<Prepared, Exit> {
+    let file = load(path, format)?;
+    prepare(&file).map_err(|problems| {
+        report(&problems, format);
+        Exit::InvalidInput
+    })
+}
+
 /// What the filter would do with a request, by the compiled table; with the reference
 /// evaluator's trace.
 pub enum Answer {
@@ -204,16 +213,9 @@ fn unverified_claims(token: &str) -> Result<Map<String, Value>, String> {
 }
 
 pub fn explain(path: &Path, ask: &Ask, format: Format) -> Exit {
-    let file = match load(path, format) {
-        Ok(file) => file,
-        Err(exit) => return exit,
-    };
-    let prepared = match prepare(&file) {
+    let prepared = match load_prepared(path, format) {
         Ok(prepared) => prepared,
-        Err(problems) => {
-            report(&problems, format);
-            return Exit::InvalidInput;
-        }
+        Err(exit) => return exit,
     };
     let claims = match (&ask.claims, &ask.token) {
         (Some(text), _) => serde_json::from_str::<Map<String, Value>>(text).map_err(|e| format!("--claims: {e}")),
@@ -288,16 +290,9 @@ fn print_answer(answer: &Answer, ask: &Ask, format: Format) {
 }
 
 pub fn test(path: &Path, tests: &Path, format: Format) -> Exit {
-    let file = match load(path, format) {
-        Ok(file) => file,
-        Err(exit) => return exit,
-    };
-    let prepared = match prepare(&file) {
+    let prepared = match load_prepared(path, format) {
         Ok(prepared) => prepared,
-        Err(problems) => {
-            report(&problems, format);
-            return Exit::InvalidInput;
-        }
+        Err(exit) => return exit,
     };
     let suite = match crate::testfile::read(tests) {
         Ok(suite) => suite,

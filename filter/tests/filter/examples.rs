@@ -53,7 +53,7 @@ fn configurations() -> Vec<(&'static str, String)> {
     let quoted = line.trim().trim_start_matches("proxy_wasm policy_filter ").trim_end_matches(';');
     vec![
         ("envoy", string(&at(&envoy, &wasm)["configuration"]["value"])),
-        ("envoy-ecds", string(&at(&ecds, &["resources", "0", "typed_config", "config", "configuration", "value"]))),
+        ("envoy-ecds", string(at(&ecds, &["resources", "0", "typed_config", "config", "configuration", "value"]))),
         ("istio", istio["spec"]["pluginConfig"].to_string()),
         ("istio-configmap", string(&configmap["data"]["plugin-config.json"])),
         ("kong", string(at(&kong, &["services", "0", "filter_chains", "0", "filters", "0", "config"]))),
