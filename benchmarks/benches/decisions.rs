@@ -1,6 +1,8 @@
 //! Decisions per second at 10, 100, 1,000 and 10,000 policies: the compiled table against the
-//! reference evaluator (Ladon's loop, with compiled regexes cached as Ladon does), on the same
-//! requests, in the same run. Also the bundle table's size and decode time at 10,000.
+//! reference evaluator (Ladon's loop, with compiled regexes cached as Ladon does) and against
+//! the `casbin` crate on an equivalent model (regexMatch on resources, roles through `g`,
+//! deny overrides), on the same requests, in the same run. Also the bundle table's size and
+//! decode time at 10,000.
 //!
 //!     cargo bench -p benchmarks --bench decisions
 
@@ -8,7 +10,59 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use decision_table::{AccessRequest, Evaluator, Table};
+use casbin::prelude::*;
+use decision_table::pattern::{self, CompiledPattern};
+use policy_compiler::source::{Effect, SourceCondition, SourcePolicy};
 use policy_compiler::{compile, reference};
+
+const CASBIN_MODEL: &str = "
+[request_definition]
+r = sub, obj, act
+
+[policy_definition]
+p = sub, obj, act, eft
+
+[role_definition]
+g = _, _
+
+[policy_effect]
+e = some(where (p.eft == allow)) && !some(where (p.eft == deny))
+
+[matchers]
+m = (p.sub == \"*\" || g(r.sub, p.sub)) && regexMatch(r.obj, p.obj) && r.act == p.act
+";
+
+/// The same policies as casbin rows: a role condition becomes the role as subject, a literal
+/// resource an anchored regex; users get roles through `g`.
+fn casbin_enforcer(policies: &[SourcePolicy]) -> Enforcer {
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap_or_else(|_| std::process::abort());
+    runtime.block_on(async {
+        let model = DefaultModel::from_str(CASBIN_MODEL).await.unwrap_or_else(|_| std::process::abort());
+        let mut enforcer = Enforcer::new(model, MemoryAdapter::default()).await.unwrap_or_else(|_| std::process::abort());
+        let mut rows = Vec::new();
+        for policy in policies {
+            let subject = match policy.conditions.get("roles") {
+                Some(SourceCondition::AnyOf { values, .. }) => values.first().cloned().unwrap_or_default(),
+                _ if policy.subjects.iter().any(|s| s.contains('<')) => "*".to_string(),
+                _ => policy.subjects.first().cloned().unwrap_or_default(),
+            };
+            for resource in &policy.resources {
+                let object = match pattern::ladon(resource) {
+                    Ok(CompiledPattern::Regex { source, .. }) => source,
+                    _ => format!("^{}$", regex_lite::escape(resource)),
+                };
+                let effect = if policy.effect == Effect::Allow { "allow" } else { "deny" };
+                for action in &policy.actions {
+                    rows.push(vec![subject.clone(), object.clone(), action.clone(), effect.to_string()]);
+                }
+            }
+        }
+        enforcer.add_policies(rows).await.unwrap_or_else(|_| std::process::abort());
+        let grouping = (0..50).map(|u| vec![format!("user{u}"), format!("role{}", u % 7)]).collect();
+        enforcer.add_grouping_policies(grouping).await.unwrap_or_else(|_| std::process::abort());
+        enforcer
+    })
+}
 
 fn decisions(c: &mut Criterion) {
     let mut group = c.benchmark_group("decision");
@@ -21,6 +75,14 @@ fn decisions(c: &mut Criterion) {
             b.iter(|| {
                 for (subject, action, resource, attributes) in &requests {
                     black_box(evaluator.evaluate(&AccessRequest { subject, action, resource, attributes }));
+                }
+            })
+        });
+        let enforcer = casbin_enforcer(&policies);
+        group.bench_with_input(BenchmarkId::new("casbin", count), &count, |b, _| {
+            b.iter(|| {
+                for (subject, action, resource, _) in &requests {
+                    black_box(enforcer.enforce((subject.as_str(), resource.as_str(), action.as_str())).unwrap_or(false));
                 }
             })
         });
