@@ -10,7 +10,9 @@ out=target/bench
 mkdir -p "$out"
 iterations="${ITERATIONS:-2000}"
 cargo build --quiet --release -p test-harness --bin pw-harness
-cargo build --quiet --target wasm32-wasip1 --profile wasm -p policy-filter -p harness-fixtures --example passthrough
+# Two commands: with `--example`, cargo builds only the example, not the module.
+cargo build --quiet --target wasm32-wasip1 --profile wasm -p policy-filter
+cargo build --quiet --target wasm32-wasip1 --profile wasm -p harness-fixtures --example passthrough
 cargo run --quiet -p policy-compiler -- compile envoy-examples/policy/config.json -o "$out/cached.json"
 python3 -c 'import json,sys; b=json.load(open(sys.argv[1])); b["settings"]["cache_entries"]=0; json.dump(b, open(sys.argv[2],"w"))' "$out/cached.json" "$out/uncached.json"
 cargo run --quiet -p jwt-minter --bin bench-requests -- envoy-examples/policy/keys "$out"

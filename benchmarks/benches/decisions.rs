@@ -74,7 +74,7 @@ fn decisions(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("table", count), &count, |b, _| {
             b.iter(|| {
                 for (subject, action, resource, attributes) in &requests {
-                    black_box(evaluator.evaluate(&AccessRequest { subject, action, resource, attributes }));
+                    black_box(evaluator.evaluate(&AccessRequest { subject, action, resource, attributes, client_address: attributes.get("clientIP") }));
                 }
             })
         });

@@ -9,9 +9,9 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use regex_lite::Regex;
 
 use crate::format::{Condition, DecodeError, Effect, Network, Pattern, StrId, Table, Test};
+use crate::matcher::RegexMatcher;
 
 /// Attribute values of one request, by name (`roles`, `organizations`, `clientIP`, any claim).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -55,7 +55,13 @@ pub struct AccessRequest<'a> {
     /// The normalised path: no query, no dot segments.
     pub resource: &'a str,
     pub attributes: &'a Attributes,
+    /// The client's address as the proxy reports it (empty when it reports none): the only
+    /// source of the `clientIP` attribute, which no token claim can supply.
+    pub client_address: &'a [String],
 }
+
+/// The attribute name under which conditions read the client's address.
+pub const CLIENT_IP: &str = "clientIP";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -110,7 +116,7 @@ struct PreparedPolicy {
 
 pub struct Evaluator {
     policies: Vec<PreparedPolicy>,
-    regexes: Vec<Regex>,
+    regexes: Vec<RegexMatcher>,
     /// Interned strings, to compare attribute values by id.
     string_ids: HashMap<String, StrId>,
     action_bits: HashMap<String, u64>,
@@ -174,6 +180,12 @@ impl Evaluator {
             prefix_lengths,
             hash: table.content_hash(),
         })
+    }
+
+    /// Whether any condition reads the attribute `key` (the filter fetches the client
+    /// address only when `clientIP` is read).
+    pub fn uses_attribute(&self, key: &str) -> bool {
+        self.policies.iter().any(|p| p.conditions.iter().any(|c| c.key == key))
     }
 
     pub fn policy_count(&self) -> usize {
@@ -245,7 +257,7 @@ impl Evaluator {
     }
 
     fn holds(&self, condition: &PreparedCondition, request: &AccessRequest<'_>) -> bool {
-        let values = request.attributes.get(&condition.key);
+        let values = if condition.key == CLIENT_IP { request.client_address } else { request.attributes.get(&condition.key) };
         let single = match values {
             [one] => Some(one.as_str()),
             _ => None,
@@ -298,7 +310,7 @@ pub fn network_contains(network: &Network, ip: IpAddr) -> bool {
 
 struct Builder<'t> {
     table: &'t Table,
-    regexes: Vec<Regex>,
+    regexes: Vec<RegexMatcher>,
     regex_of: HashMap<StrId, usize>,
 }
 
@@ -308,7 +320,7 @@ impl Builder<'_> {
             return Ok(*index);
         }
         let text = self.table.string(source);
-        let regex = Regex::new(text).map_err(|e| DecodeError::Malformed(format!("regex {text:?}: {e}")))?;
+        let regex = RegexMatcher::new(text).map_err(|e| DecodeError::Malformed(format!("regex {text:?}: {e}")))?;
         self.regexes.push(regex);
         let index = self.regexes.len() - 1;
         self.regex_of.insert(source, index);

@@ -6,6 +6,7 @@
 //! - [`format`]: the versioned, hashed, deterministic binary form ([`Table`]).
 //! - [`bundle`]: the plugin configuration the compiler writes and the module loads: the
 //!   table, the JWT providers with their keys, and the filter's settings.
+//! - [`matcher`]: regexes of the common shapes matched without the regex engine.
 //! - [`eval`]: the [`Evaluator`] built from a table at load time, answering each request.
 //!
 //! This crate knows nothing of proxy-wasm, wasmtime or I/O, and never panics on its input.
@@ -13,6 +14,7 @@
 pub mod bundle;
 pub mod eval;
 pub mod format;
+pub mod matcher;
 pub mod pattern;
 pub mod request;
 

@@ -111,6 +111,10 @@ pub fn claim_values(value: Option<&Value>) -> Vec<String> {
 pub fn attributes_from_claims(claims: &Map<String, Value>, names: &ClaimNames) -> (String, Attributes) {
     let mut attributes = Attributes::new();
     for (name, value) in claims {
+        // The client address comes from the proxy, never from the caller's own token.
+        if name == crate::eval::CLIENT_IP {
+            continue;
+        }
         let values = match value {
             Value::String(text) => vec![text.clone()],
             Value::Number(_) | Value::Bool(_) | Value::Array(_) => claim_values(Some(value)),

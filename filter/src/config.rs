@@ -5,7 +5,7 @@
 
 use decision_table::Evaluator;
 use decision_table::bundle::{BUNDLE_FORMAT, Bundle, Settings};
-use regex_lite::Regex;
+use decision_table::matcher::RegexMatcher;
 
 use crate::jwt::{self, ProviderKeys};
 
@@ -13,7 +13,7 @@ pub struct Loaded {
     pub settings: Settings,
     pub evaluator: Evaluator,
     pub providers: Vec<ProviderKeys>,
-    pub ignore: Vec<Regex>,
+    pub ignore: Vec<RegexMatcher>,
     pub table_hash: String,
 }
 
@@ -43,7 +43,7 @@ pub fn load(configuration: &[u8]) -> Result<Loaded, String> {
         .settings
         .ignore_patterns
         .iter()
-        .map(|p| Regex::new(p).map_err(|e| format!("ignore pattern {p:?}: {e}")))
+        .map(|p| RegexMatcher::new(p).map_err(|e| format!("ignore pattern {p:?}: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
     let providers = jwt::providers(&bundle.providers)?;
     if providers.is_empty() && bundle.settings.mtls.is_none() {

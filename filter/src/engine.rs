@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use decision_table::bundle::{Mode, MtlsIdentity};
 use decision_table::request::normalize_path;
+use decision_table::eval::CLIENT_IP;
 use decision_table::{AccessRequest, Attributes};
 use serde_json::json;
 
@@ -37,10 +38,10 @@ pub mod metrics {
     pub const SHADOW_DENIED: &str = "policy_filter_shadow_denied";
 }
 
-/// Who is calling, once a credential succeeded.
+/// Who is calling, once a credential succeeded: the verified token (shared with the cache, so
+/// a cached request copies nothing) or the identity taken from the client certificate.
 struct Identity {
-    subject: String,
-    attributes: Attributes,
+    caller: Rc<Verified>,
     via: &'static str,
 }
 
@@ -59,13 +60,16 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
     let request_id = header("x-request-id").unwrap_or_default().to_string();
     let settings = &loaded.settings;
 
-    // Whatever the client claims about its own identity never reaches the upstream.
+    // Whatever the client claims about its own identity never reaches the upstream. Only the
+    // headers it actually sent cost a hostcall.
     let forward = &settings.forward;
     for name in [&forward.user_id, &forward.username, &forward.roles, &forward.organizations, &forward.namespaces, &forward.policy]
         .into_iter()
         .flatten()
     {
-        host.set_request_header(name, None);
+        if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
+            host.set_request_header(name, None);
+        }
     }
 
     let resource = match normalize_path(&raw_path) {
@@ -90,7 +94,7 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
     };
     let identity = match &found {
         Some(found) => match verify(loaded, cache, host, &found.token) {
-            Ok(verified) => Identity { subject: verified.subject.clone(), attributes: verified.attributes.clone(), via: "jwt" },
+            Ok(verified) => Identity { caller: verified, via: "jwt" },
             Err(rejection) => {
                 let refusal = Refusal::Unauthenticated {
                     error: Some("invalid_token"),
@@ -108,13 +112,15 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
             }
         },
     };
-    let mut identity = identity;
-    if let Some(address) = host.property(&["source", "address"]) {
-        identity.attributes.insert("clientIP", vec![String::from_utf8_lossy(&address).into_owned()]);
-    }
+    // The client address is asked of the proxy only when a condition reads it.
+    let client_address: Vec<String> = match loaded.evaluator.uses_attribute(CLIENT_IP) {
+        true => host.property(&["source", "address"]).map(|a| String::from_utf8_lossy(&a).into_owned()).into_iter().collect(),
+        false => Vec::new(),
+    };
 
     let decision = settings.actions.get(&method).map(|action| {
-        let request = AccessRequest { subject: &identity.subject, action, resource: &resource, attributes: &identity.attributes };
+        let request =
+            AccessRequest { subject: &identity.caller.subject, action, resource: &resource, attributes: &identity.caller.attributes, client_address: &client_address };
         let decision = loaded.evaluator.evaluate(&request);
         (decision.allowed(), decision.policy.map(str::to_string))
     });
@@ -125,11 +131,11 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
             Flow::Continue
         }
         Some((false, policy)) => {
-            let refusal = Refusal::Forbidden { policy, subject: identity.subject.clone() };
+            let refusal = Refusal::Forbidden { policy, subject: identity.caller.subject.clone() };
             finish(loaded, host, &request_id, &method, &resource, refusal, Some((&identity, found.as_ref(), &raw_path)))
         }
         None => {
-            let refusal = Refusal::Forbidden { policy: None, subject: identity.subject.clone() };
+            let refusal = Refusal::Forbidden { policy: None, subject: identity.caller.subject.clone() };
             finish(loaded, host, &request_id, &method, &resource, refusal, Some((&identity, found.as_ref(), &raw_path)))
         }
     }
@@ -170,7 +176,8 @@ fn mtls_identity(loaded: &Loaded, host: &mut dyn Host) -> Option<Identity> {
     attributes.insert("roles", roles);
     attributes.insert("username", vec![subject.clone()]);
     attributes.insert("subject", vec![subject.clone()]);
-    Some(Identity { subject, attributes, via: "mtls" })
+    let caller = Verified { claims: serde_json::Map::new(), expires_at: 0, provider: "mtls".into(), subject, attributes };
+    Some(Identity { caller: Rc::new(caller), via: "mtls" })
 }
 
 /// The CN of an RFC 4514 subject (`CN=billing,OU=svc,O=Example`).
@@ -181,10 +188,11 @@ fn common_name(subject: &str) -> Option<&str> {
 /// Identity headers for the upstream, and the credential removed when configured.
 fn forward_identity(loaded: &Loaded, host: &mut dyn Host, identity: &Identity, policy: Option<&str>, found: Option<&Found>, raw_path: &str) {
     let forward = &loaded.settings.forward;
-    let joined = |key: &str| identity.attributes.get(key).join(",");
+    let caller = &identity.caller;
+    let joined = |key: &str| caller.attributes.get(key).join(",");
     let values = [
-        (&forward.user_id, identity.attributes.get("userId").first().cloned().unwrap_or_default()),
-        (&forward.username, identity.subject.clone()),
+        (&forward.user_id, caller.attributes.get("userId").first().cloned().unwrap_or_default()),
+        (&forward.username, caller.subject.clone()),
         (&forward.roles, joined("roles")),
         (&forward.organizations, joined("organizations")),
         (&forward.namespaces, joined("namespaces")),

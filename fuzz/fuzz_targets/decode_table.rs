@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(table) = Table::decode(bytes) {
             if let Ok(evaluator) = Evaluator::new(&table) {
                 let attributes = Attributes::new().with("roles", &["admin"]);
-                let request = AccessRequest { subject: "ana", action: "api:read", resource: "/a/b", attributes: &attributes };
+                let request = AccessRequest { subject: "ana", action: "api:read", resource: "/a/b", attributes: &attributes, client_address: attributes.get("clientIP") };
                 let _ = evaluator.evaluate(&request);
             }
         }

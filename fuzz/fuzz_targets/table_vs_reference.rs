@@ -70,7 +70,7 @@ fuzz_target!(|data: &[u8]| {
         attributes.insert("scopes", picks.some(&["user", "gold"], 2));
         attributes.insert("owner", picks.some(&["ana", "bob"], 2));
         attributes.insert("clientIP", picks.some(&["10.1.2.3", "192.168.0.1:80", "x"], 1));
-        let table_decision = evaluator.evaluate(&AccessRequest { subject, action, resource, attributes: &attributes });
+        let table_decision = evaluator.evaluate(&AccessRequest { subject, action, resource, attributes: &attributes, client_address: attributes.get("clientIP") });
         let literal = reference::decide(&policies, &reference::Request { subject, action, resource, attributes: &attributes });
         assert_eq!(table_decision.allowed(), literal.allowed, "{subject} {action} {resource} {attributes:?}");
         assert_eq!(table_decision.policy, literal.deciding.as_deref());

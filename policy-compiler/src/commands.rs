@@ -191,7 +191,7 @@ pub fn decide(
     if let Some(ip) = client_ip {
         attributes.insert("clientIP", vec![ip.to_string()]);
     }
-    let decision = prepared.evaluator.evaluate(&AccessRequest { subject: &subject, action, resource: &resource, attributes: &attributes });
+    let decision = prepared.evaluator.evaluate(&AccessRequest { subject: &subject, action, resource: &resource, attributes: &attributes, client_address: attributes.get("clientIP") });
     let request = reference::Request { subject: &subject, action, resource: &resource, attributes: &attributes };
     let trace = reference::decide(&prepared.policies, &request);
     if trace.allowed != decision.allowed() || trace.deciding.as_deref() != decision.policy {

@@ -155,3 +155,17 @@ proptest::proptest! {
         proptest::prop_assert!(status == 401);
     }
 }
+
+#[test]
+fn a_client_ip_claim_cannot_stand_in_for_the_proxys_client_address() {
+    // internal-network-metrics admits services from 10.0.0.0/8. A service token claiming
+    // `clientIP: 10.0.0.1` must not pass when the proxy reports an outside address, or none.
+    let loaded = load(&example_bundle());
+    let secret = signer("HS256", "internal-hs256.secret");
+    let token = mint(&secret, "HS256", Some("internal-1"), &claims(json!({"iss": "internal", "username": "scraper", "roles": ["service"], "clientIP": "10.0.0.1"})));
+    let request = || MockHost::request("GET", "/internal/metrics").bearer(&token);
+    assert_eq!(run(&loaded, request()).1.status(), Some(403), "no address from the proxy: the CIDR condition fails");
+    assert_eq!(run(&loaded, request().property("source.address", b"203.0.113.9:4000")).1.status(), Some(403));
+    let (flow, inside) = run(&loaded, request().property("source.address", b"10.9.8.7:4000"));
+    assert_eq!((flow, inside.status()), (Flow::Continue, None), "the real address still decides");
+}

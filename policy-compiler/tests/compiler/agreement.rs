@@ -108,7 +108,7 @@ fn evaluator(policies: &[SourcePolicy]) -> Evaluator {
 }
 
 fn table_decision(evaluator: &Evaluator, ask: &Ask) -> (bool, Option<String>) {
-    let request = AccessRequest { subject: &ask.subject, action: &ask.action, resource: &ask.resource, attributes: &ask.attributes };
+    let request = AccessRequest { subject: &ask.subject, action: &ask.action, resource: &ask.resource, attributes: &ask.attributes, client_address: ask.attributes.get("clientIP") };
     let decision = evaluator.evaluate(&request);
     (decision.allowed(), decision.policy.map(str::to_string))
 }
