@@ -8,7 +8,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use decision_table::bundle::{Provider, Settings};
-use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key, Rsa, RsaPublicKey};
+use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key};
 use jwt_compact::{Algorithm, AlgorithmSignature, UntrustedToken};
 use serde_json::{Map, Value};
 
@@ -76,9 +76,8 @@ impl Rejection {
 
 /// A verifying key, bound to the one algorithm it may check.
 pub enum KeyMaterial {
-    /// RS256/384/512 on the precomputed fast path.
-    RsaPkcs1(Box<crate::rsa_pkcs1::PublicKey>),
-    Rsa(Rsa, RsaPublicKey),
+    /// RS256/384/512 and PS256/384/512, with Montgomery parameters computed at load.
+    Rsa(Box<crate::rsa::PublicKey>),
     Es256(Box<<Es256 as Algorithm>::VerifyingKey>),
     Es384(Box<p384::ecdsa::VerifyingKey>),
     EdDsa(Box<<Ed25519 as Algorithm>::VerifyingKey>),
@@ -124,22 +123,15 @@ pub fn key_from_jwk(jwk: &Value) -> Result<Key, String> {
     let fail = |e: String| format!("key {kid}: {e}");
     let material = match (kty, alg.as_str()) {
         ("RSA", "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512") => {
-            let (n_bytes, e_bytes) = (decode_field(jwk, "n").map_err(fail)?, decode_field(jwk, "e").map_err(fail)?);
-            let key = RsaPublicKey::new(rsa::BigUint::from_bytes_be(&n_bytes), rsa::BigUint::from_bytes_be(&e_bytes))
-                .map_err(|e| fail(e.to_string()))?;
-            if rsa::traits::PublicKeyParts::size(&key) * 8 < 2048 {
-                return Err(fail("an RSA key must have at least 2048 bits".into()));
-            }
-            let hash = match alg.as_str() {
-                "RS256" => Some(crate::rsa_pkcs1::Hash::Sha256),
-                "RS384" => Some(crate::rsa_pkcs1::Hash::Sha384),
-                "RS512" => Some(crate::rsa_pkcs1::Hash::Sha512),
-                _ => None,
+            use crate::rsa::{Hash, Padding};
+            let padding = if alg.starts_with("PS") { Padding::Pss } else { Padding::Pkcs1v15 };
+            let hash = match alg.get(2..) {
+                Some("384") => Hash::Sha384,
+                Some("512") => Hash::Sha512,
+                _ => Hash::Sha256,
             };
-            match hash.and_then(|hash| crate::rsa_pkcs1::PublicKey::new(&n_bytes, &e_bytes, hash)) {
-                Some(fast) => KeyMaterial::RsaPkcs1(Box::new(fast)),
-                None => KeyMaterial::Rsa(Rsa::with_name(&alg), key),
-            }
+            let (n, e) = (decode_field(jwk, "n").map_err(fail)?, decode_field(jwk, "e").map_err(fail)?);
+            KeyMaterial::Rsa(Box::new(crate::rsa::PublicKey::new(&n, &e, padding, hash).map_err(fail)?))
         }
         ("EC", "ES256") | ("EC", "ES384") => {
             let (x, y) = (decode_field(jwk, "x").map_err(fail)?, decode_field(jwk, "y").map_err(fail)?);
@@ -193,8 +185,7 @@ impl Key {
     /// Checks `signature` over `message` with this key's one algorithm.
     pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
         match &self.material {
-            KeyMaterial::RsaPkcs1(key) => key.verifies(message, signature),
-            KeyMaterial::Rsa(alg, key) => check(alg, key, message, signature),
+            KeyMaterial::Rsa(key) => key.verifies(message, signature),
             KeyMaterial::Es256(key) => check(&Es256, key, message, signature),
             KeyMaterial::EdDsa(key) => check(&Ed25519, key, message, signature),
             KeyMaterial::Hs256(key) => check(&Hs256, key, message, signature),

@@ -14,7 +14,7 @@ pub mod credentials;
 pub mod engine;
 pub mod host;
 pub mod jwt;
-mod rsa_pkcs1;
+mod rsa;
 mod strict_json;
 
 #[cfg(all(target_arch = "wasm32", feature = "proxy-module"))]
