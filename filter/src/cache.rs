@@ -2,20 +2,24 @@
 //! signature check. An entry is used only while the token is unexpired (checked on every hit,
 //! on the host clock); the oldest entry makes room for a new one.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::rc::Rc;
+
+use rustc_hash::FxHashMap;
 
 use crate::jwt::Verified;
 
 pub struct TokenCache {
     capacity: usize,
-    entries: HashMap<String, Rc<Verified>>,
+    /// FxHash rather than SipHash: only verified tokens become keys, so nobody can choose
+    /// colliding ones, and hashing a 600-byte token with SipHash cost more than the lookup.
+    entries: FxHashMap<String, Rc<Verified>>,
     order: VecDeque<String>,
 }
 
 impl TokenCache {
     pub fn new(capacity: usize) -> Self {
-        TokenCache { capacity, entries: HashMap::new(), order: VecDeque::new() }
+        TokenCache { capacity, entries: FxHashMap::default(), order: VecDeque::new() }
     }
 
     /// The verified token, if cached and not expired at `now` (with `skew` seconds).

@@ -55,9 +55,9 @@ enum Refusal {
 pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host) -> Flow {
     let headers = host.request_headers();
     let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let method = header(":method").unwrap_or_default().to_string();
-    let raw_path = header(":path").unwrap_or_default().to_string();
-    let request_id = header("x-request-id").unwrap_or_default().to_string();
+    let method = header(":method").unwrap_or_default();
+    let raw_path = header(":path").unwrap_or_default();
+    let request_id = header("x-request-id").unwrap_or_default();
     let settings = &loaded.settings;
 
     // Whatever the client claims about its own identity never reaches the upstream. Only the
@@ -118,7 +118,7 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
         false => Vec::new(),
     };
 
-    let decision = settings.actions.get(&method).map(|action| {
+    let decision = settings.actions.get(method).map(|action| {
         let request =
             AccessRequest { subject: &identity.caller.subject, action, resource: &resource, attributes: &identity.caller.attributes, client_address: &client_address };
         let decision = loaded.evaluator.evaluate(&request);

@@ -3,11 +3,11 @@
 //! module that knows proxy-wasm.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
 use proxy_wasm::hostcalls;
+use rustc_hash::FxHashMap;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 
@@ -26,7 +26,7 @@ proxy_wasm::main! {{
 struct Shared {
     loaded: Loaded,
     cache: RefCell<TokenCache>,
-    metrics: RefCell<HashMap<String, u32>>,
+    metrics: RefCell<FxHashMap<String, u32>>,
 }
 
 #[derive(Default)]
