@@ -91,7 +91,7 @@ impl Shape {
                     Middle::AnyButNewline => '\n',
                     Middle::AnyButSlash => '/',
                 };
-                !(non_empty && middle_text.is_empty()) && !middle_text.contains(excluded)
+                (!non_empty || !middle_text.is_empty()) && !middle_text.contains(excluded)
             }
         }
     }

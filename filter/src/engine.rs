@@ -72,16 +72,16 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
         }
     }
 
-    let resource = match normalize_path(&raw_path) {
+    let resource = match normalize_path(raw_path) {
         Ok(resource) => resource,
-        Err(e) => return finish(loaded, host, &request_id, &method, &raw_path, Refusal::Malformed(e.to_string()), None),
+        Err(e) => return finish(loaded, host, request_id, method, raw_path, Refusal::Malformed(e.to_string()), None),
     };
-    if loaded.ignore.iter().any(|re| re.is_match(&resource)) || is_cors_preflight(settings.bypass_cors_preflight, &method, &header) {
+    if loaded.ignore.iter().any(|re| re.is_match(&resource)) || is_cors_preflight(settings.bypass_cors_preflight, method, &header) {
         host.count(metrics::BYPASSED);
         return Flow::Continue;
     }
 
-    let found = match credentials::find(&headers, &raw_path, &settings.token_sources) {
+    let found = match credentials::find(&headers, raw_path, &settings.token_sources) {
         Ok(found) => found,
         Err(credentials::MultipleCredentials) => {
             let refusal = Refusal::Unauthenticated {
@@ -89,7 +89,7 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
                 description: "the request carries more than one credential",
                 reason: "multiple_credentials",
             };
-            return finish(loaded, host, &request_id, &method, &resource, refusal, None);
+            return finish(loaded, host, request_id, method, &resource, refusal, None);
         }
     };
     let identity = match &found {
@@ -101,14 +101,14 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
                     description: rejection.description(),
                     reason: rejection.reason(),
                 };
-                return finish(loaded, host, &request_id, &method, &resource, refusal, None);
+                return finish(loaded, host, request_id, method, &resource, refusal, None);
             }
         },
         None => match mtls_identity(loaded, host) {
             Some(identity) => identity,
             None => {
                 let refusal = Refusal::Unauthenticated { error: None, description: "authentication is required", reason: "missing" };
-                return finish(loaded, host, &request_id, &method, &resource, refusal, None);
+                return finish(loaded, host, request_id, method, &resource, refusal, None);
             }
         },
     };
@@ -127,16 +127,16 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
     match decision {
         Some((true, policy)) => {
             host.count(metrics::ALLOWED);
-            forward_identity(loaded, host, &identity, policy.as_deref(), found.as_ref(), &raw_path);
+            forward_identity(loaded, host, &identity, policy.as_deref(), found.as_ref(), raw_path);
             Flow::Continue
         }
         Some((false, policy)) => {
             let refusal = Refusal::Forbidden { policy, subject: identity.caller.subject.clone() };
-            finish(loaded, host, &request_id, &method, &resource, refusal, Some((&identity, found.as_ref(), &raw_path)))
+            finish(loaded, host, request_id, method, &resource, refusal, Some((&identity, found.as_ref(), raw_path)))
         }
         None => {
             let refusal = Refusal::Forbidden { policy: None, subject: identity.caller.subject.clone() };
-            finish(loaded, host, &request_id, &method, &resource, refusal, Some((&identity, found.as_ref(), &raw_path)))
+            finish(loaded, host, request_id, method, &resource, refusal, Some((&identity, found.as_ref(), raw_path)))
         }
     }
 }
