@@ -16,6 +16,7 @@ use crate::source::KeySource;
 
 pub const RSA_ALGORITHMS: [&str; 6] = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"];
 pub const MIN_RSA_BITS: usize = 2048;
+pub const MAX_RSA_BITS: usize = 8192;
 
 /// The algorithms a key type and curve may be bound to.
 fn allowed(kty: &str, crv: Option<&str>) -> &'static [&'static str] {
@@ -133,7 +134,15 @@ fn check_strength(object: &Map<String, Value>, kty: &str, alg: &str, what: &str)
             if bits < MIN_RSA_BITS {
                 return Err(format!("{what}: an RSA key of about {bits} bits is too weak; at least {MIN_RSA_BITS} are required"));
             }
-            decoded("e")?;
+            // The module's RSA verifier takes 2048 to 8192 bits and an exponent below 2^32;
+            // refusing here beats a bundle the proxy refuses at load.
+            if bits > MAX_RSA_BITS {
+                return Err(format!("{what}: an RSA key of about {bits} bits is larger than the filter accepts ({MAX_RSA_BITS})"));
+            }
+            let exponent = decoded("e")?;
+            if exponent.iter().skip_while(|b| **b == 0).count() > 4 {
+                return Err(format!("{what}: the RSA public exponent must be below 2^32"));
+            }
         }
         "oct" => {
             let secret = decoded("k")?;
@@ -215,4 +224,23 @@ fn rsa_jwk(key: &rsa::RsaPublicKey) -> Value {
         "n": URL_SAFE_NO_PAD.encode(key.n().to_bytes_be()),
         "e": URL_SAFE_NO_PAD.encode(key.e().to_bytes_be()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rsa(bytes: usize, exponent: &[u8]) -> Map<String, Value> {
+        let modulus = vec![0xffu8; bytes];
+        serde_json::json!({"n": URL_SAFE_NO_PAD.encode(modulus), "e": URL_SAFE_NO_PAD.encode(exponent)}).as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn rsa_keys_outside_what_the_filter_verifies_are_refused() {
+        assert!(check_strength(&rsa(256, &[1, 0, 1]), "RSA", "RS256", "k").is_ok());
+        assert!(check_strength(&rsa(1024, &[1, 0, 1]), "RSA", "RS256", "k").is_ok());
+        assert!(check_strength(&rsa(128, &[1, 0, 1]), "RSA", "RS256", "k").unwrap_err().contains("too weak"));
+        assert!(check_strength(&rsa(1025, &[1, 0, 1]), "RSA", "RS256", "k").unwrap_err().contains("larger than the filter accepts"));
+        assert!(check_strength(&rsa(256, &[1, 0, 0, 0, 1]), "RSA", "RS256", "k").unwrap_err().contains("below 2^32"));
+    }
 }
