@@ -8,9 +8,8 @@
 
 // FxHash: the keys are the table's own strings, fixed at load; lookups cost a fraction of
 // SipHash's on every request.
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet};
 use std::net::IpAddr;
-
 
 use crate::format::{Condition, DecodeError, Effect, Network, Pattern, StrId, Table, Test};
 use crate::matcher::RegexMatcher;
@@ -127,6 +126,8 @@ pub struct Evaluator {
     prefixed_resources: HashMap<String, Vec<(u32, usize)>>,
     /// The distinct prefix lengths, ascending.
     prefix_lengths: Vec<usize>,
+    /// Every attribute a condition reads, gathered once so a request asks in O(1).
+    condition_keys: FxHashSet<String>,
     hash: String,
 }
 
@@ -171,6 +172,7 @@ impl Evaluator {
             .enumerate()
             .map(|(bit, id)| (table.string(*id).to_string(), 1u64 << bit))
             .collect();
+        let condition_keys = policies.iter().flat_map(|p: &PreparedPolicy| p.conditions.iter().map(|c| c.key.clone())).collect();
         let string_ids = table.strings.iter().enumerate().map(|(id, s)| (s.clone(), id as StrId)).collect();
         Ok(Evaluator {
             policies,
@@ -180,6 +182,7 @@ impl Evaluator {
             exact_resources,
             prefixed_resources,
             prefix_lengths,
+            condition_keys,
             hash: table.content_hash(),
         })
     }
@@ -187,7 +190,7 @@ impl Evaluator {
     /// Whether any condition reads the attribute `key` (the filter fetches the client
     /// address only when `clientIP` is read).
     pub fn uses_attribute(&self, key: &str) -> bool {
-        self.policies.iter().any(|p| p.conditions.iter().any(|c| c.key == key))
+        self.condition_keys.contains(key)
     }
 
     pub fn policy_count(&self) -> usize {
