@@ -140,29 +140,35 @@ impl PublicKey {
         if exponent < 3 || exponent % 2 == 0 {
             return Err("the RSA public exponent must be odd and at least 3".into());
         }
-        let limb_count = n.len().div_ceil(4);
-        let limbs = to_limbs(n, limb_count).ok_or("the RSA modulus does not fit")?;
+        let limbs = to_limbs(n, n.len().div_ceil(4)).ok_or("the RSA modulus does not fit")?;
         let n0 = limbs.first().copied().unwrap_or(0);
         if n0 % 2 == 0 {
             return Err("the RSA modulus is even".into());
         }
+        Ok(PublicKey::prepare(limbs, exponent, bits, n.len(), padding, hash))
+    }
+
+    /// The Montgomery parameters of an odd modulus already checked by `new`.
+    fn prepare(n: Vec<u32>, exponent: u32, bits: usize, length: usize, padding: Padding, hash: Hash) -> PublicKey {
+        let n0 = n.first().copied().unwrap_or(1);
         // Newton's iteration doubles the correct low bits: 3 → 6 → 12 → 24 → 48.
         let mut inverse = n0;
         for _ in 0..4 {
             inverse = inverse.wrapping_mul(2u32.wrapping_sub(n0.wrapping_mul(inverse)));
         }
-        let mut key = PublicKey {
-            n: limbs,
-            n0_inverse: inverse.wrapping_neg(),
-            r_squared: Vec::new(),
-            exponent,
-            bits,
-            length: n.len(),
-            padding,
-            hash,
-        };
+        let limb_count = n.len();
+        let mut key = PublicKey { n, n0_inverse: inverse.wrapping_neg(), r_squared: Vec::new(), exponent, bits, length, padding, hash };
         key.r_squared = key.power_of_two_mod_n(2 * 32 * limb_count);
-        Ok(key)
+        key
+    }
+
+    /// The number 1 in this key's limb count.
+    fn one(&self) -> Vec<u32> {
+        let mut one = vec![0u32; self.n.len()];
+        if let Some(low) = one.first_mut() {
+            *low = 1;
+        }
+        one
     }
 
     pub fn bits(&self) -> usize {
@@ -171,10 +177,7 @@ impl PublicKey {
 
     /// `2^power mod n` by doubling (at load only).
     fn power_of_two_mod_n(&self, power: usize) -> Vec<u32> {
-        let mut x = vec![0u32; self.n.len()];
-        if let Some(low) = x.first_mut() {
-            *low = 1;
-        }
+        let mut x = self.one();
         for _ in 0..power {
             let mut carry = 0u32;
             for limb in x.iter_mut() {
@@ -244,11 +247,7 @@ impl PublicKey {
                 result = self.multiply(&result, &base);
             }
         }
-        let mut one = vec![0u32; self.n.len()];
-        if let Some(low) = one.first_mut() {
-            *low = 1;
-        }
-        Some(to_big_endian(&self.multiply(&result, &one), self.length))
+        Some(to_big_endian(&self.multiply(&result, &self.one()), self.length))
     }
 
     /// Whether `signature` is this key's signature of `message` under its padding and hash.
@@ -323,23 +322,8 @@ mod tests {
     fn montgomery_products_agree_with_plain_arithmetic() {
         let n: u128 = 0xf123_4567_89ab_cdef_0123_4567;
         let limbs = to_limbs(&n.to_be_bytes(), 3).unwrap();
-        let n0 = limbs[0];
-        let mut inverse = n0;
-        for _ in 0..4 {
-            inverse = inverse.wrapping_mul(2u32.wrapping_sub(n0.wrapping_mul(inverse)));
-        }
-        assert_eq!(n0.wrapping_mul(inverse), 1);
-        let mut key = PublicKey {
-            n: limbs,
-            n0_inverse: inverse.wrapping_neg(),
-            r_squared: Vec::new(),
-            exponent: 65537,
-            bits: 96,
-            length: 12,
-            padding: Padding::Pkcs1v15,
-            hash: Hash::Sha256,
-        };
-        key.r_squared = key.power_of_two_mod_n(192);
+        let key = PublicKey::prepare(limbs.clone(), 65537, 96, 12, Padding::Pkcs1v15, Hash::Sha256);
+        assert_eq!(limbs[0].wrapping_mul(key.n0_inverse), u32::MAX, "n0_inverse is -n⁻¹ mod 2³²");
         let mul_mod = |a: u128, b: u128| -> u128 {
             // Double-and-add: every intermediate stays below 2n < 2^97.
             let (mut result, mut a) = (0u128, a % n);
