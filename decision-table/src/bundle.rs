@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 /// The bundle format this crate reads and writes.
 pub const BUNDLE_FORMAT: u32 = 1;
 
+/// The RSA modulus sizes, in bits, that the compiler writes and the filter verifies.
+pub const MIN_RSA_BITS: usize = 2048;
+pub const MAX_RSA_BITS: usize = 8192;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Bundle {

@@ -12,9 +12,7 @@
 
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
-/// The smallest and largest moduli accepted, in bits.
-pub const MIN_BITS: usize = 2048;
-pub const MAX_BITS: usize = 8192;
+use decision_table::bundle::{MAX_RSA_BITS as MAX_BITS, MIN_RSA_BITS as MIN_BITS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hash {

@@ -15,8 +15,7 @@ use serde_json::{Map, Value, json};
 use crate::source::KeySource;
 
 pub const RSA_ALGORITHMS: [&str; 6] = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"];
-pub const MIN_RSA_BITS: usize = 2048;
-pub const MAX_RSA_BITS: usize = 8192;
+pub use decision_table::bundle::{MAX_RSA_BITS, MIN_RSA_BITS};
 
 /// The algorithms a key type and curve may be bound to.
 fn allowed(kty: &str, crv: Option<&str>) -> &'static [&'static str] {
