@@ -8,7 +8,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use decision_table::bundle::{Provider, Settings};
-use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key};
+use jwt_compact::alg::{Ed25519, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key};
 use jwt_compact::{Algorithm, AlgorithmSignature, UntrustedToken};
 use serde_json::{Map, Value};
 
@@ -78,8 +78,8 @@ impl Rejection {
 pub enum KeyMaterial {
     /// RS256/384/512 and PS256/384/512, with Montgomery parameters computed at load.
     Rsa(Box<crate::rsa::PublicKey>),
-    Es256(Box<<Es256 as Algorithm>::VerifyingKey>),
-    Es384(Box<p384::ecdsa::VerifyingKey>),
+    /// ES256 and ES384, with the key's window table computed at load.
+    Ecdsa(crate::ecdsa::PublicKey),
     EdDsa(Box<<Ed25519 as Algorithm>::VerifyingKey>),
     Hs256(Hs256Key),
     Hs384(Hs384Key),
@@ -135,16 +135,7 @@ pub fn key_from_jwk(jwk: &Value) -> Result<Key, String> {
         }
         ("EC", "ES256") | ("EC", "ES384") => {
             let (x, y) = (decode_field(jwk, "x").map_err(fail)?, decode_field(jwk, "y").map_err(fail)?);
-            let mut point = vec![4u8];
-            point.extend_from_slice(&x);
-            point.extend_from_slice(&y);
-            if alg == "ES256" {
-                let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|e| fail(e.to_string()))?;
-                KeyMaterial::Es256(Box::new(key))
-            } else {
-                let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|e| fail(e.to_string()))?;
-                KeyMaterial::Es384(Box::new(key))
-            }
+            KeyMaterial::Ecdsa(crate::ecdsa::PublicKey::new(&alg, &x, &y).map_err(fail)?)
         }
         ("OKP", "EdDSA") => {
             let x: [u8; 32] = decode_field(jwk, "x").map_err(fail)?.try_into().map_err(|_| fail("`x` must be 32 bytes".into()))?;
@@ -186,15 +177,11 @@ impl Key {
     pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
         match &self.material {
             KeyMaterial::Rsa(key) => key.verifies(message, signature),
-            KeyMaterial::Es256(key) => check(&Es256, key, message, signature),
+            KeyMaterial::Ecdsa(key) => key.verifies(message, signature),
             KeyMaterial::EdDsa(key) => check(&Ed25519, key, message, signature),
             KeyMaterial::Hs256(key) => check(&Hs256, key, message, signature),
             KeyMaterial::Hs384(key) => check(&Hs384, key, message, signature),
             KeyMaterial::Hs512(key) => check(&Hs512, key, message, signature),
-            KeyMaterial::Es384(key) => {
-                use p384::ecdsa::signature::Verifier;
-                p384::ecdsa::Signature::from_slice(signature).is_ok_and(|s| key.verify(message, &s).is_ok())
-            }
         }
     }
 }

@@ -14,6 +14,8 @@ pub mod credentials;
 pub mod engine;
 pub mod host;
 pub mod jwt;
+mod bignum;
+mod ecdsa;
 mod rsa;
 mod strict_json;
 

@@ -12,6 +12,8 @@
 
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
+use crate::bignum;
+
 use decision_table::bundle::{MAX_RSA_BITS as MAX_BITS, MIN_RSA_BITS as MIN_BITS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,46 +82,7 @@ pub struct PublicKey {
 /// Big-endian bytes to `limbs` little-endian limbs; `None` when they do not fit.
 fn to_limbs(big_endian: &[u8], limbs: usize) -> Option<Vec<u32>> {
     let mut out = vec![0u32; limbs];
-    let mut slots = out.iter_mut();
-    for chunk in big_endian.rchunks(4) {
-        let limb = chunk.iter().fold(0u32, |acc, byte| acc << 8 | u32::from(*byte));
-        match slots.next() {
-            Some(slot) => *slot = limb,
-            None if limb == 0 => {}
-            None => return None,
-        }
-    }
-    Some(out)
-}
-
-fn to_big_endian(limbs: &[u32], length: usize) -> Vec<u8> {
-    let bytes: Vec<u8> = limbs.iter().rev().flat_map(|limb| limb.to_be_bytes()).collect();
-    let skip = bytes.len().saturating_sub(length);
-    let mut out = vec![0u8; length.saturating_sub(bytes.len())];
-    out.extend(bytes.into_iter().skip(skip));
-    out
-}
-
-/// `a >= b` for equal-length little-endian numbers.
-fn at_least(a: &[u32], b: &[u32]) -> bool {
-    for (x, y) in a.iter().rev().zip(b.iter().rev()) {
-        if x != y {
-            return x > y;
-        }
-    }
-    true
-}
-
-/// `a -= b` (equal lengths); returns the borrow.
-fn subtract(a: &mut [u32], b: &[u32]) -> bool {
-    let mut borrow = false;
-    for (x, y) in a.iter_mut().zip(b) {
-        let (d1, b1) = x.overflowing_sub(*y);
-        let (d2, b2) = d1.overflowing_sub(u32::from(borrow));
-        *x = d2;
-        borrow = b1 || b2;
-    }
-    borrow
+    bignum::read_big_endian(big_endian, &mut out).then_some(out)
 }
 
 impl PublicKey {
@@ -148,16 +111,10 @@ impl PublicKey {
 
     /// The Montgomery parameters of an odd modulus already checked by `new`.
     fn prepare(n: Vec<u32>, exponent: u32, bits: usize, length: usize, padding: Padding, hash: Hash) -> PublicKey {
-        let n0 = n.first().copied().unwrap_or(1);
-        // Newton's iteration doubles the correct low bits: 3 → 6 → 12 → 24 → 48.
-        let mut inverse = n0;
-        for _ in 0..4 {
-            inverse = inverse.wrapping_mul(2u32.wrapping_sub(n0.wrapping_mul(inverse)));
-        }
-        let limb_count = n.len();
-        let mut key = PublicKey { n, n0_inverse: inverse.wrapping_neg(), r_squared: Vec::new(), exponent, bits, length, padding, hash };
-        key.r_squared = key.power_of_two_mod_n(2 * 32 * limb_count);
-        key
+        let n0_inverse = bignum::negated_inverse(n.first().copied().unwrap_or(1));
+        let mut r_squared = vec![0u32; n.len()];
+        bignum::power_of_two_mod(&n, 2 * 32 * n.len(), &mut r_squared);
+        PublicKey { n, n0_inverse, r_squared, exponent, bits, length, padding, hash }
     }
 
     /// The number 1 in this key's limb count.
@@ -173,55 +130,11 @@ impl PublicKey {
         self.bits
     }
 
-    /// `2^power mod n` by doubling (at load only).
-    fn power_of_two_mod_n(&self, power: usize) -> Vec<u32> {
-        let mut x = self.one();
-        for _ in 0..power {
-            let mut carry = 0u32;
-            for limb in x.iter_mut() {
-                let next = *limb >> 31;
-                *limb = *limb << 1 | carry;
-                carry = next;
-            }
-            if carry == 1 || at_least(&x, &self.n) {
-                subtract(&mut x, &self.n);
-            }
-        }
-        x
-    }
-
-    /// Montgomery product `a·b·R⁻¹ mod n` (both below n), interleaving the multiplication and
-    /// the reduction limb by limb (FIOS), with two independent carry chains.
+    /// Montgomery product `a·b·R⁻¹ mod n` (both below n).
     fn multiply(&self, a: &[u32], b: &[u32]) -> Vec<u32> {
         let mut t = vec![0u32; self.n.len() + 1];
-        let (Some(&a0), Some(&n0)) = (a.first(), self.n.first()) else { return t };
-        for &limb in b {
-            let bi = u64::from(limb);
-            let first = u64::from(t.first().copied().unwrap_or(0)) + u64::from(a0) * bi;
-            let m = u64::from((first as u32).wrapping_mul(self.n0_inverse));
-            let mut carry_product = first >> 32;
-            let mut carry_reduction = (u64::from(first as u32) + m * u64::from(n0)) >> 32;
-            let mut cells = t.iter_mut();
-            let Some(mut previous) = cells.next() else { return Vec::new() };
-            // The limb iterators come first in the zip: it must not take the top cell.
-            for ((&aj, &nj), cell) in a.iter().skip(1).zip(self.n.iter().skip(1)).zip(cells.by_ref()) {
-                let product = u64::from(*cell) + u64::from(aj) * bi + carry_product;
-                carry_product = product >> 32;
-                let reduced = u64::from(product as u32) + m * u64::from(nj) + carry_reduction;
-                carry_reduction = reduced >> 32;
-                *previous = reduced as u32;
-                previous = cell;
-            }
-            let Some(top) = cells.next() else { return Vec::new() };
-            let sum = u64::from(*top) + carry_product + carry_reduction;
-            *previous = sum as u32;
-            *top = (sum >> 32) as u32;
-        }
-        // t < 2n: one conditional subtraction.
-        let high = t.pop().unwrap_or(0);
-        if high != 0 || at_least(&t, &self.n) {
-            subtract(&mut t, &self.n);
-        }
+        bignum::montgomery_product(a, b, &self.n, self.n0_inverse, &mut t);
+        t.pop();
         t
     }
 
@@ -232,7 +145,7 @@ impl PublicKey {
             return None;
         }
         let s = to_limbs(signature, self.n.len())?;
-        if at_least(&s, &self.n) {
+        if bignum::at_least(&s, &self.n) {
             return None;
         }
         // Left-to-right square-and-multiply in Montgomery form (e = 65537: 16 squarings, one
@@ -245,7 +158,7 @@ impl PublicKey {
                 result = self.multiply(&result, &base);
             }
         }
-        Some(to_big_endian(&self.multiply(&result, &self.one()), self.length))
+        Some(bignum::to_big_endian(&self.multiply(&result, &self.one()), self.length))
     }
 
     /// Whether `signature` is this key's signature of `message` under its padding and hash.
@@ -313,37 +226,6 @@ impl PublicKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A small modulus checked against plain u128 arithmetic (the code does not care about
-    /// the size; `new` does).
-    #[test]
-    fn montgomery_products_agree_with_plain_arithmetic() {
-        let n: u128 = 0xf123_4567_89ab_cdef_0123_4567;
-        let limbs = to_limbs(&n.to_be_bytes(), 3).unwrap();
-        let key = PublicKey::prepare(limbs.clone(), 65537, 96, 12, Padding::Pkcs1v15, Hash::Sha256);
-        assert_eq!(limbs[0].wrapping_mul(key.n0_inverse), u32::MAX, "n0_inverse is -n⁻¹ mod 2³²");
-        let mul_mod = |a: u128, b: u128| -> u128 {
-            // Double-and-add: every intermediate stays below 2n < 2^97.
-            let (mut result, mut a) = (0u128, a % n);
-            let mut b = b;
-            while b > 0 {
-                if b & 1 == 1 {
-                    result = (result + a) % n;
-                }
-                a = (a + a) % n;
-                b >>= 1;
-            }
-            result
-        };
-        for (a, b) in [(3u128, 5u128), (n - 1, n - 1), (0x1234_5678_9abc_def0_1111, n / 3), (n / 2, 2), (1, 1)] {
-            let montgomery_a = key.multiply(&to_limbs(&a.to_be_bytes(), 3).unwrap(), &key.r_squared);
-            let montgomery_b = key.multiply(&to_limbs(&b.to_be_bytes(), 3).unwrap(), &key.r_squared);
-            let product = key.multiply(&montgomery_a, &montgomery_b);
-            let plain = key.multiply(&product, &[1, 0, 0]);
-            let got = u128::from_be_bytes([[0u8; 4].as_slice(), &to_big_endian(&plain, 12)].concat().try_into().unwrap());
-            assert_eq!(got, mul_mod(a, b), "{a:x} * {b:x}");
-        }
-    }
 
     #[test]
     fn keys_outside_the_limits_are_refused_with_a_reason() {
