@@ -9,7 +9,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use decision_table::{AccessRequest, Evaluator, Table};
+use decision_table::{AccessRequest, ClientAddress, Evaluator, Table};
 use casbin::prelude::*;
 use decision_table::pattern::{self, CompiledPattern};
 use policy_compiler::source::{Effect, SourceCondition, SourcePolicy};
@@ -74,7 +74,7 @@ fn decisions(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("table", count), &count, |b, _| {
             b.iter(|| {
                 for (subject, action, resource, attributes) in &requests {
-                    black_box(evaluator.evaluate(&AccessRequest { subject, action, resource, attributes, client_address: attributes.get("clientIP") }));
+                    black_box(evaluator.evaluate(&AccessRequest { subject, action, resource, attributes, client_address: ClientAddress::Known(attributes.get("clientIP")) }));
                 }
             })
         });

@@ -8,7 +8,7 @@
 
 // FxHash: the keys are the table's own strings, fixed at load; lookups cost a fraction of
 // SipHash's on every request.
-use rustc_hash::{FxHashMap as HashMap, FxHashSet};
+use rustc_hash::FxHashMap as HashMap;
 use std::net::IpAddr;
 
 use crate::format::{Condition, DecodeError, Effect, Network, Pattern, StrId, Table, Test};
@@ -48,6 +48,34 @@ impl Attributes {
     }
 }
 
+/// The client's address as the proxy reports it (none when it reports none): the only source
+/// of the `clientIP` attribute, which no token claim can supply.
+#[derive(Clone, Copy)]
+pub enum ClientAddress<'a> {
+    Known(&'a [String]),
+    /// Asked only when a condition that reads `clientIP` is evaluated (a hostcall in the
+    /// filter, which most requests never need); the caller remembers the answer.
+    Ask(&'a dyn Fn() -> &'a [String]),
+}
+
+impl<'a> ClientAddress<'a> {
+    pub fn get(&self) -> &'a [String] {
+        match self {
+            ClientAddress::Known(values) => values,
+            ClientAddress::Ask(ask) => ask(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientAddress<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientAddress::Known(values) => f.debug_tuple("Known").field(values).finish(),
+            ClientAddress::Ask(_) => f.write_str("Ask"),
+        }
+    }
+}
+
 /// What the evaluator is asked.
 #[derive(Debug, Clone, Copy)]
 pub struct AccessRequest<'a> {
@@ -56,9 +84,7 @@ pub struct AccessRequest<'a> {
     /// The normalised path: no query, no dot segments.
     pub resource: &'a str,
     pub attributes: &'a Attributes,
-    /// The client's address as the proxy reports it (empty when it reports none): the only
-    /// source of the `clientIP` attribute, which no token claim can supply.
-    pub client_address: &'a [String],
+    pub client_address: ClientAddress<'a>,
 }
 
 /// The attribute name under which conditions read the client's address.
@@ -126,8 +152,6 @@ pub struct Evaluator {
     prefixed_resources: HashMap<String, Vec<(u32, usize)>>,
     /// The distinct prefix lengths, ascending.
     prefix_lengths: Vec<usize>,
-    /// Every attribute a condition reads, gathered once so a request asks in O(1).
-    condition_keys: FxHashSet<String>,
     hash: String,
 }
 
@@ -172,7 +196,6 @@ impl Evaluator {
             .enumerate()
             .map(|(bit, id)| (table.string(*id).to_string(), 1u64 << bit))
             .collect();
-        let condition_keys = policies.iter().flat_map(|p: &PreparedPolicy| p.conditions.iter().map(|c| c.key.clone())).collect();
         let string_ids = table.strings.iter().enumerate().map(|(id, s)| (s.clone(), id as StrId)).collect();
         Ok(Evaluator {
             policies,
@@ -182,15 +205,8 @@ impl Evaluator {
             exact_resources,
             prefixed_resources,
             prefix_lengths,
-            condition_keys,
             hash: table.content_hash(),
         })
-    }
-
-    /// Whether any condition reads the attribute `key` (the filter fetches the client
-    /// address only when `clientIP` is read).
-    pub fn uses_attribute(&self, key: &str) -> bool {
-        self.condition_keys.contains(key)
     }
 
     pub fn policy_count(&self) -> usize {
@@ -262,7 +278,7 @@ impl Evaluator {
     }
 
     fn holds(&self, condition: &PreparedCondition, request: &AccessRequest<'_>) -> bool {
-        let values = if condition.key == CLIENT_IP { request.client_address } else { request.attributes.get(&condition.key) };
+        let values = if condition.key == CLIENT_IP { request.client_address.get() } else { request.attributes.get(&condition.key) };
         let single = match values {
             [one] => Some(one.as_str()),
             _ => None,

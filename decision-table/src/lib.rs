@@ -19,5 +19,5 @@ pub mod pattern;
 pub mod request;
 
 pub use bundle::{Bundle, Settings};
-pub use eval::{AccessRequest, Attributes, Decision, Evaluator, Verdict};
+pub use eval::{AccessRequest, Attributes, ClientAddress, Decision, Evaluator, Verdict};
 pub use format::{Condition, DecodeError, Effect, Network, Pattern, Policy, StrId, Table, Test};

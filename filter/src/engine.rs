@@ -3,12 +3,12 @@
 //! certificate, else anonymous), verify it, evaluate the decision table, then answer
 //! (400/401/403) or forward with the caller's identity. Fails closed at every step.
 
+use std::cell::OnceCell;
 use std::rc::Rc;
 
 use decision_table::bundle::{Mode, MtlsIdentity};
 use decision_table::request::normalize_path;
-use decision_table::eval::CLIENT_IP;
-use decision_table::{AccessRequest, Attributes};
+use decision_table::{AccessRequest, Attributes, ClientAddress};
 use serde_json::json;
 
 use crate::cache::TokenCache;
@@ -112,15 +112,23 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
             }
         },
     };
-    // The client address is asked of the proxy only when a condition reads it.
-    let client_address: Vec<String> = match loaded.evaluator.uses_attribute(CLIENT_IP) {
-        true => host.property(&["source", "address"]).map(|a| String::from_utf8_lossy(&a).into_owned()).into_iter().collect(),
-        false => Vec::new(),
+    // The client address costs a hostcall: it is asked for only when a condition that reads
+    // it is evaluated, and then once.
+    let client_address: OnceCell<Vec<String>> = OnceCell::new();
+    let proxy: &dyn Host = host;
+    let ask_address = || -> &[String] {
+        client_address.get_or_init(|| {
+            proxy.property(&["source", "address"]).map(|a| String::from_utf8_lossy(&a).into_owned()).into_iter().collect()
+        })
     };
-
     let decision = settings.actions.get(method).map(|action| {
-        let request =
-            AccessRequest { subject: &identity.caller.subject, action, resource: &resource, attributes: &identity.caller.attributes, client_address: &client_address };
+        let request = AccessRequest {
+            subject: &identity.caller.subject,
+            action,
+            resource: &resource,
+            attributes: &identity.caller.attributes,
+            client_address: ClientAddress::Ask(&ask_address),
+        };
         let decision = loaded.evaluator.evaluate(&request);
         (decision.allowed(), decision.policy.map(str::to_string))
     });

@@ -6,7 +6,7 @@ use std::path::Path;
 use base64::Engine as _;
 use decision_table::bundle::{Bundle, Settings};
 use decision_table::request::{attributes_from_claims, normalize_path};
-use decision_table::{AccessRequest, Evaluator, Table};
+use decision_table::{AccessRequest, ClientAddress, Evaluator, Table};
 use serde_json::{Map, Value, json};
 
 use crate::diagnostics::{self, Problem};
@@ -191,7 +191,7 @@ pub fn decide(
     if let Some(ip) = client_ip {
         attributes.insert("clientIP", vec![ip.to_string()]);
     }
-    let decision = prepared.evaluator.evaluate(&AccessRequest { subject: &subject, action, resource: &resource, attributes: &attributes, client_address: attributes.get("clientIP") });
+    let decision = prepared.evaluator.evaluate(&AccessRequest { subject: &subject, action, resource: &resource, attributes: &attributes, client_address: ClientAddress::Known(attributes.get("clientIP")) });
     let request = reference::Request { subject: &subject, action, resource: &resource, attributes: &attributes };
     let trace = reference::decide(&prepared.policies, &request);
     if trace.allowed != decision.allowed() || trace.deciding.as_deref() != decision.policy {

@@ -168,4 +168,5 @@ fn a_client_ip_claim_cannot_stand_in_for_the_proxys_client_address() {
     assert_eq!(run(&loaded, request().property("source.address", b"203.0.113.9:4000")).1.status(), Some(403));
     let (flow, inside) = run(&loaded, request().property("source.address", b"10.9.8.7:4000"));
     assert_eq!((flow, inside.status()), (Flow::Continue, None), "the real address still decides");
+    assert_eq!(*inside.properties_asked.borrow(), ["source.address"], "asked once, for the CIDR condition");
 }

@@ -54,6 +54,8 @@ pub type Reply = (u32, Vec<(String, String)>, String);
 pub struct MockHost {
     pub headers: Vec<(String, String)>,
     pub properties: HashMap<String, Vec<u8>>,
+    /// Every property the filter asked for, in order.
+    pub properties_asked: std::cell::RefCell<Vec<String>>,
     pub now: u64,
     pub response: Option<Reply>,
     pub logs: Vec<String>,
@@ -117,6 +119,7 @@ impl Host for MockHost {
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.properties_asked.borrow_mut().push(path.join("."));
         self.properties.get(&path.join(".")).cloned()
     }
 

@@ -204,3 +204,13 @@ fn a_bad_configuration_is_refused_with_a_reason() {
     assert!(policy_filter::config::load(b"not json").err().unwrap().contains("not a policy bundle"));
     assert!(policy_filter::config::load(b"").err().unwrap().contains("no plugin configuration"));
 }
+
+#[test]
+fn the_client_address_is_asked_for_only_when_a_condition_reads_it() {
+    // ana's GET /users/me never reaches the one CIDR condition (internal-network-metrics), so
+    // the filter spares the proxy the property call.
+    let loaded = load(&example_bundle());
+    let (flow, host) = run(&loaded, MockHost::request("GET", "/users/me").bearer(&ana_token()).property("source.address", b"10.9.8.7:4000"));
+    assert_eq!((flow, host.status()), (Flow::Continue, None));
+    assert!(host.properties_asked.borrow().is_empty(), "asked: {:?}", host.properties_asked.borrow());
+}

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use decision_table::{AccessRequest, Attributes, Evaluator};
+use decision_table::{AccessRequest, Attributes, ClientAddress, Evaluator};
 use policy_compiler::compile;
 use policy_compiler::reference;
 use policy_compiler::source::{Effect, SourceCondition, SourcePolicy};
@@ -108,7 +108,7 @@ fn evaluator(policies: &[SourcePolicy]) -> Evaluator {
 }
 
 fn table_decision(evaluator: &Evaluator, ask: &Ask) -> (bool, Option<String>) {
-    let request = AccessRequest { subject: &ask.subject, action: &ask.action, resource: &ask.resource, attributes: &ask.attributes, client_address: ask.attributes.get("clientIP") };
+    let request = AccessRequest { subject: &ask.subject, action: &ask.action, resource: &ask.resource, attributes: &ask.attributes, client_address: ClientAddress::Known(ask.attributes.get("clientIP")) };
     let decision = evaluator.evaluate(&request);
     (decision.allowed(), decision.policy.map(str::to_string))
 }
