@@ -7,6 +7,9 @@ use crate::host::HostState;
 use crate::status::{HostError, HostResult, Status};
 
 fn memory(caller: &mut Caller<'_, HostState>) -> HostResult<Memory> {
+    if let Some(memory) = caller.data().guest_memory {
+        return Ok(memory);
+    }
     caller
         .get_export("memory")
         .and_then(Extern::into_memory)
@@ -67,13 +70,15 @@ pub(crate) fn return_bytes(
 }
 
 fn allocate(caller: &mut Caller<'_, HostState>, size: i32) -> HostResult<i32> {
-    let allocator = ["proxy_on_memory_allocate", "malloc"]
-        .iter()
-        .find_map(|name| caller.get_export(name).and_then(Extern::into_func))
-        .ok_or(HostError::Status(Status::InternalFailure))?;
-    let allocator = allocator
-        .typed::<i32, i32>(&*caller)
-        .map_err(|_| HostError::Status(Status::InternalFailure))?;
+    let allocator = match caller.data().guest_allocator.clone() {
+        Some(allocator) => allocator,
+        None => ["proxy_on_memory_allocate", "malloc"]
+            .iter()
+            .find_map(|name| caller.get_export(name).and_then(Extern::into_func))
+            .ok_or(HostError::Status(Status::InternalFailure))?
+            .typed::<i32, i32>(&*caller)
+            .map_err(|_| HostError::Status(Status::InternalFailure))?,
+    };
     let address = allocator.call(&mut *caller, size).map_err(HostError::Trap)?;
     if address == 0 {
         return Err(HostError::Status(Status::InternalFailure));

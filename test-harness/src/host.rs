@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
-use wasmtime::StoreLimits;
+use wasmtime::{Memory, StoreLimits, TypedFunc};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::http::{CallReply, Headers, HttpCallRequest, LocalReply, Response};
@@ -194,6 +194,10 @@ pub struct HostState {
     pub(crate) foreign_functions: HashMap<String, ForeignFunction>,
     pub(crate) call_data: Vec<u8>,
     pub(crate) done_signalled: bool,
+    /// The guest's memory and allocator, looked up once after instantiation (as Envoy's
+    /// proxy-wasm host does), so a hostcall does not search the exports by name.
+    pub(crate) guest_memory: Option<Memory>,
+    pub(crate) guest_allocator: Option<TypedFunc<i32, i32>>,
 }
 
 impl HostState {
@@ -225,6 +229,8 @@ impl HostState {
             foreign_functions: HashMap::new(),
             call_data: Vec::new(),
             done_signalled: false,
+            guest_memory: None,
+            guest_allocator: None,
         }
     }
 

@@ -216,6 +216,10 @@ impl PluginBuilder<'_> {
         store.set_fuel(self.module.limits.fuel_per_callback).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
         let instance = self.module.pre.instantiate(&mut store).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
         let exports = Exports::find(&instance, &mut store).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        store.data_mut().guest_memory = instance.get_memory(&mut store, "memory");
+        store.data_mut().guest_allocator = ["proxy_on_memory_allocate", "malloc"]
+            .iter()
+            .find_map(|name| instance.get_typed_func::<i32, i32>(&mut store, name).ok());
         let mut plugin = Plugin {
             store,
             exports,
