@@ -15,6 +15,9 @@ pub struct Loaded {
     pub providers: Vec<ProviderKeys>,
     pub ignore: Vec<RegexMatcher>,
     pub table_hash: String,
+    /// Whether the proxy's `verify_signature` passed the self-test (set by the proxy adapter
+    /// after loading; off natively and when the host lacks it).
+    pub host_verifies_signatures: bool,
 }
 
 /// A bundle built into the module (`POLICY_FILTER_BUNDLE=path cargo build ...`), used when
@@ -52,5 +55,5 @@ pub fn load(configuration: &[u8]) -> Result<Loaded, String> {
     if bundle.settings.token_sources.is_empty() && bundle.settings.mtls.is_none() {
         return Err("the bundle has no token source and no mTLS".into());
     }
-    Ok(Loaded { evaluator, providers, ignore, table_hash: bundle.table_hash, settings: bundle.settings })
+    Ok(Loaded { evaluator, providers, ignore, table_hash: bundle.table_hash, settings: bundle.settings, host_verifies_signatures: false })
 }

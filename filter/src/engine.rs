@@ -15,6 +15,7 @@ use crate::cache::TokenCache;
 use crate::config::Loaded;
 use crate::credentials::{self, Found, Origin};
 use crate::host::{Host, Level};
+use crate::host_verify;
 use crate::jwt::{self, Rejection, Verified};
 
 /// What the proxy should do with the request.
@@ -161,7 +162,10 @@ fn verify(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, token: &
         return Ok(hit);
     }
     host.count(metrics::CACHE_MISSES);
-    let verified = Rc::new(jwt::verify(token, &loaded.providers, &loaded.settings, now)?);
+    let proxy: &dyn Host = host;
+    let ask_proxy = |arguments: &[u8]| proxy.call_foreign_function(host_verify::FUNCTION, arguments);
+    let offload: Option<host_verify::Call<'_>> = if loaded.host_verifies_signatures { Some(&ask_proxy) } else { None };
+    let verified = Rc::new(jwt::verify(token, &loaded.providers, &loaded.settings, now, offload)?);
     cache.insert(token, Rc::clone(&verified));
     Ok(verified)
 }

@@ -22,4 +22,9 @@ pub trait Host {
     fn log(&mut self, level: Level, message: &str);
     /// Adds one to the counter `name`.
     fn count(&mut self, name: &str);
+    /// Calls the proxy's foreign function `name` (`proxy_call_foreign_function`); `None` when
+    /// the proxy has no such function or it failed.
+    fn call_foreign_function(&self, _name: &str, _arguments: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
 }

@@ -12,7 +12,7 @@ use jwt_compact::alg::{Ed25519, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Ke
 use jwt_compact::{Algorithm, AlgorithmSignature, UntrustedToken};
 use serde_json::{Map, Value};
 
-use crate::strict_json;
+use crate::{host_verify, strict_json};
 
 /// Why a token was refused. The text goes into `error_description`; it names no key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +150,13 @@ pub fn key_from_jwk(jwk: &Value) -> Result<Key, String> {
     Ok(Key { kid, alg, material })
 }
 
+impl ProviderKeys {
+    /// Whether any key would ask the host's `verify_signature`.
+    pub fn has_host_verifiable_key(&self) -> bool {
+        self.keys.iter().any(|key| matches!(&key.material, KeyMaterial::Rsa(rsa) if rsa.host_form().is_some()))
+    }
+}
+
 pub fn providers(bundle_providers: &[Provider]) -> Result<Vec<ProviderKeys>, String> {
     bundle_providers
         .iter()
@@ -173,10 +180,18 @@ fn check<A: Algorithm>(alg: &A, key: &A::VerifyingKey, message: &[u8], signature
 }
 
 impl Key {
-    /// Checks `signature` over `message` with this key's one algorithm.
-    pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+    /// Checks `signature` over `message` with this key's one algorithm; a PKCS#1 v1.5 key asks
+    /// the host first when `host` is given (see [`crate::host_verify`]).
+    pub fn verifies(&self, message: &[u8], signature: &[u8], host: Option<host_verify::Call<'_>>) -> bool {
         match &self.material {
-            KeyMaterial::Rsa(key) => key.verifies(message, signature),
+            KeyMaterial::Rsa(key) => {
+                if let (Some(call), Some((hash, der))) = (host, key.host_form())
+                    && let Some(answer) = host_verify::verify(call, hash, der, signature, message)
+                {
+                    return answer;
+                }
+                key.verifies(message, signature)
+            }
             KeyMaterial::Ecdsa(key) => key.verifies(message, signature),
             KeyMaterial::EdDsa(key) => check(&Ed25519, key, message, signature),
             KeyMaterial::Hs256(key) => check(&Hs256, key, message, signature),
@@ -240,7 +255,7 @@ fn parse(token: &str) -> Result<Parsed<'_>, Rejection> {
 
 /// Chooses the key (by `kid`, else every key of the token's algorithm) and checks the
 /// signature over `header.payload`.
-fn check_signature(token: &str, untrusted: &UntrustedToken<'_>, keys: &[Key]) -> Result<(), Rejection> {
+fn check_signature(token: &str, untrusted: &UntrustedToken<'_>, keys: &[Key], host: Option<host_verify::Call<'_>>) -> Result<(), Rejection> {
     let alg = untrusted.algorithm();
     let (message, _) = token.rsplit_once('.').ok_or(Rejection::Malformed("the token is not a JWS"))?;
     let signature = untrusted.signature_bytes();
@@ -250,14 +265,14 @@ fn check_signature(token: &str, untrusted: &UntrustedToken<'_>, keys: &[Key]) ->
             if key.alg != alg {
                 return Err(Rejection::AlgorithmMismatch);
             }
-            key.verifies(message.as_bytes(), signature)
+            key.verifies(message.as_bytes(), signature, host)
         }
         None => {
             let mut candidates = keys.iter().filter(|k| k.alg == alg).peekable();
             if candidates.peek().is_none() {
                 return Err(Rejection::UnknownKey);
             }
-            candidates.any(|k| k.verifies(message.as_bytes(), signature))
+            candidates.any(|k| k.verifies(message.as_bytes(), signature, host))
         }
     };
     if verified { Ok(()) } else { Err(Rejection::BadSignature) }
@@ -267,11 +282,12 @@ fn check_signature(token: &str, untrusted: &UntrustedToken<'_>, keys: &[Key]) ->
 /// payload. Known-answer suites (Wycheproof JWS, RFC 7520, RFC 8037) run through this.
 pub fn verify_jws(token: &str, keys: &[Key]) -> Result<(), Rejection> {
     let parsed = parse(token)?;
-    check_signature(token, &parsed.untrusted, keys)
+    check_signature(token, &parsed.untrusted, keys, None)
 }
 
-/// Verifies `token` against the providers at host time `now` (Unix seconds).
-pub fn verify(token: &str, providers: &[ProviderKeys], settings: &Settings, now: u64) -> Result<Verified, Rejection> {
+/// Verifies `token` against the providers at host time `now` (Unix seconds); `host` is the
+/// proxy's `verify_signature`, when it passed the self-test.
+pub fn verify(token: &str, providers: &[ProviderKeys], settings: &Settings, now: u64, host: Option<host_verify::Call<'_>>) -> Result<Verified, Rejection> {
     if token.len() > settings.max_token_bytes {
         return Err(Rejection::TooLarge);
     }
@@ -287,7 +303,7 @@ pub fn verify(token: &str, providers: &[ProviderKeys], settings: &Settings, now:
         .find(|p| p.issuer.is_some() && p.issuer.as_deref() == issuer)
         .or_else(|| providers.iter().find(|p| p.issuer.is_none()))
         .ok_or(Rejection::UnknownIssuer)?;
-    check_signature(token, &untrusted, &provider.keys)?;
+    check_signature(token, &untrusted, &provider.keys, host)?;
 
     let skew = settings.clock_skew_seconds;
     let expires_at = seconds(&claims, "exp")?.ok_or(Rejection::NoExpiry)?;

@@ -13,6 +13,7 @@ pub mod config;
 pub mod credentials;
 pub mod engine;
 pub mod host;
+pub mod host_verify;
 pub mod jwt;
 mod bignum;
 mod ecdsa;

@@ -15,6 +15,7 @@ use crate::cache::TokenCache;
 use crate::config::{self, Loaded};
 use crate::engine::{self, Flow};
 use crate::host::{Host, Level};
+use crate::host_verify;
 
 proxy_wasm::main! {{
     // Also installs a panic hook that logs the panic through the host at critical level.
@@ -40,7 +41,14 @@ impl RootContext for Root {
     fn on_configure(&mut self, _: usize) -> bool {
         let configuration = self.get_plugin_configuration().unwrap_or_default();
         match config::load(&configuration) {
-            Ok(loaded) => {
+            Ok(mut loaded) => {
+                if loaded.providers.iter().any(|p| p.has_host_verifiable_key()) {
+                    loaded.host_verifies_signatures = host_verify::host_passes_self_test(&|arguments: &[u8]| foreign_function(host_verify::FUNCTION, arguments));
+                    log::info!(
+                        "RS256/384/512 signatures are checked {}",
+                        if loaded.host_verifies_signatures { "by the proxy (verify_signature)" } else { "in wasm" }
+                    );
+                }
                 log::info!(
                     "policy filter configured: {} policies, table {}, {} providers",
                     loaded.evaluator.policy_count(),
@@ -93,6 +101,11 @@ impl HttpContext for Request {
     }
 }
 
+/// A foreign function's answer; an empty answer is an empty message, a failed call `None`.
+fn foreign_function(name: &str, arguments: &[u8]) -> Option<Vec<u8>> {
+    hostcalls::call_foreign_function(name, Some(arguments)).ok().map(Option::unwrap_or_default)
+}
+
 /// [`Host`] over proxy-wasm hostcalls.
 struct ProxyHost<'a> {
     shared: &'a Shared,
@@ -131,6 +144,10 @@ impl Host for ProxyHost<'_> {
             Level::Warn => log::warn!("{message}"),
             Level::Error => log::error!("{message}"),
         }
+    }
+
+    fn call_foreign_function(&self, name: &str, arguments: &[u8]) -> Option<Vec<u8>> {
+        foreign_function(name, arguments)
     }
 
     fn count(&mut self, name: &str) {

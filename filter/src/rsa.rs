@@ -77,6 +77,8 @@ pub struct PublicKey {
     length: usize,
     padding: Padding,
     hash: Hash,
+    /// The DER SubjectPublicKeyInfo for the host's `verify_signature` (PKCS#1 v1.5 keys only).
+    host_form: Option<Vec<u8>>,
 }
 
 /// Big-endian bytes to `limbs` little-endian limbs; `None` when they do not fit.
@@ -106,7 +108,11 @@ impl PublicKey {
         if n0 % 2 == 0 {
             return Err("the RSA modulus is even".into());
         }
-        Ok(PublicKey::prepare(limbs, exponent, bits, n.len(), padding, hash))
+        let mut key = PublicKey::prepare(limbs, exponent, bits, n.len(), padding, hash);
+        if padding == Padding::Pkcs1v15 {
+            key.host_form = Some(crate::host_verify::rsa_public_key_der(n, e));
+        }
+        Ok(key)
     }
 
     /// The Montgomery parameters of an odd modulus already checked by `new`.
@@ -114,7 +120,7 @@ impl PublicKey {
         let n0_inverse = bignum::negated_inverse(n.first().copied().unwrap_or(1));
         let mut r_squared = vec![0u32; n.len()];
         bignum::power_of_two_mod(&n, 2 * 32 * n.len(), &mut r_squared);
-        PublicKey { n, n0_inverse, r_squared, exponent, bits, length, padding, hash }
+        PublicKey { n, n0_inverse, r_squared, exponent, bits, length, padding, hash, host_form: None }
     }
 
     /// The number 1 in this key's limb count.
@@ -128,6 +134,16 @@ impl PublicKey {
 
     pub fn bits(&self) -> usize {
         self.bits
+    }
+
+    /// The hash name and DER key Envoy's `verify_signature` takes, for PKCS#1 v1.5 keys.
+    pub fn host_form(&self) -> Option<(&'static str, &[u8])> {
+        let hash = match self.hash {
+            Hash::Sha256 => "sha256",
+            Hash::Sha384 => "sha384",
+            Hash::Sha512 => "sha512",
+        };
+        self.host_form.as_deref().map(|der| (hash, der))
     }
 
     /// Montgomery product `a·b·R⁻¹ mod n` (both below n).

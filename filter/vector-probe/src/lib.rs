@@ -29,7 +29,7 @@ impl Vector {
     fn verifies(&self) -> bool {
         let key = |jwk: &Value| -> Option<Key> { key_from_jwk(jwk).ok() };
         match self {
-            Vector::Raw { jwk, message, signature } => key(jwk).is_some_and(|k| k.verifies(message, signature)),
+            Vector::Raw { jwk, message, signature } => key(jwk).is_some_and(|k| k.verifies(message, signature, None)),
             Vector::Jws { jwk, jws } => key(jwk).is_some_and(|k| verify_jws(jws, std::slice::from_ref(&k)).is_ok()),
         }
     }
