@@ -170,7 +170,7 @@ mod tests {
         ];
         assert_eq!(der, expected);
         let long = rsa_public_key_der(&[0x7f; 256], &[1, 0, 1]);
-        assert_eq!(&long[..4], &[0x30, 0x82, 0x01, 0x20], "long-form lengths");
+        assert_eq!(&long[..4], &[0x30, 0x82, 0x01, 0x21], "long-form lengths: 289 bytes of content");
     }
 
     #[test]
