@@ -24,6 +24,7 @@
 mod abi;
 pub mod bench;
 pub mod cases;
+pub mod envoy_functions;
 mod guest;
 mod host;
 mod http;

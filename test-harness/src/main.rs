@@ -62,6 +62,10 @@ struct LoadArgs {
     /// The host clock at start, in Unix seconds (overrides the case file's `now`).
     #[arg(long)]
     now: Option<u64>,
+    /// Withdraw one of Envoy's foreign functions (`verify_signature`), to play a host without
+    /// it (NGINX, Kong). Repeatable.
+    #[arg(long, value_name = "NAME")]
+    without_foreign_function: Vec<String>,
 }
 
 /// A failure before any case ran: exit 2.
@@ -95,6 +99,9 @@ fn start(wasm: &Path, load: &LoadArgs, file: &CaseFile, verbose: bool) -> Result
         .echo_logs(verbose);
     if let Some(vm_config) = &load.vm_config {
         builder = builder.vm_config(read(vm_config)?);
+    }
+    for name in &load.without_foreign_function {
+        builder = builder.without_foreign_function(name);
     }
     builder.start().map_err(|e| LoadFailure(format!("{}: {e}", wasm.display())))
 }

@@ -105,7 +105,10 @@ impl ProxyWasmModule {
             now_unix_seconds: 1_800_000_000,
             properties: BTreeMap::new(),
             clusters: Vec::new(),
-            foreign_functions: Vec::new(),
+            foreign_functions: crate::envoy_functions::defaults()
+                .into_iter()
+                .map(|(name, function)| (name.to_string(), Arc::new(function) as ForeignFunction))
+                .collect(),
             upstream: Arc::new(|_| Response::new(200)),
             log_level: LogLevel::Trace,
             echo_logs: false,
@@ -164,7 +167,15 @@ impl PluginBuilder<'_> {
         name: &str,
         function: impl Fn(&[u8]) -> Result<Vec<u8>, Status> + Send + Sync + 'static,
     ) -> Self {
+        self.foreign_functions.retain(|(known, _)| known != name);
         self.foreign_functions.push((name.to_string(), Arc::new(function)));
+        self
+    }
+
+    /// Withdraws a foreign function, Envoy's own included (`verify_signature`), to play a host
+    /// that lacks it: the module's call then answers `NotFound`.
+    pub fn without_foreign_function(mut self, name: &str) -> Self {
+        self.foreign_functions.retain(|(known, _)| known != name);
         self
     }
 

@@ -119,3 +119,71 @@ fn jws_suites_inside_the_module_match_expectations_and_native() {
     assert!(mismatches.is_empty(), "{mismatches:?}");
     assert!(vectors.iter().zip(&results).all(|(v, r)| check_jws(v) == *r), "wasm and native agree");
 }
+
+/// ana's token with one bit of its signature flipped.
+fn forged_ana_token() -> String {
+    let token = ana_token();
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    let mut bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(signature).unwrap();
+    bytes[0] ^= 1;
+    format!("{signed}.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Sends ana's real and forged tokens; answers (real forwarded, forged status, the module's
+/// statement of who checks RSA signatures).
+fn real_and_forged(builder: proxy_wasm_harness::PluginBuilder<'_>) -> (bool, u16, String) {
+    let mut plugin = builder.plugin_config(bundle_json()).now(NOW).start().unwrap();
+    let send = |plugin: &mut proxy_wasm_harness::Plugin, token: String| plugin.send(&Request::get("/users/me").header("authorization", &format!("Bearer {token}")));
+    let real = send(&mut plugin, ana_token()).forwarded();
+    let forged = send(&mut plugin, forged_ana_token()).status();
+    let statement = plugin.logs().iter().map(|l| l.message.clone()).find(|m| m.starts_with("RS256/384/512 signatures are checked")).unwrap_or_default();
+    (real, forged, statement)
+}
+
+#[test]
+fn rsa_signatures_are_checked_by_envoys_verify_signature_when_the_host_has_it() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let builder = filter().plugin().foreign_function("verify_signature", move |arguments| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        proxy_wasm_harness::envoy_functions::verify_signature(arguments)
+    });
+    let (real, forged, statement) = real_and_forged(builder);
+    assert_eq!((real, forged), (true, 401));
+    assert!(statement.ends_with("by the proxy (verify_signature)"), "{statement}");
+    assert_eq!(calls.load(Ordering::SeqCst), 3 + 2, "three self-test calls at configure, one per token");
+}
+
+#[test]
+fn rsa_signatures_are_checked_in_wasm_when_the_host_lacks_verify_signature() {
+    let (real, forged, statement) = real_and_forged(filter().plugin().without_foreign_function("verify_signature"));
+    assert_eq!((real, forged), (true, 401));
+    assert!(statement.ends_with("in wasm"), "{statement}");
+}
+
+#[test]
+fn a_host_whose_verify_signature_says_yes_to_everything_is_not_trusted() {
+    // result: true, whatever the arguments. The self-test catches it; forged tokens still fail.
+    let (real, forged, statement) = real_and_forged(filter().plugin().foreign_function("verify_signature", |_| Ok(vec![0x08, 0x01])));
+    assert_eq!((real, forged), (true, 401));
+    assert!(statement.ends_with("in wasm"), "{statement}");
+}
+
+#[test]
+fn a_failing_verify_signature_at_request_time_falls_back_to_wasm() {
+    // Passes the self-test (three calls), then fails every call: the module checks in wasm.
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = AtomicUsize::new(0);
+    let builder = filter().plugin().foreign_function("verify_signature", move |arguments| {
+        if calls.fetch_add(1, Ordering::SeqCst) < 3 {
+            proxy_wasm_harness::envoy_functions::verify_signature(arguments)
+        } else {
+            Err(proxy_wasm_harness::Status::InternalFailure)
+        }
+    });
+    let (real, forged, statement) = real_and_forged(builder);
+    assert_eq!((real, forged), (true, 401));
+    assert!(statement.ends_with("by the proxy (verify_signature)"), "{statement}");
+}
