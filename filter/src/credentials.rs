@@ -2,20 +2,30 @@
 //! `Bearer`), a query parameter or a cookie, as configured. Two credentials (two sources, two
 //! `Authorization` headers, a parameter or cookie twice) are refused: which one would count?
 
+use std::borrow::Cow;
+
 use decision_table::bundle::TokenSource;
 
-/// Where the token was found, so it can be removed before the request goes upstream.
+/// Where the token was found (the configured name), so it can be removed before the request
+/// goes upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    Header(String),
-    Query(String),
-    Cookie(String),
+pub enum Origin<'a> {
+    Header(&'a str),
+    Query(&'a str),
+    Cookie(&'a str),
 }
 
+/// The token, borrowed from the request unless it had to be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Found {
-    pub token: String,
-    pub origin: Origin,
+pub struct Found<'a> {
+    pub token: Cow<'a, str>,
+    pub origin: Origin<'a>,
+}
+
+/// The only item of `items`; `Err` when there are two or more.
+fn at_most_one<T>(mut items: impl Iterator<Item = T>) -> Result<Option<T>, MultipleCredentials> {
+    let first = items.next();
+    if items.next().is_some() { Err(MultipleCredentials) } else { Ok(first) }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,57 +70,39 @@ fn cookies(headers: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
 }
 
 /// The one token the request carries, if any.
-pub fn find(headers: &[(String, String)], path: &str, sources: &[TokenSource]) -> Result<Option<Found>, MultipleCredentials> {
-    let mut found: Vec<Found> = Vec::new();
+pub fn find<'a>(headers: &'a [(String, String)], path: &'a str, sources: &'a [TokenSource]) -> Result<Option<Found<'a>>, MultipleCredentials> {
+    let mut found: Option<Found<'a>> = None;
     for source in sources {
-        match source {
+        let candidate = match source {
             TokenSource::Header { name, scheme } => {
-                let name = name.to_ascii_lowercase();
-                let values: Vec<&str> = headers.iter().filter(|(k, _)| *k == name).map(|(_, v)| v.as_str()).collect();
-                if values.len() > 1 {
-                    return Err(MultipleCredentials);
-                }
-                let Some(value) = values.first() else { continue };
+                let Some(value) = at_most_one(headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()))? else { continue };
                 let token = match scheme {
                     Some(scheme) => {
-                        let value = value.trim();
                         let (given, rest) = value.split_once(' ').unwrap_or((value, ""));
                         if !given.eq_ignore_ascii_case(scheme) {
                             continue;
                         }
                         rest.trim()
                     }
-                    None => value.trim(),
+                    None => value,
                 };
-                if !token.is_empty() {
-                    found.push(Found { token: token.to_string(), origin: Origin::Header(name) });
-                }
+                (!token.is_empty()).then(|| Found { token: Cow::Borrowed(token), origin: Origin::Header(name) })
             }
-            TokenSource::Query { name } => {
-                let values: Vec<&str> = query_pairs(path).filter(|(k, _)| k == name).map(|(_, v)| v).collect();
-                if values.len() > 1 {
-                    return Err(MultipleCredentials);
-                }
-                if let Some(value) = values.first().filter(|v| !v.is_empty()) {
-                    found.push(Found { token: percent_decode(value), origin: Origin::Query(name.clone()) });
-                }
+            TokenSource::Query { name } => at_most_one(query_pairs(path).filter(|(k, _)| k == name).map(|(_, v)| v))?
+                .filter(|v| !v.is_empty())
+                .map(|value| Found { token: Cow::Owned(percent_decode(value)), origin: Origin::Query(name) }),
+            TokenSource::Cookie { name } => at_most_one(cookies(headers).filter(|(k, _)| k == name).map(|(_, v)| v))?
+                .filter(|v| !v.is_empty())
+                .map(|value| Found { token: Cow::Borrowed(value.trim_matches('"')), origin: Origin::Cookie(name) }),
+        };
+        if let Some(candidate) = candidate {
+            if found.is_some() {
+                return Err(MultipleCredentials);
             }
-            TokenSource::Cookie { name } => {
-                let values: Vec<&str> = cookies(headers).filter(|(k, _)| k == name).map(|(_, v)| v).collect();
-                if values.len() > 1 {
-                    return Err(MultipleCredentials);
-                }
-                if let Some(value) = values.first().filter(|v| !v.is_empty()) {
-                    found.push(Found { token: value.trim_matches('"').to_string(), origin: Origin::Cookie(name.clone()) });
-                }
-            }
+            found = Some(candidate);
         }
     }
-    match found.len() {
-        0 => Ok(None),
-        1 => Ok(found.pop()),
-        _ => Err(MultipleCredentials),
-    }
+    Ok(found)
 }
 
 /// The `:path` without the query parameter `name`.
@@ -148,8 +140,8 @@ mod tests {
     #[test]
     fn the_bearer_scheme_is_case_insensitive() {
         for value in ["Bearer abc", "bearer abc", "BEARER   abc "] {
-            let found = find(&headers(&[("authorization", value)]), "/", &bearer()).unwrap().unwrap();
-            assert_eq!(found.token, "abc");
+            let (request, sources) = (headers(&[("authorization", value)]), bearer());
+            assert_eq!(find(&request, "/", &sources).unwrap().unwrap().token, "abc");
         }
         assert_eq!(find(&headers(&[("authorization", "Basic dXNlcg==")]), "/", &bearer()), Ok(None));
         assert_eq!(find(&headers(&[("authorization", "Bearer")]), "/", &bearer()), Ok(None));
@@ -168,8 +160,8 @@ mod tests {
 
     #[test]
     fn query_and_cookie_tokens_are_found_and_can_be_removed() {
-        let found = find(&headers(&[]), "/x?a=1&access%5Ftoken=t%2Dk&b=2", &bearer()).unwrap().unwrap();
-        assert_eq!(found.token, "t-k");
+        let (none, sources) = (headers(&[]), bearer());
+        assert_eq!(find(&none, "/x?a=1&access%5Ftoken=t%2Dk&b=2", &sources).unwrap().unwrap().token, "t-k");
         assert_eq!(path_without_parameter("/x?a=1&access%5Ftoken=t&b=2", "access_token"), "/x?a=1&b=2");
         assert_eq!(path_without_parameter("/x?access_token=t", "access_token"), "/x");
 
