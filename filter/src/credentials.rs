@@ -6,8 +6,8 @@ use std::borrow::Cow;
 
 use decision_table::bundle::TokenSource;
 
-/// Where the token was found (the configured name), so it can be removed before the request
-/// goes upstream.
+/// Where the token was found (the header's name as the request carries it, the configured
+/// parameter or cookie name), so it can be removed before the request goes upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin<'a> {
     Header(&'a str),
@@ -75,7 +75,12 @@ pub fn find<'a>(headers: &'a [(String, String)], path: &'a str, sources: &'a [To
     for source in sources {
         let candidate = match source {
             TokenSource::Header { name, scheme } => {
-                let Some(value) = at_most_one(headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()))? else { continue };
+                // The header's own (lower-case) name is what the proxy knows it by.
+                let Some((header, value)) =
+                    at_most_one(headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(k, v)| (k.as_str(), v.trim())))?
+                else {
+                    continue;
+                };
                 let token = match scheme {
                     Some(scheme) => {
                         let (given, rest) = value.split_once(' ').unwrap_or((value, ""));
@@ -86,7 +91,7 @@ pub fn find<'a>(headers: &'a [(String, String)], path: &'a str, sources: &'a [To
                     }
                     None => value,
                 };
-                (!token.is_empty()).then(|| Found { token: Cow::Borrowed(token), origin: Origin::Header(name) })
+                (!token.is_empty()).then(|| Found { token: Cow::Borrowed(token), origin: Origin::Header(header) })
             }
             TokenSource::Query { name } => at_most_one(query_pairs(path).filter(|(k, _)| k == name).map(|(_, v)| v))?
                 .filter(|v| !v.is_empty())
@@ -145,6 +150,12 @@ mod tests {
         }
         assert_eq!(find(&headers(&[("authorization", "Basic dXNlcg==")]), "/", &bearer()), Ok(None));
         assert_eq!(find(&headers(&[("authorization", "Bearer")]), "/", &bearer()), Ok(None));
+    }
+
+    #[test]
+    fn a_header_source_matches_any_case_and_names_the_header_as_sent() {
+        let (request, sources) = (headers(&[("x-token", "abc")]), vec![TokenSource::Header { name: "X-Token".into(), scheme: None }]);
+        assert_eq!(find(&request, "/", &sources), Ok(Some(Found { token: "abc".into(), origin: Origin::Header("x-token") })));
     }
 
     #[test]
