@@ -6,6 +6,9 @@ use wasmtime::{Caller, Extern, Memory};
 use crate::host::HostState;
 use crate::status::{HostError, HostResult, Status};
 
+/// The exports a guest may allocate with, in order of preference.
+pub(crate) const ALLOCATOR_EXPORTS: [&str; 2] = ["proxy_on_memory_allocate", "malloc"];
+
 fn memory(caller: &mut Caller<'_, HostState>) -> HostResult<Memory> {
     if let Some(memory) = caller.data().guest_memory {
         return Ok(memory);
@@ -72,7 +75,8 @@ pub(crate) fn return_bytes(
 fn allocate(caller: &mut Caller<'_, HostState>, size: i32) -> HostResult<i32> {
     let allocator = match caller.data().guest_allocator.clone() {
         Some(allocator) => allocator,
-        None => ["proxy_on_memory_allocate", "malloc"]
+        // Not cached yet: a hostcall made while the module is being instantiated.
+        None => ALLOCATOR_EXPORTS
             .iter()
             .find_map(|name| caller.get_export(name).and_then(Extern::into_func))
             .ok_or(HostError::Status(Status::InternalFailure))?

@@ -167,7 +167,7 @@ impl PluginBuilder<'_> {
         name: &str,
         function: impl Fn(&[u8]) -> Result<Vec<u8>, Status> + Send + Sync + 'static,
     ) -> Self {
-        self.foreign_functions.retain(|(known, _)| known != name);
+        self = self.without_foreign_function(name);
         self.foreign_functions.push((name.to_string(), Arc::new(function)));
         self
     }
@@ -228,7 +228,7 @@ impl PluginBuilder<'_> {
         let instance = self.module.pre.instantiate(&mut store).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
         let exports = Exports::find(&instance, &mut store).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
         store.data_mut().guest_memory = instance.get_memory(&mut store, "memory");
-        store.data_mut().guest_allocator = ["proxy_on_memory_allocate", "malloc"]
+        store.data_mut().guest_allocator = crate::guest::ALLOCATOR_EXPORTS
             .iter()
             .find_map(|name| instance.get_typed_func::<i32, i32>(&mut store, name).ok());
         let mut plugin = Plugin {
