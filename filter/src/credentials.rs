@@ -91,7 +91,7 @@ pub fn find<'a>(headers: &'a [(String, String)], path: &'a str, sources: &'a [To
                     }
                     None => value,
                 };
-                (!token.is_empty()).then(|| Found { token: Cow::Borrowed(token), origin: Origin::Header(header) })
+                (!token.is_empty()).then_some(Found { token: Cow::Borrowed(token), origin: Origin::Header(header) })
             }
             TokenSource::Query { name } => at_most_one(query_pairs(path).filter(|(k, _)| k == name).map(|(_, v)| v))?
                 .filter(|v| !v.is_empty())

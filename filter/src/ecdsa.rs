@@ -310,6 +310,7 @@ impl<const L: usize> CurveKey<L> {
         Ok(CurveKey { curve, table })
     }
 
+    /// `signature` must be `r ‖ s`, each exactly `bytes` long (`read` checks both lengths).
     fn verifies(&self, digest: &[u8], signature: &[u8]) -> bool {
         let (curve, order) = (&self.curve, &self.curve.order);
         let Some((r, s)) = signature.split_at_checked(curve.bytes) else { return false };
@@ -363,8 +364,8 @@ impl PublicKey {
     /// Whether `signature` (`r ‖ s`) signs `message` under this key's curve and hash.
     pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
         match self {
-            PublicKey::P256(key) => signature.len() == 64 && key.verifies(&Sha256::digest(message), signature),
-            PublicKey::P384(key) => signature.len() == 96 && key.verifies(&Sha384::digest(message), signature),
+            PublicKey::P256(key) => key.verifies(&Sha256::digest(message), signature),
+            PublicKey::P384(key) => key.verifies(&Sha384::digest(message), signature),
         }
     }
 }

@@ -108,19 +108,12 @@ impl PublicKey {
         if n0 % 2 == 0 {
             return Err("the RSA modulus is even".into());
         }
-        let mut key = PublicKey::prepare(limbs, exponent, bits, n.len(), padding, hash);
-        if padding == Padding::Pkcs1v15 {
-            key.host_form = Some(crate::host_verify::rsa_public_key_der(n, e));
-        }
-        Ok(key)
-    }
-
-    /// The Montgomery parameters of an odd modulus already checked by `new`.
-    fn prepare(n: Vec<u32>, exponent: u32, bits: usize, length: usize, padding: Padding, hash: Hash) -> PublicKey {
-        let n0_inverse = bignum::negated_inverse(n.first().copied().unwrap_or(1));
-        let mut r_squared = vec![0u32; n.len()];
-        bignum::power_of_two_mod(&n, 2 * 32 * n.len(), &mut r_squared);
-        PublicKey { n, n0_inverse, r_squared, exponent, bits, length, padding, hash, host_form: None }
+        // The Montgomery parameters, once per key.
+        let n0_inverse = bignum::negated_inverse(n0);
+        let mut r_squared = vec![0u32; limbs.len()];
+        bignum::power_of_two_mod(&limbs, 2 * 32 * limbs.len(), &mut r_squared);
+        let host_form = (padding == Padding::Pkcs1v15).then(|| crate::host_verify::rsa_public_key_der(n, e));
+        Ok(PublicKey { n: limbs, n0_inverse, r_squared, exponent, bits, length: n.len(), padding, hash, host_form })
     }
 
     /// The number 1 in this key's limb count.
@@ -130,10 +123,6 @@ impl PublicKey {
             *low = 1;
         }
         one
-    }
-
-    pub fn bits(&self) -> usize {
-        self.bits
     }
 
     /// The hash name and DER key Envoy's `verify_signature` takes, for PKCS#1 v1.5 keys.
