@@ -1,9 +1,17 @@
 //! The plugin configuration: what `policy-compiler compile` writes and the filter reads in
-//! `on_configure`. Every field has a default, so a policy file states only what differs.
+//! `on_configure`. Every settings field has a default, so a policy file states only what
+//! differs.
+//!
+//! Written with serde's derived `Serialize`; read by hand from a `serde_json::Value`
+//! ([`Bundle::from_json`], [`Settings::from_json`]). The derived `Deserialize` cost the
+//! module about 50 KB of visitor code, a tenth of it; this reader is one small function per
+//! type, and the compiler and the filter share it, so they cannot disagree on what a bundle
+//! means.
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 /// The bundle format this crate reads and writes.
 pub const BUNDLE_FORMAT: u32 = 1;
@@ -12,7 +20,7 @@ pub const BUNDLE_FORMAT: u32 = 1;
 pub const MIN_RSA_BITS: usize = 2048;
 pub const MAX_RSA_BITS: usize = 8192;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Bundle {
     pub format: u32,
@@ -25,7 +33,7 @@ pub struct Bundle {
 }
 
 /// A token issuer and the keys its tokens must be signed with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Provider {
     pub name: String,
@@ -37,7 +45,7 @@ pub struct Provider {
     pub keys: Vec<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Denied requests are answered 401/403.
@@ -49,7 +57,7 @@ pub enum Mode {
 
 /// Where a token may come from. The first source that has one is used; two sources (or two
 /// `Authorization` headers) carrying credentials is a 401.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum TokenSource {
     /// A header; with a scheme (`Bearer`), the value must start with it (case-insensitive).
@@ -59,7 +67,7 @@ pub enum TokenSource {
 }
 
 /// Claim names, for tokens that spell them differently.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClaimNames {
     /// The policy subject (Microkubes: `username`).
@@ -86,7 +94,7 @@ impl Default for ClaimNames {
 
 /// Headers the upstream receives about the caller. Whatever the client sent under these
 /// names is removed first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Forward {
     /// Remove the credential before the request goes upstream.
@@ -115,7 +123,7 @@ impl Default for Forward {
 }
 
 /// Which part of a verified client certificate names the caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MtlsIdentity {
     UriSan,
@@ -124,7 +132,7 @@ pub enum MtlsIdentity {
 
 /// The mTLS credential: used when a request has no token and the proxy verified a client
 /// certificate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Mtls {
     pub identity: MtlsIdentity,
@@ -133,7 +141,7 @@ pub struct Mtls {
     pub roles: BTreeMap<String, Vec<String>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// The realm in `WWW-Authenticate`.
@@ -184,5 +192,388 @@ impl Default for Settings {
             mtls: None,
             cache_entries: 256,
         }
+    }
+}
+
+impl Bundle {
+    /// Reads a bundle (the JSON `policy-compiler compile` writes). Every field is required;
+    /// an unknown field, a wrong type or a missing field is an error naming where it is.
+    pub fn from_json(value: &Value) -> Result<Bundle, String> {
+        let object = Object::new(value, "bundle", &["format", "table", "table_hash", "settings", "providers"])?;
+        let format = object.required("format", Object::unsigned)?;
+        let providers = object.required("providers", Object::array)?;
+        Ok(Bundle {
+            format: u32::try_from(format).map_err(|_| object.wrong("format", "a format number"))?,
+            table: object.required("table", Object::string)?,
+            table_hash: object.required("table_hash", Object::string)?,
+            settings: Settings::from_json(object.required("settings", Object::value)?, "settings")?,
+            providers: providers
+                .iter()
+                .enumerate()
+                .map(|(i, provider)| Provider::from_json(provider, &format!("providers[{i}]")))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+impl Provider {
+    fn from_json(value: &Value, path: &str) -> Result<Provider, String> {
+        let object = Object::new(value, path, &["name", "issuer", "audiences", "keys"])?;
+        Ok(Provider {
+            name: object.required("name", Object::string)?,
+            issuer: object.nullable("issuer", Object::string)?,
+            audiences: object.required("audiences", Object::strings)?,
+            keys: object.required("keys", Object::array)?.clone(),
+        })
+    }
+}
+
+impl Settings {
+    /// Reads settings over the defaults: a field left out keeps its default. `path` names
+    /// the settings in errors (`settings` in a bundle, `filter` in a policy file).
+    pub fn from_json(value: &Value, path: &str) -> Result<Settings, String> {
+        let object = Object::new(
+            value,
+            path,
+            &[
+                "realm",
+                "mode",
+                "ignore_patterns",
+                "bypass_cors_preflight",
+                "actions",
+                "token_sources",
+                "clock_skew_seconds",
+                "max_lifetime_seconds",
+                "max_token_bytes",
+                "claims",
+                "forward",
+                "mtls",
+                "cache_entries",
+            ],
+        )?;
+        let mut settings = Settings::default();
+        let Settings {
+            realm,
+            mode,
+            ignore_patterns,
+            bypass_cors_preflight,
+            actions,
+            token_sources,
+            clock_skew_seconds,
+            max_lifetime_seconds,
+            max_token_bytes,
+            claims,
+            forward,
+            mtls,
+            cache_entries,
+        } = &mut settings;
+        object.set(realm, "realm", Object::string)?;
+        object.set(mode, "mode", |o, name| match o.string(name)?.as_str() {
+            "enforce" => Ok(Mode::Enforce),
+            "shadow" => Ok(Mode::Shadow),
+            _ => Err(o.wrong(name, "`enforce` or `shadow`")),
+        })?;
+        object.set(ignore_patterns, "ignore_patterns", Object::strings)?;
+        object.set(bypass_cors_preflight, "bypass_cors_preflight", Object::boolean)?;
+        object.set(actions, "actions", |o, name| {
+            let map = o.map(name)?;
+            map.iter().map(|(method, action)| Ok((method.clone(), Object::text(action).ok_or_else(|| o.wrong(name, "strings"))?))).collect()
+        })?;
+        object.set(token_sources, "token_sources", |o, name| {
+            o.array(name)?
+                .iter()
+                .enumerate()
+                .map(|(i, source)| TokenSource::from_json(source, &format!("{}[{i}]", o.at(name))))
+                .collect()
+        })?;
+        object.set(clock_skew_seconds, "clock_skew_seconds", Object::unsigned)?;
+        object.set(max_lifetime_seconds, "max_lifetime_seconds", Object::unsigned)?;
+        object.set(max_token_bytes, "max_token_bytes", Object::size)?;
+        object.set(cache_entries, "cache_entries", Object::size)?;
+        object.set(claims, "claims", |o, name| ClaimNames::from_json(o.value(name)?, &o.at(name)))?;
+        object.set(forward, "forward", |o, name| Forward::from_json(o.value(name)?, &o.at(name)))?;
+        object.set(mtls, "mtls", |o, name| o.nullable(name, |o, name| Mtls::from_json(o.value(name)?, &o.at(name))))?;
+        Ok(settings)
+    }
+}
+
+impl TokenSource {
+    fn from_json(value: &Value, path: &str) -> Result<TokenSource, String> {
+        let object = Object::new(value, path, &["header", "query", "cookie"])?;
+        let (kind, inner) = match object.map.iter().next() {
+            Some(entry) if object.map.len() == 1 => entry,
+            _ => return Err(format!("{path}: expected one of `header`, `query` or `cookie`")),
+        };
+        let path = format!("{path}.{kind}");
+        if kind == "header" {
+            let header = Object::new(inner, &path, &["name", "scheme"])?;
+            let name = header.required("name", Object::string)?;
+            return Ok(TokenSource::Header { name, scheme: header.nullable("scheme", Object::string)? });
+        }
+        let name = Object::new(inner, &path, &["name"])?.required("name", Object::string)?;
+        Ok(if kind == "query" { TokenSource::Query { name } } else { TokenSource::Cookie { name } })
+    }
+}
+
+impl ClaimNames {
+    fn from_json(value: &Value, path: &str) -> Result<ClaimNames, String> {
+        let object = Object::new(value, path, &["subject", "user_id", "roles", "organizations", "namespaces", "scopes"])?;
+        let mut names = ClaimNames::default();
+        let ClaimNames { subject, user_id, roles, organizations, namespaces, scopes } = &mut names;
+        for (field, name) in
+            [(subject, "subject"), (user_id, "user_id"), (roles, "roles"), (organizations, "organizations"), (namespaces, "namespaces"), (scopes, "scopes")]
+        {
+            object.set(field, name, Object::string)?;
+        }
+        Ok(names)
+    }
+}
+
+impl Forward {
+    fn from_json(value: &Value, path: &str) -> Result<Forward, String> {
+        let object = Object::new(value, path, &["strip_token", "user_id", "username", "roles", "organizations", "namespaces", "policy"])?;
+        let mut forward = Forward::default();
+        let Forward { strip_token, user_id, username, roles, organizations, namespaces, policy } = &mut forward;
+        object.set(strip_token, "strip_token", Object::boolean)?;
+        // A header name, or null for "do not send this header".
+        for (field, name) in [
+            (user_id, "user_id"),
+            (username, "username"),
+            (roles, "roles"),
+            (organizations, "organizations"),
+            (namespaces, "namespaces"),
+            (policy, "policy"),
+        ] {
+            object.set(field, name, |o, name| o.nullable(name, Object::string))?;
+        }
+        Ok(forward)
+    }
+}
+
+impl Mtls {
+    fn from_json(value: &Value, path: &str) -> Result<Mtls, String> {
+        let object = Object::new(value, path, &["identity", "roles"])?;
+        let identity = object.required("identity", |o, name| match o.string(name)?.as_str() {
+            "uri_san" => Ok(MtlsIdentity::UriSan),
+            "subject_cn" => Ok(MtlsIdentity::SubjectCn),
+            _ => Err(o.wrong(name, "`uri_san` or `subject_cn`")),
+        })?;
+        let mut roles = BTreeMap::new();
+        object.set(&mut roles, "roles", |o, name| {
+            o.map(name)?.keys().map(|identity| Ok((identity.clone(), o.strings_in(name, identity)?))).collect()
+        })?;
+        Ok(Mtls { identity, roles })
+    }
+}
+
+/// A JSON object read field by field: its fields are checked against the known names once,
+/// and each read names the field's path when the value has the wrong type.
+struct Object<'a> {
+    path: &'a str,
+    map: &'a Map<String, Value>,
+}
+
+impl<'a> Object<'a> {
+    fn new(value: &'a Value, path: &'a str, known: &[&str]) -> Result<Object<'a>, String> {
+        let map = value.as_object().ok_or_else(|| format!("{path}: expected an object"))?;
+        if let Some(unknown) = map.keys().find(|key| !known.contains(&key.as_str())) {
+            return Err(format!("{path}: unknown field `{unknown}`, expected one of {}", known.join(", ")));
+        }
+        Ok(Object { path, map })
+    }
+
+    fn at(&self, name: &str) -> String {
+        format!("{}.{name}", self.path)
+    }
+
+    fn wrong(&self, name: &str, expected: &str) -> String {
+        format!("{}: expected {expected}", self.at(name))
+    }
+
+    /// A required field.
+    fn required<T>(&self, name: &str, read: impl Fn(&Self, &str) -> Result<T, String>) -> Result<T, String> {
+        match self.map.get(name) {
+            None => Err(format!("{}: missing field `{name}`", self.path)),
+            Some(_) => read(self, name),
+        }
+    }
+
+    /// A field that may be left out (the target keeps its default).
+    fn set<T>(&self, target: &mut T, name: &str, read: impl Fn(&Self, &str) -> Result<T, String>) -> Result<(), String> {
+        if self.map.contains_key(name) {
+            *target = read(self, name)?;
+        }
+        Ok(())
+    }
+
+    /// A field that is `None` when null or left out.
+    fn nullable<T>(&self, name: &str, read: impl Fn(&Self, &str) -> Result<T, String>) -> Result<Option<T>, String> {
+        match self.map.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(_) => read(self, name).map(Some),
+        }
+    }
+
+    fn value(&self, name: &str) -> Result<&'a Value, String> {
+        self.map.get(name).ok_or_else(|| format!("{}: missing field `{name}`", self.path))
+    }
+
+    fn text(value: &Value) -> Option<String> {
+        value.as_str().map(str::to_string)
+    }
+
+    fn string(&self, name: &str) -> Result<String, String> {
+        self.map.get(name).and_then(Object::text).ok_or_else(|| self.wrong(name, "a string"))
+    }
+
+    fn boolean(&self, name: &str) -> Result<bool, String> {
+        self.map.get(name).and_then(Value::as_bool).ok_or_else(|| self.wrong(name, "true or false"))
+    }
+
+    fn unsigned(&self, name: &str) -> Result<u64, String> {
+        self.map.get(name).and_then(Value::as_u64).ok_or_else(|| self.wrong(name, "a whole number, 0 or more"))
+    }
+
+    fn size(&self, name: &str) -> Result<usize, String> {
+        usize::try_from(self.unsigned(name)?).map_err(|_| self.wrong(name, "a smaller number"))
+    }
+
+    fn array(&self, name: &str) -> Result<&'a Vec<Value>, String> {
+        self.map.get(name).and_then(Value::as_array).ok_or_else(|| self.wrong(name, "a list"))
+    }
+
+    fn map(&self, name: &str) -> Result<&'a Map<String, Value>, String> {
+        self.map.get(name).and_then(Value::as_object).ok_or_else(|| self.wrong(name, "an object"))
+    }
+
+    fn strings(&self, name: &str) -> Result<Vec<String>, String> {
+        let list = self.array(name)?;
+        list.iter().map(|item| Object::text(item).ok_or_else(|| self.wrong(name, "a list of strings"))).collect()
+    }
+
+    /// The list of strings under `key` in the object field `name`.
+    fn strings_in(&self, name: &str, key: &str) -> Result<Vec<String>, String> {
+        let list = self.map(name)?.get(key).and_then(Value::as_array).ok_or_else(|| self.wrong(name, "lists of strings"))?;
+        list.iter().map(|item| Object::text(item).ok_or_else(|| self.wrong(name, "lists of strings"))).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn every_field_changed() -> Bundle {
+        Bundle {
+            format: BUNDLE_FORMAT,
+            table: "UFdEVA==".into(),
+            table_hash: "ab".into(),
+            settings: Settings {
+                realm: "shop".into(),
+                mode: Mode::Shadow,
+                ignore_patterns: vec!["^/health$".into()],
+                bypass_cors_preflight: false,
+                actions: [("GET".to_string(), "read".to_string())].into(),
+                token_sources: vec![
+                    TokenSource::Header { name: "x-token".into(), scheme: None },
+                    TokenSource::Query { name: "access_token".into() },
+                    TokenSource::Cookie { name: "session".into() },
+                ],
+                clock_skew_seconds: 5,
+                max_lifetime_seconds: 600,
+                max_token_bytes: 4096,
+                claims: ClaimNames {
+                    subject: "sub".into(),
+                    user_id: "uid".into(),
+                    roles: "groups".into(),
+                    organizations: "orgs".into(),
+                    namespaces: "ns".into(),
+                    scopes: "scp".into(),
+                },
+                forward: Forward {
+                    strip_token: false,
+                    user_id: None,
+                    username: Some("x-user".into()),
+                    roles: None,
+                    organizations: None,
+                    namespaces: None,
+                    policy: Some("x-policy".into()),
+                },
+                mtls: Some(Mtls { identity: MtlsIdentity::SubjectCn, roles: [("billing".to_string(), vec!["service".to_string()])].into() }),
+                cache_entries: 7,
+            },
+            providers: vec![Provider {
+                name: "corp".into(),
+                issuer: Some("https://id.example".into()),
+                audiences: vec!["api".into()],
+                keys: vec![json!({"kty": "oct", "kid": "k", "alg": "HS256", "k": "AAAA"})],
+            }],
+        }
+    }
+
+    fn read(value: &Value) -> Result<Bundle, String> {
+        Bundle::from_json(value)
+    }
+
+    #[test]
+    fn what_the_compiler_writes_reads_back_the_same() {
+        for bundle in [every_field_changed(), Bundle { settings: Settings::default(), ..every_field_changed() }] {
+            assert_eq!(read(&serde_json::to_value(&bundle).unwrap()), Ok(bundle));
+        }
+    }
+
+    #[test]
+    fn settings_left_out_keep_their_defaults_and_null_turns_a_header_off() {
+        let settings = Settings::from_json(&json!({"realm": "shop", "forward": {"roles": null}}), "filter").unwrap();
+        assert_eq!(settings.realm, "shop");
+        assert_eq!(settings.forward.roles, None);
+        assert_eq!(settings.forward.username, Forward::default().username);
+        assert_eq!(Settings { realm: "api".into(), forward: Forward::default(), ..settings }, Settings::default());
+        assert_eq!(Settings::from_json(&json!({}), "filter"), Ok(Settings::default()));
+    }
+
+    #[test]
+    fn mistakes_are_named_by_their_path() {
+        let bundle = serde_json::to_value(every_field_changed()).unwrap();
+        let error = |edit: &dyn Fn(&mut Value)| {
+            let mut value = bundle.clone();
+            edit(&mut value);
+            read(&value).unwrap_err()
+        };
+        assert!(error(&|v| v["surprise"] = json!(1)).starts_with("bundle: unknown field `surprise`"));
+        assert!(error(&|v| v["settings"]["forward"]["usr"] = json!("x")).starts_with("settings.forward: unknown field `usr`"));
+        assert_eq!(error(&|v| v["settings"]["realm"] = Value::Null), "settings.realm: expected a string");
+        assert_eq!(error(&|v| v["settings"]["mode"] = json!("audit")), "settings.mode: expected `enforce` or `shadow`");
+        assert_eq!(error(&|v| v["settings"]["max_token_bytes"] = json!(-1)), "settings.max_token_bytes: expected a whole number, 0 or more");
+        assert_eq!(error(&|v| v["settings"]["clock_skew_seconds"] = json!(1.5)), "settings.clock_skew_seconds: expected a whole number, 0 or more");
+        assert_eq!(error(&|v| v["settings"]["actions"]["GET"] = json!(1)), "settings.actions: expected strings");
+        assert_eq!(
+            error(&|v| v["settings"]["token_sources"][1] = json!({"query": {}})),
+            "settings.token_sources[1].query: missing field `name`"
+        );
+        assert_eq!(
+            error(&|v| v["settings"]["token_sources"][0] = json!({"query": {"name": "a"}, "cookie": {"name": "b"}})),
+            "settings.token_sources[0]: expected one of `header`, `query` or `cookie`"
+        );
+        assert_eq!(error(&|v| v["settings"]["mtls"]["roles"]["billing"] = json!("service")), "settings.mtls.roles: expected lists of strings");
+        assert_eq!(error(&|v| v["providers"][0]["audiences"] = json!("api")), "providers[0].audiences: expected a list");
+        assert_eq!(error(&|v| v["format"] = json!(1u64 << 40)), "bundle.format: expected a format number");
+        assert_eq!(
+            error(&|v| {
+                v.as_object_mut().unwrap().remove("table_hash");
+            }),
+            "bundle: missing field `table_hash`"
+        );
+        assert_eq!(read(&json!([])).unwrap_err(), "bundle: expected an object");
+    }
+
+    #[test]
+    fn an_issuer_or_mtls_left_out_or_null_is_none() {
+        let mut value = serde_json::to_value(every_field_changed()).unwrap();
+        value["providers"][0].as_object_mut().unwrap().remove("issuer");
+        value["settings"]["mtls"] = Value::Null;
+        let bundle = read(&value).unwrap();
+        assert_eq!((bundle.providers[0].issuer.as_deref(), bundle.settings.mtls), (None, None));
     }
 }

@@ -35,8 +35,8 @@ pub fn all_policies(file: &PolicyFile) -> Vec<SourcePolicy> {
 
 /// The settings a file states, over the defaults; ignore patterns become anchored regexes.
 pub fn settings(file: &PolicyFile) -> Result<Settings, Vec<Problem>> {
-    let mut settings: Settings = serde_json::from_value(file.settings.clone()).map_err(|e| {
-        vec![Problem::error("settings", format!("filter: {e}")).in_file(&file.source).help("see the configuration reference in README.md")]
+    let mut settings = Settings::from_json(&file.settings, "filter").map_err(|e| {
+        vec![Problem::error("settings", e).in_file(&file.source).help("see the configuration reference in README.md")]
     })?;
     for pattern in &file.ignore_patterns {
         let source = format!("^(?:{pattern})$");

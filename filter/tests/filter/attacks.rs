@@ -79,6 +79,23 @@ fn crit_headers_are_refused() {
 }
 
 #[test]
+fn header_fields_of_the_wrong_type_or_no_alg_are_refused() {
+    let payload = claims(json!({"username": "ana", "roles": "user"})).to_string();
+    for header in [
+        json!({"alg": "RS256", "kid": 7}),
+        json!({"alg": ["RS256"], "kid": "platform"}),
+        json!({"alg": "RS256", "kid": "platform", "typ": 1}),
+        json!({"alg": "RS256", "kid": "platform", "cty": {}}),
+    ] {
+        refused(&mint_raw(&platform(), &header.to_string(), &payload), "header field has the wrong type");
+    }
+    refused(&mint_raw(&platform(), r#"{"kid":"platform"}"#, &payload), "the token header has no alg");
+    refused(&mint_raw(&platform(), r#"["RS256"]"#, &payload), "header is not valid JSON");
+    // The same token with a well-formed header passes: the refusals above are the header's.
+    assert_eq!(attempt(&mint_raw(&platform(), r#"{"alg":"RS256","kid":"platform","typ":"JWT"}"#, &payload)).0, 200);
+}
+
+#[test]
 fn duplicate_json_keys_are_refused() {
     let payload = format!(r#"{{"username":"ana","roles":"user","roles":"admin","iat":{},"exp":{}}}"#, NOW - 60, NOW + 3600);
     refused(&mint_raw(&platform(), r#"{"alg":"RS256","kid":"platform"}"#, &payload), "claims are not valid JSON");
