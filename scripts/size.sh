@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # The module's size: raw, after `wasm-opt -Oz` (Debian package binaryen; installed here when
-# missing and apt-get is usable), and gzip -9 of the optimised file. Set
-# CARGO_PROFILE_WASM_OPT_LEVEL=z to measure the size-first build.
+# missing and apt-get is usable), and gzip -9 of the optimised file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null

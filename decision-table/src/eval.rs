@@ -152,7 +152,6 @@ pub struct Evaluator {
     prefixed_resources: HashMap<String, Vec<(u32, usize)>>,
     /// The distinct prefix lengths, ascending.
     prefix_lengths: Vec<usize>,
-    hash: String,
 }
 
 impl Evaluator {
@@ -205,16 +204,11 @@ impl Evaluator {
             exact_resources,
             prefixed_resources,
             prefix_lengths,
-            hash: table.content_hash(),
         })
     }
 
     pub fn policy_count(&self) -> usize {
         self.policies.len()
-    }
-
-    pub fn content_hash(&self) -> &str {
-        &self.hash
     }
 
     pub fn evaluate(&self, request: &AccessRequest<'_>) -> Decision<'_> {

@@ -101,6 +101,8 @@ pub enum DecodeError {
     Malformed(String),
     #[error("the decision table is not valid base64: {0}")]
     Base64(String),
+    #[error("the bundle's table_hash does not match its table")]
+    StatedHashMismatch,
 }
 
 impl Table {
@@ -145,16 +147,28 @@ impl Table {
     }
 
     pub fn decode_base64(text: &str) -> Result<Table, DecodeError> {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(text.trim())
-            .map_err(|e| DecodeError::Base64(e.to_string()))?;
-        Table::decode(&bytes)
+        Table::decode(&Self::base64_bytes(text)?)
+    }
+
+    /// Decodes a bundle's table (base64) and checks it is the one the bundle's `table_hash`
+    /// names. The hash is read from the checked header, so the module never re-encodes the
+    /// table (which would link the whole encoder into it).
+    pub fn decode_bundled(text: &str, table_hash: &str) -> Result<Table, DecodeError> {
+        let bytes = Self::base64_bytes(text)?;
+        let table = Table::decode(&bytes)?;
+        match bytes.get(6..HEADER_LEN) {
+            Some(hash) if hex(hash) == table_hash => Ok(table),
+            _ => Err(DecodeError::StatedHashMismatch),
+        }
+    }
+
+    fn base64_bytes(text: &str) -> Result<Vec<u8>, DecodeError> {
+        base64::engine::general_purpose::STANDARD.decode(text.trim()).map_err(|e| DecodeError::Base64(e.to_string()))
     }
 
     /// The content hash, as lower-case hex: the table's identity in logs and `inspect`.
     pub fn content_hash(&self) -> String {
-        let payload = postcard::to_allocvec(self).unwrap_or_default();
-        Sha256::digest(&payload).iter().map(|b| format!("{b:02x}")).collect()
+        hex(&Sha256::digest(postcard::to_allocvec(self).unwrap_or_default()))
     }
 
     pub fn string(&self, id: StrId) -> &str {
@@ -208,6 +222,10 @@ impl Table {
     }
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,6 +252,17 @@ mod tests {
         assert_eq!(Table::decode(&table.encode()).unwrap(), table);
         assert_eq!(Table::decode_base64(&table.encode_base64()).unwrap(), table);
         assert_eq!(table.encode(), sample().encode(), "deterministic");
+    }
+
+    #[test]
+    fn a_bundled_table_must_be_the_one_its_hash_names() {
+        let table = sample();
+        let text = table.encode_base64();
+        assert_eq!(Table::decode_bundled(&text, &table.content_hash()), Ok(table.clone()));
+        let mut other = sample();
+        other.strings.push("extra".into());
+        assert_eq!(Table::decode_bundled(&text, &other.content_hash()), Err(DecodeError::StatedHashMismatch));
+        assert_eq!(Table::decode_bundled(&text, ""), Err(DecodeError::StatedHashMismatch));
     }
 
     #[test]

@@ -39,10 +39,7 @@ pub fn load(configuration: &[u8]) -> Result<Loaded, String> {
     if bundle.format != BUNDLE_FORMAT {
         return Err(format!("bundle format {} is not supported (this module reads {BUNDLE_FORMAT}); recompile with a matching policy-compiler", bundle.format));
     }
-    let table = decision_table::Table::decode_base64(&bundle.table).map_err(|e| e.to_string())?;
-    if table.content_hash() != bundle.table_hash {
-        return Err("the bundle's table_hash does not match its table".into());
-    }
+    let table = decision_table::Table::decode_bundled(&bundle.table, &bundle.table_hash).map_err(|e| e.to_string())?;
     let evaluator = Evaluator::new(&table).map_err(|e| e.to_string())?;
     let ignore = bundle
         .settings

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use decision_table::bundle::{Mode, MtlsIdentity};
 use decision_table::request::normalize_path;
 use decision_table::{AccessRequest, Attributes, ClientAddress};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::cache::TokenCache;
 use crate::config::Loaded;
@@ -231,6 +231,27 @@ fn forward_identity(loaded: &Loaded, host: &mut dyn Host, identity: &Identity, p
     }
 }
 
+/// The log line of a denied request (serialised directly: a `serde_json::Value` would bring
+/// in the float printer for numbers this line never has).
+#[derive(Serialize)]
+struct DeniedLine<'a> {
+    event: &'static str,
+    status: u32,
+    request_id: &'a str,
+    method: &'a str,
+    path: &'a str,
+    subject: &'a str,
+    via: Option<&'static str>,
+    policy: Option<&'a str>,
+    reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'static str,
+    message: &'a str,
+}
+
 /// Answers a refusal (or, in shadow mode, records it and lets the request through).
 fn finish(
     loaded: &Loaded,
@@ -251,18 +272,18 @@ fn finish(
         host.count(&format!("{}_{reason}", metrics::UNAUTHENTICATED));
     }
     let shadow = loaded.settings.mode == Mode::Shadow;
-    let line = json!({
-        "event": if shadow { "shadow_denied" } else { "denied" },
-        "status": status,
-        "request_id": request_id,
-        "method": method,
-        "path": path,
-        "subject": subject,
-        "via": authenticated.map(|(identity, _, _)| identity.via),
-        "policy": policy,
-        "reason": reason,
-    });
-    host.log(Level::Info, &line.to_string());
+    let line = DeniedLine {
+        event: if shadow { "shadow_denied" } else { "denied" },
+        status,
+        request_id,
+        method,
+        path,
+        subject: &subject,
+        via: authenticated.map(|(identity, _, _)| identity.via),
+        policy: policy.as_deref(),
+        reason: &reason,
+    };
+    host.log(Level::Info, &serde_json::to_string(&line).unwrap_or_default());
     if shadow {
         host.count(metrics::SHADOW_DENIED);
         if let Some((identity, found, raw_path)) = authenticated {
@@ -281,7 +302,7 @@ fn finish(
                 Some(error) => format!(r#"Bearer realm="{realm}", error="{error}", error_description="{description}""#),
                 None => format!(r#"Bearer realm="{realm}""#),
             };
-            let body = json!({"error": "unauthorized", "message": description}).to_string();
+            let body = serde_json::to_string(&ErrorBody { error: "unauthorized", message: description }).unwrap_or_default();
             host.send_response(401, &[("content-type", "application/json"), ("www-authenticate", &challenge)], body.as_bytes());
         }
         Refusal::Forbidden { .. } => {
