@@ -3,10 +3,10 @@
 //! differs.
 //!
 //! Written with serde's derived `Serialize`; read by hand from a `serde_json::Value`
-//! ([`Bundle::from_json`], [`Settings::from_json`]). The derived `Deserialize` cost the
-//! module about 50 KB of visitor code, a tenth of it; this reader is one small function per
-//! type, and the compiler and the filter share it, so they cannot disagree on what a bundle
-//! means.
+//! ([`Bundle::parse`], [`Settings::from_json`]). The derived `Deserialize` cost the module
+//! 30 KB more than this reader after wasm-opt (scripts/size.sh); the reader is one small
+//! function per type, and the compiler and the filter share it, so they cannot disagree on
+//! what a bundle means.
 
 use std::collections::BTreeMap;
 
@@ -21,7 +21,6 @@ pub const MIN_RSA_BITS: usize = 2048;
 pub const MAX_RSA_BITS: usize = 8192;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct Bundle {
     pub format: u32,
     /// The decision table, base64 of [`crate::Table::encode`].
@@ -34,7 +33,6 @@ pub struct Bundle {
 
 /// A token issuer and the keys its tokens must be signed with.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct Provider {
     pub name: String,
     /// The `iss` a token must carry; `None` accepts any issuer (Microkubes tokens).
@@ -58,7 +56,7 @@ pub enum Mode {
 /// Where a token may come from. The first source that has one is used; two sources (or two
 /// `Authorization` headers) carrying credentials is a 401.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case")]
 pub enum TokenSource {
     /// A header; with a scheme (`Bearer`), the value must start with it (case-insensitive).
     Header { name: String, scheme: Option<String> },
@@ -68,7 +66,6 @@ pub enum TokenSource {
 
 /// Claim names, for tokens that spell them differently.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(default, deny_unknown_fields)]
 pub struct ClaimNames {
     /// The policy subject (Microkubes: `username`).
     pub subject: String,
@@ -95,7 +92,6 @@ impl Default for ClaimNames {
 /// Headers the upstream receives about the caller. Whatever the client sent under these
 /// names is removed first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(default, deny_unknown_fields)]
 pub struct Forward {
     /// Remove the credential before the request goes upstream.
     pub strip_token: bool,
@@ -133,16 +129,13 @@ pub enum MtlsIdentity {
 /// The mTLS credential: used when a request has no token and the proxy verified a client
 /// certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct Mtls {
     pub identity: MtlsIdentity,
     /// Roles for each identity (the subject), e.g. a SPIFFE id to `["service"]`.
-    #[serde(default)]
     pub roles: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// The realm in `WWW-Authenticate`.
     pub realm: String,
@@ -196,6 +189,12 @@ impl Default for Settings {
 }
 
 impl Bundle {
+    /// Parses a bundle's JSON text, refusing duplicate keys anywhere (the module and the
+    /// compiler's `inspect` and `render` read bundles only through this).
+    pub fn parse(text: &[u8]) -> Result<Bundle, String> {
+        Bundle::from_json(&Value::Object(crate::strict_json::object(text)?))
+    }
+
     /// Reads a bundle (the JSON `policy-compiler compile` writes). Every field is required;
     /// an unknown field, a wrong type or a missing field is an error naming where it is.
     pub fn from_json(value: &Value) -> Result<Bundle, String> {
@@ -360,7 +359,9 @@ impl Mtls {
         })?;
         let mut roles = BTreeMap::new();
         object.set(&mut roles, "roles", |o, name| {
-            o.map(name)?.keys().map(|identity| Ok((identity.clone(), o.strings_in(name, identity)?))).collect()
+            let expected = "lists of strings";
+            let lists = |list: &Value| o.texts(list.as_array().ok_or_else(|| o.wrong(name, expected))?, name, expected);
+            o.map(name)?.iter().map(|(identity, list)| Ok((identity.clone(), lists(list)?))).collect()
         })?;
         Ok(Mtls { identity, roles })
     }
@@ -447,14 +448,13 @@ impl<'a> Object<'a> {
     }
 
     fn strings(&self, name: &str) -> Result<Vec<String>, String> {
-        let list = self.array(name)?;
-        list.iter().map(|item| Object::text(item).ok_or_else(|| self.wrong(name, "a list of strings"))).collect()
+        self.texts(self.array(name)?, name, "a list of strings")
     }
 
-    /// The list of strings under `key` in the object field `name`.
-    fn strings_in(&self, name: &str, key: &str) -> Result<Vec<String>, String> {
-        let list = self.map(name)?.get(key).and_then(Value::as_array).ok_or_else(|| self.wrong(name, "lists of strings"))?;
-        list.iter().map(|item| Object::text(item).ok_or_else(|| self.wrong(name, "lists of strings"))).collect()
+    /// The items of `list`, found in field `name`, as strings; an error saying `expected`
+    /// when one is not.
+    fn texts(&self, list: &[Value], name: &str, expected: &str) -> Result<Vec<String>, String> {
+        list.iter().map(|item| Object::text(item).ok_or_else(|| self.wrong(name, expected))).collect()
     }
 }
 
@@ -566,6 +566,14 @@ mod tests {
             "bundle: missing field `table_hash`"
         );
         assert_eq!(read(&json!([])).unwrap_err(), "bundle: expected an object");
+    }
+
+    #[test]
+    fn a_bundle_with_a_duplicate_key_is_refused() {
+        let text = serde_json::to_string(&every_field_changed()).unwrap();
+        assert_eq!(Bundle::parse(text.as_bytes()), Ok(every_field_changed()));
+        let twice = text.replacen(r#""realm":"shop""#, r#""realm":"shop","realm":"api""#, 1);
+        assert!(Bundle::parse(twice.as_bytes()).unwrap_err().contains("duplicate key \"realm\""));
     }
 
     #[test]

@@ -11,6 +11,8 @@ use thiserror::Error;
 pub const MAGIC: [u8; 4] = *b"PWDT";
 pub const FORMAT_VERSION: u16 = 1;
 const HEADER_LEN: usize = 4 + 2 + 32;
+/// Where the header holds the SHA-256 of the payload.
+const HASH: std::ops::Range<usize> = 6..HEADER_LEN;
 /// At most 64 distinct actions, one bit each.
 pub const MAX_ACTIONS: usize = 64;
 
@@ -132,7 +134,7 @@ impl Table {
         if version != FORMAT_VERSION {
             return Err(DecodeError::UnsupportedVersion { found: version });
         }
-        let hash = bytes.get(6..HEADER_LEN).ok_or(DecodeError::Malformed("truncated header".into()))?;
+        let hash = bytes.get(HASH).ok_or(DecodeError::Malformed("truncated header".into()))?;
         let payload = bytes.get(HEADER_LEN..).unwrap_or_default();
         if Sha256::digest(payload).as_slice() != hash {
             return Err(DecodeError::HashMismatch);
@@ -156,7 +158,7 @@ impl Table {
     pub fn decode_bundled(text: &str, table_hash: &str) -> Result<Table, DecodeError> {
         let bytes = Self::base64_bytes(text)?;
         let table = Table::decode(&bytes)?;
-        match bytes.get(6..HEADER_LEN) {
+        match bytes.get(HASH) {
             Some(hash) if hex(hash) == table_hash => Ok(table),
             _ => Err(DecodeError::StatedHashMismatch),
         }

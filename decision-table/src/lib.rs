@@ -6,6 +6,7 @@
 //! - [`format`]: the versioned, hashed, deterministic binary form ([`Table`]).
 //! - [`bundle`]: the plugin configuration the compiler writes and the module loads: the
 //!   table, the JWT providers with their keys, and the filter's settings.
+//! - [`strict_json`]: JSON that refuses duplicate keys (bundles and tokens).
 //! - [`matcher`]: regexes of the common shapes matched without the regex engine.
 //! - [`eval`]: the [`Evaluator`] built from a table at load time, answering each request.
 //!
@@ -17,6 +18,7 @@ pub mod format;
 pub mod matcher;
 pub mod pattern;
 pub mod request;
+pub mod strict_json;
 
 pub use bundle::{Bundle, Settings};
 pub use eval::{AccessRequest, Attributes, ClientAddress, Decision, Evaluator, Verdict};

@@ -33,9 +33,7 @@ pub fn load(configuration: &[u8]) -> Result<Loaded, String> {
     } else {
         configuration
     };
-    let not_a_bundle = |e: String| format!("the configuration is not a policy bundle: {e}");
-    let bundle = crate::strict_json::object(configuration).map_err(not_a_bundle)?;
-    let bundle = Bundle::from_json(&serde_json::Value::Object(bundle)).map_err(not_a_bundle)?;
+    let bundle = Bundle::parse(configuration).map_err(|e| format!("the configuration is not a policy bundle: {e}"))?;
     if bundle.format != BUNDLE_FORMAT {
         return Err(format!("bundle format {} is not supported (this module reads {BUNDLE_FORMAT}); recompile with a matching policy-compiler", bundle.format));
     }

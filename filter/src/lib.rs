@@ -18,7 +18,6 @@ pub mod jwt;
 mod bignum;
 mod ecdsa;
 mod rsa;
-mod strict_json;
 
 #[cfg(all(target_arch = "wasm32", feature = "proxy-module"))]
 mod proxy;

@@ -355,7 +355,7 @@ pub fn inspect(path: &Path, format: Format) -> Exit {
             return Exit::Io;
         }
     };
-    let bundle = match serde_json::from_str(&text).map_err(|e| e.to_string()).and_then(|value| Bundle::from_json(&value)) {
+    let bundle = match Bundle::parse(text.as_bytes()) {
         Ok(bundle) => bundle,
         Err(e) => {
             eprintln!("error: {} is not a bundle: {e}", path.display());
@@ -418,7 +418,7 @@ pub fn render(template: &Path, bundle: &Path, output: Option<&Path>) -> Exit {
             return Exit::Io;
         }
     };
-    let bundle = match serde_json::from_str(&bundle_text).map_err(|e| e.to_string()).and_then(|value| Bundle::from_json(&value)) {
+    let bundle = match Bundle::parse(bundle_text.as_bytes()) {
         Ok(bundle) => bundle,
         Err(e) => {
             eprintln!("error: not a bundle: {e}");

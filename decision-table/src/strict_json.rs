@@ -1,5 +1,6 @@
-//! JSON parsing that refuses duplicate object keys at any depth. A token whose payload says
-//! `"sub": "alice", "sub": "admin"` means different things to different parsers; we refuse it.
+//! JSON parsing that refuses duplicate object keys at any depth, for tokens and bundles. A
+//! token whose payload says `"sub": "alice", "sub": "admin"` means different things to
+//! different parsers; we refuse it.
 
 use std::fmt;
 
