@@ -16,6 +16,7 @@ pub mod host;
 pub mod host_verify;
 pub mod jwt;
 mod bignum;
+mod montgomery;
 mod ecdsa;
 mod rsa;
 

@@ -5,14 +5,14 @@
 //! Why not a crate: jwt-compact's `rsa` path cost 1.4 ms per RS256 check inside wasm and
 //! crypto-bigint's constant-time Montgomery code about 0.26 ms; both also make the module much
 //! larger. Verification handles public data only (modulus, exponent, signature), so nothing
-//! here needs to be constant-time, and 32-bit limbs with 64-bit products are what wasm32
-//! multiplies natively. Per key, at load: the limbs, `-n⁻¹ mod 2³²` and `R² mod n`. Per
-//! check: 17 Montgomery products for e = 65537. Wycheproof's PKCS#1 and PSS suites run against
-//! this file natively and inside wasm (`tests/filter/vectors.rs`, `wasm.rs`).
+//! here needs to be constant-time. The arithmetic is [`crate::montgomery`] (short limbs,
+//! lazy carries, SIMD128 inside wasm): per key, at load, the limbs, `-n⁻¹` and `R² mod n`;
+//! per check, 19 Montgomery products for e = 65537. Wycheproof's PKCS#1 and PSS suites run
+//! against this file natively and inside wasm (`tests/filter/vectors.rs`, `wasm.rs`).
 
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
-use crate::bignum;
+use crate::montgomery::Modulus;
 
 use decision_table::bundle::{MAX_RSA_BITS as MAX_BITS, MIN_RSA_BITS as MIN_BITS};
 
@@ -65,12 +65,7 @@ pub enum Padding {
 
 /// A public key bound to one padding and one hash, with its Montgomery parameters.
 pub struct PublicKey {
-    /// The modulus, little-endian 32-bit limbs, no leading zero limb.
-    n: Vec<u32>,
-    /// `-n⁻¹ mod 2³²`.
-    n0_inverse: u32,
-    /// `R² mod n` with `R = 2^(32·limbs)`: multiplying by it enters Montgomery form.
-    r_squared: Vec<u32>,
+    modulus: Modulus,
     exponent: u32,
     bits: usize,
     /// The modulus length in bytes: every signature has exactly this length.
@@ -79,12 +74,6 @@ pub struct PublicKey {
     hash: Hash,
     /// The DER SubjectPublicKeyInfo for the host's `verify_signature` (PKCS#1 v1.5 keys only).
     host_form: Option<Vec<u8>>,
-}
-
-/// Big-endian bytes to `limbs` little-endian limbs; `None` when they do not fit.
-fn to_limbs(big_endian: &[u8], limbs: usize) -> Option<Vec<u32>> {
-    let mut out = vec![0u32; limbs];
-    bignum::read_big_endian(big_endian, &mut out).then_some(out)
 }
 
 impl PublicKey {
@@ -103,26 +92,13 @@ impl PublicKey {
         if exponent < 3 || exponent % 2 == 0 {
             return Err("the RSA public exponent must be odd and at least 3".into());
         }
-        let limbs = to_limbs(n, n.len().div_ceil(4)).ok_or("the RSA modulus does not fit")?;
-        let n0 = limbs.first().copied().unwrap_or(0);
-        if n0 % 2 == 0 {
+        if n.last().is_none_or(|low| low % 2 == 0) {
             return Err("the RSA modulus is even".into());
         }
         // The Montgomery parameters, once per key.
-        let n0_inverse = bignum::negated_inverse(n0);
-        let mut r_squared = vec![0u32; limbs.len()];
-        bignum::power_of_two_mod(&limbs, 2 * 32 * limbs.len(), &mut r_squared);
+        let modulus = Modulus::new(n).ok_or("the RSA modulus is not usable")?;
         let host_form = (padding == Padding::Pkcs1v15).then(|| crate::host_verify::rsa_public_key_der(n, e));
-        Ok(PublicKey { n: limbs, n0_inverse, r_squared, exponent, bits, length: n.len(), padding, hash, host_form })
-    }
-
-    /// The number 1 in this key's limb count.
-    fn one(&self) -> Vec<u32> {
-        let mut one = vec![0u32; self.n.len()];
-        if let Some(low) = one.first_mut() {
-            *low = 1;
-        }
-        one
+        Ok(PublicKey { modulus, exponent, bits, length: n.len(), padding, hash, host_form })
     }
 
     /// The hash name and DER key Envoy's `verify_signature` takes, for PKCS#1 v1.5 keys.
@@ -135,40 +111,10 @@ impl PublicKey {
         self.host_form.as_deref().map(|der| (hash, der))
     }
 
-    /// Montgomery product `a·b·R⁻¹ mod n` (both below n).
-    fn multiply(&self, a: &[u32], b: &[u32]) -> Vec<u32> {
-        let mut t = vec![0u32; self.n.len() + 1];
-        bignum::montgomery_product(a, b, &self.n, self.n0_inverse, &mut t);
-        t.pop();
-        t
-    }
-
-    /// `signature^e mod n` as `length` big-endian bytes, or `None` when the signature is not
-    /// a number below n of exactly the modulus length.
-    fn public_operation(&self, signature: &[u8]) -> Option<Vec<u8>> {
-        if signature.len() != self.length {
-            return None;
-        }
-        let s = to_limbs(signature, self.n.len())?;
-        if bignum::at_least(&s, &self.n) {
-            return None;
-        }
-        // Left-to-right square-and-multiply in Montgomery form (e = 65537: 16 squarings, one
-        // multiplication), then one product by 1 to leave it.
-        let base = self.multiply(&s, &self.r_squared);
-        let mut result = base.clone();
-        for bit in (0..u32::BITS - 1 - self.exponent.leading_zeros()).rev() {
-            result = self.multiply(&result, &result);
-            if self.exponent >> bit & 1 == 1 {
-                result = self.multiply(&result, &base);
-            }
-        }
-        Some(bignum::to_big_endian(&self.multiply(&result, &self.one()), self.length))
-    }
-
     /// Whether `signature` is this key's signature of `message` under its padding and hash.
     pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
-        let Some(encoded) = self.public_operation(signature) else { return false };
+        // `None` unless the signature is a number below n of exactly the modulus length.
+        let Some(encoded) = self.modulus.power(signature, self.exponent) else { return false };
         match self.padding {
             Padding::Pkcs1v15 => self.pkcs1v15_matches(&encoded, message),
             Padding::Pss => self.pss_matches(&encoded, message),

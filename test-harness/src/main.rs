@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use proxy_wasm_harness::cases::{self, CaseFile};
-use proxy_wasm_harness::{Plugin, ProxyWasmModule, Request, bench, workspace};
+use proxy_wasm_harness::{Limits, Plugin, ProxyWasmModule, Request, bench, workspace};
 
 #[derive(Parser)]
 #[command(name = "pw-harness", version, about = "Run proxy-wasm 0.2.1 modules offline, the way Envoy does")]
@@ -90,8 +90,8 @@ fn read(path: &Path) -> Result<Vec<u8>, LoadFailure> {
     std::fs::read(path).map_err(|e| LoadFailure(format!("cannot read {}: {e}", path.display())))
 }
 
-fn start(wasm: &Path, load: &LoadArgs, file: &CaseFile, verbose: bool) -> Result<Plugin, LoadFailure> {
-    let module = ProxyWasmModule::from_file(wasm).map_err(|e| LoadFailure(format!("{}: {e}", wasm.display())))?;
+fn start(wasm: &Path, load: &LoadArgs, file: &CaseFile, verbose: bool, limits: Limits) -> Result<Plugin, LoadFailure> {
+    let module = ProxyWasmModule::from_bytes(&read(wasm)?, limits).map_err(|e| LoadFailure(format!("{}: {e}", wasm.display())))?;
     let mut builder = module
         .plugin()
         .plugin_config(read(&load.plugin_config)?)
@@ -108,7 +108,7 @@ fn start(wasm: &Path, load: &LoadArgs, file: &CaseFile, verbose: bool) -> Result
 
 fn run(load: &LoadArgs, json: bool, verbose: bool) -> Result<ExitCode, LoadFailure> {
     let file = cases::load(&load.cases).map_err(LoadFailure)?;
-    let mut plugin = start(&load.wasm, load, &file, verbose)?;
+    let mut plugin = start(&load.wasm, load, &file, verbose, Limits::default())?;
     let (mut passed, mut failed) = (0, 0);
     for case in &file.cases {
         let result = cases::run_case(&mut plugin, case);
@@ -143,10 +143,15 @@ fn bench(load: &LoadArgs, iterations: usize, baseline: Option<PathBuf>, json: bo
         Some(path) => path,
         None => workspace::fixture("passthrough").map_err(|e| LoadFailure(format!("{e}\n(give --baseline PATH)")))?,
     };
-    let mut module = start(&load.wasm, load, &file, false)?;
-    let mut passthrough = start(&baseline, load, &file, false)?;
-    let module_stats = bench::measure(&mut module, &requests, iterations);
-    let baseline_stats = bench::measure(&mut passthrough, &requests, iterations);
+    // Timed without fuel metering, as a proxy runs modules; fuel counted on a metered twin.
+    let unmetered = Limits { fuel_per_callback: None, ..Limits::default() };
+    let mut stats = Vec::new();
+    for wasm in [&load.wasm, &baseline] {
+        let mut timed = start(wasm, load, &file, false, unmetered)?;
+        let mut metered = start(wasm, load, &file, false, Limits::default())?;
+        stats.push(bench::measure(&mut timed, &mut metered, &requests, iterations));
+    }
+    let [module_stats, baseline_stats] = <[bench::Stats; 2]>::try_from(stats).map_err(|_| LoadFailure("bench: no figures".into()))?;
     let ratio = module_stats.median_ns as f64 / baseline_stats.median_ns.max(1) as f64;
     if json {
         let report = serde_json::json!({

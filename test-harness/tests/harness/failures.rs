@@ -41,12 +41,23 @@ fn a_trap_fails_the_request_closed_and_breaks_the_vm() {
 
 #[test]
 fn a_runaway_loop_runs_out_of_fuel() {
-    let limits = Limits { fuel_per_callback: 20_000_000, ..Limits::default() };
+    let limits = Limits { fuel_per_callback: Some(20_000_000), ..Limits::default() };
     let mut plugin = fixture_with("misbehaving", limits).plugin().plugin_config("loop").start().unwrap();
     assert!(plugin.send(&Request::get("/ok")).forwarded());
     let outcome = plugin.send(&Request::get("/fail"));
     assert_eq!(outcome.status(), 503);
     assert!(outcome.guest_failure.unwrap().contains("ran out of fuel"));
+}
+
+#[test]
+fn an_unmetered_module_runs_the_same_requests_and_counts_no_fuel() {
+    let unmetered = Limits { fuel_per_callback: None, ..Limits::default() };
+    let mut plugin = fixture_with("misbehaving", unmetered).plugin().plugin_config("loop").start().unwrap();
+    let outcome = plugin.send(&Request::get("/ok"));
+    assert!(outcome.forwarded());
+    assert_eq!((outcome.fuel, plugin.fuel_burnt()), (0, 0));
+    let mut metered = fixture("misbehaving").plugin().plugin_config("loop").start().unwrap();
+    assert!(metered.send(&Request::get("/ok")).fuel > 0, "the metered twin counts");
 }
 
 #[test]

@@ -20,7 +20,7 @@ pub fn fixture(name: &str) -> &'static ProxyWasmModule {
 
 pub fn fixture_with(name: &str, limits: Limits) -> &'static ProxyWasmModule {
     static MODULES: OnceLock<Mutex<HashMap<String, &'static ProxyWasmModule>>> = OnceLock::new();
-    let key = format!("{name}/{}/{}", limits.fuel_per_callback, limits.memory_bytes);
+    let key = format!("{name}/{:?}/{}", limits.fuel_per_callback, limits.memory_bytes);
     let mut modules = MODULES.get_or_init(Mutex::default).lock().unwrap();
     modules.entry(key).or_insert_with(|| {
         let path = workspace::fixture(name).unwrap_or_else(|e| panic!("{e}"));

@@ -1,0 +1,391 @@
+//! Modular exponentiation for RSA's public operation, `x^e mod n`, in Montgomery form with
+//! short limbs and lazy carries.
+//!
+//! Why not [`crate::bignum`]'s full 32-bit limbs: there every limb step carries, so each step
+//! waits on the one before. Here a limb holds `w` bits (26 to 28, chosen per modulus) in a
+//! `u32`, and a Montgomery product adds whole rows of 64-bit partial products into 64-bit
+//! cells without carrying: `w` is picked so that no cell can overflow (see [`radix_bits`]).
+//! Carries run once per row and once at the end. A row is then independent multiply-adds,
+//! which wasm's SIMD128 does four at a time (`i64x2.extmul_*_i32x4_u`): the module is built
+//! with `+simd128` (`.cargo/config.toml`); a build without it takes the scalar row.
+//!
+//! `R = 2^(w·s)` is at least `4n`, so a product of two numbers below `2n` is below `2n` again
+//! and no product needs a conditional subtraction; only the final value is made canonical.
+//! Public values only: nothing here is constant-time.
+
+use crate::bignum;
+
+/// Limbs are held two to a 128-bit pair of 64-bit lanes, so the limb count is even.
+const LANES: usize = 2;
+
+/// `n` prepared for products: limbs of `radix_bits` bits, little-endian, two to a [`Pair`],
+/// with `2^(radix_bits · limb count) ≥ 4n`.
+pub struct Modulus {
+    radix_bits: u32,
+    limbs: Vec<Pair>,
+    /// `n` one limb up, for the odd rows of a product.
+    shifted: Vec<Pair>,
+    /// `-n⁻¹ mod 2^radix_bits`.
+    inverse: u32,
+    /// `R² mod n`: a product with it enters Montgomery form.
+    r_squared: Vec<Pair>,
+    /// `n` big-endian, without leading zeros: its length is every result's length.
+    big_endian: Vec<u8>,
+}
+
+/// The widest limb (at most 28 bits) for which a cell of a product cannot overflow: a cell
+/// takes at most `s` rows of two products below `2^(2w)` each, plus one carry below
+/// `2^(64-w)`, so `s · 2^(2w+1) < 2^64 - 2^(64-w)`, which `s ≤ 2^(63-2w) - 1` guarantees.
+fn radix_bits(bits: usize) -> Option<(u32, usize)> {
+    (20..=28u32).rev().find_map(|w| {
+        let limbs = (bits + 2).div_ceil(w as usize).next_multiple_of(LANES);
+        let most = (1usize << (63 - 2 * w)) - 1;
+        (limbs <= most).then_some((w, limbs))
+    })
+}
+
+/// Big-endian bytes into `limbs` limbs of `w` bits; `None` when the value does not fit.
+fn unpack(big_endian: &[u8], w: u32, limbs: usize) -> Option<Vec<u32>> {
+    let mask = (1u64 << w) - 1;
+    let mut out = Vec::with_capacity(limbs);
+    let (mut buffer, mut held) = (0u64, 0u32);
+    for byte in big_endian.iter().rev() {
+        buffer |= u64::from(*byte) << held;
+        held += 8;
+        if held >= w {
+            out.push((buffer & mask) as u32);
+            buffer >>= w;
+            held -= w;
+        }
+    }
+    if held > 0 {
+        out.push(buffer as u32);
+    }
+    while out.last() == Some(&0) && out.len() > limbs {
+        out.pop();
+    }
+    (out.len() <= limbs).then(|| {
+        out.resize(limbs, 0);
+        out
+    })
+}
+
+/// `length` big-endian bytes of a number in limbs of `w` bits (the high bits must be zero).
+fn pack(limbs: &[u32], w: u32, length: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(length + 4);
+    let (mut buffer, mut held) = (0u64, 0u32);
+    for limb in limbs {
+        buffer |= u64::from(*limb) << held;
+        held += w;
+        while held >= 8 {
+            out.push(buffer as u8);
+            buffer >>= 8;
+            held -= 8;
+        }
+    }
+    out.push(buffer as u8);
+    out.resize(length, 0);
+    out.reverse();
+    out
+}
+
+impl Modulus {
+    /// An odd modulus of at least two bits, big-endian; `None` otherwise.
+    pub fn new(big_endian: &[u8]) -> Option<Modulus> {
+        let big_endian = big_endian.get(big_endian.iter().position(|b| *b != 0)?..)?;
+        let bits = big_endian.len() * 8 - big_endian.first()?.leading_zeros() as usize;
+        if big_endian.last()? % 2 == 0 || bits < 2 {
+            return None;
+        }
+        let (radix_bits, count) = radix_bits(bits)?;
+        let limbs = unpack(big_endian, radix_bits, count)?;
+        let mask = (1u32 << radix_bits) - 1;
+        let inverse = bignum::negated_inverse(*limbs.first()?) & mask;
+        // R² mod n, computed once with the plain 32-bit helpers.
+        let mut plain = vec![0u32; big_endian.len().div_ceil(4)];
+        if !bignum::read_big_endian(big_endian, &mut plain) {
+            return None;
+        }
+        let mut r_squared = vec![0u32; plain.len()];
+        bignum::power_of_two_mod(&plain, 2 * radix_bits as usize * count, &mut r_squared);
+        let r_squared = unpack(&bignum::to_big_endian(&r_squared, big_endian.len()), radix_bits, count)?;
+        let limbs = to_pairs(&limbs);
+        let mut shifted = vec![lanes::pair([0, 0]); limbs.len() + 1];
+        shift_up(&limbs, &mut shifted);
+        Some(Modulus { radix_bits, limbs, shifted, inverse, r_squared: to_pairs(&r_squared), big_endian: big_endian.to_vec() })
+    }
+
+    /// `base^exponent mod n` as big-endian bytes as long as `n`, for a `base` of exactly that
+    /// length and below `n`; `None` for any other base or a zero exponent.
+    pub fn power(&self, base: &[u8], exponent: u32) -> Option<Vec<u8>> {
+        if exponent == 0 || base.len() != self.big_endian.len() || base >= self.big_endian.as_slice() {
+            return None;
+        }
+        let count = LANES * self.limbs.len();
+        let mut scratch = Scratch::new(self.limbs.len());
+        let base = to_pairs(&unpack(base, self.radix_bits, count)?);
+        // Left-to-right square-and-multiply (e = 65537: 16 squarings, one multiplication).
+        let mut montgomery_base = base.clone();
+        self.product(&base, &self.r_squared, &mut scratch, &mut montgomery_base);
+        let mut result = montgomery_base.clone();
+        let mut next = montgomery_base.clone();
+        for bit in (0..u32::BITS - 1 - exponent.leading_zeros()).rev() {
+            self.product(&result, &result, &mut scratch, &mut next);
+            std::mem::swap(&mut result, &mut next);
+            if exponent >> bit & 1 == 1 {
+                self.product(&result, &montgomery_base, &mut scratch, &mut next);
+                std::mem::swap(&mut result, &mut next);
+            }
+        }
+        // Leaving Montgomery form (a product with 1) gives at most n, and n itself means 0.
+        let mut one = vec![0u32; count];
+        if let Some(low) = one.first_mut() {
+            *low = 1;
+        }
+        self.product(&result, &to_pairs(&one), &mut scratch, &mut next);
+        let plain = pack(&from_pairs(&next), self.radix_bits, self.big_endian.len());
+        Some(if plain == self.big_endian { vec![0; plain.len()] } else { plain })
+    }
+
+    /// `out = a·b·R⁻¹ mod n`, below `2n`, for `a, b` below `2n`. Row `i` adds `a_i·b + q_i·n`
+    /// into the cells from cell `i` on, with `q_i` chosen to make cell `i` a multiple of
+    /// `2^w`, whose carry then moves to cell `i + 1`. Rows that start in the middle of a pair
+    /// (odd `i`) use `b` and `n` one limb up, so every row adds whole pairs.
+    fn product(&self, a: &[Pair], b: &[Pair], scratch: &mut Scratch, out: &mut [Pair]) {
+        let w = self.radix_bits;
+        let mask = (1u32 << w) - 1;
+        let Scratch { cells, shifted } = scratch;
+        shift_up(b, shifted);
+        let b0 = b.first().map_or(0, |low| lanes::cells(*low)[0]);
+        cells.fill(lanes::pair([0, 0]));
+        for (i, ai) in a.iter().flat_map(|pair| lanes::cells(*pair)).enumerate() {
+            let (start, odd) = (i / 2, i % 2);
+            let (b, n): (&[Pair], &[Pair]) = if odd == 1 { (shifted, &self.shifted) } else { (b, &self.limbs) };
+            let Some(row) = cells.get_mut(start..) else { break };
+            let cell = row.first().map_or(0, |pair| lane(*pair, odd));
+            let q = ((cell + ai * b0) as u32).wrapping_mul(self.inverse) & mask;
+            let (av, qv) = (lanes::splat(ai), lanes::splat(u64::from(q)));
+            for ((cell, bk), nk) in row.iter_mut().zip(b).zip(n) {
+                *cell = lanes::multiply_add(*cell, *bk, av, *nk, qv);
+            }
+            let carry = row.first().map_or(0, |pair| lane(*pair, odd) >> w);
+            if let Some(next) = row.get_mut(odd) {
+                *next = if odd == 1 { lanes::add_low(*next, carry) } else { lanes::add_high(*next, carry) };
+            }
+        }
+        // Carry once through the top half: the value is below 2n < R, so nothing is left over.
+        let half = out.len();
+        let mut carry = 0u64;
+        let mut normalised = cells.iter().skip(half).map(|pair| {
+            let [low, high] = lanes::cells(*pair).map(|cell| {
+                let sum = cell + carry;
+                carry = sum >> w;
+                sum & u64::from(mask)
+            });
+            lanes::pair([low, high])
+        });
+        for slot in out.iter_mut() {
+            *slot = normalised.next().unwrap_or(lanes::pair([0, 0]));
+        }
+    }
+}
+
+/// The working space of one exponentiation, reused by every product.
+struct Scratch {
+    /// The 64-bit cells of a product, two to a pair.
+    cells: Vec<Pair>,
+    /// The second factor one limb up.
+    shifted: Vec<Pair>,
+}
+
+impl Scratch {
+    fn new(pairs: usize) -> Scratch {
+        Scratch { cells: vec![lanes::pair([0, 0]); 2 * pairs + 2], shifted: vec![lanes::pair([0, 0]); pairs + 1] }
+    }
+}
+
+/// `shifted = x · 2^w` as pairs: one limb up, one pair longer.
+fn shift_up(x: &[Pair], shifted: &mut [Pair]) {
+    let mut below = 0;
+    for (slot, pair) in shifted.iter_mut().zip(x.iter().map(Some).chain([None])) {
+        let [low, high] = pair.map_or([0, 0], |pair| lanes::cells(*pair));
+        *slot = lanes::pair([below, low]);
+        below = high;
+    }
+}
+
+/// Lane 0 or 1 of a pair.
+fn lane(pair: Pair, index: usize) -> u64 {
+    let [low, high] = lanes::cells(pair);
+    if index == 0 { low } else { high }
+}
+
+/// Limbs two to a pair (an even count).
+fn to_pairs(limbs: &[u32]) -> Vec<Pair> {
+    limbs.chunks_exact(LANES).map(|two| lanes::pair(std::array::from_fn(|k| u64::from(two.get(k).copied().unwrap_or(0))))).collect()
+}
+
+fn from_pairs(pairs: &[Pair]) -> Vec<u32> {
+    pairs.iter().flat_map(|pair| lanes::cells(*pair)).map(|cell| cell as u32).collect()
+}
+
+use lanes::Pair;
+
+/// Two 64-bit lanes: one `v128` inside wasm with SIMD128, a plain array elsewhere (native
+/// tests, a wasm build without SIMD).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod lanes {
+    use core::arch::wasm32::{u64x2, u64x2_add, u64x2_extract_lane, u64x2_mul, u64x2_splat, v128};
+
+    pub type Pair = v128;
+
+    pub fn pair(cells: [u64; 2]) -> Pair {
+        u64x2(cells[0], cells[1])
+    }
+
+    pub fn cells(pair: Pair) -> [u64; 2] {
+        [u64x2_extract_lane::<0>(pair), u64x2_extract_lane::<1>(pair)]
+    }
+
+    pub fn splat(value: u64) -> Pair {
+        u64x2_splat(value)
+    }
+
+    /// `cell + b·a + n·q`, lane by lane (the factors are below 2^32, so no product wraps).
+    pub fn multiply_add(cell: Pair, b: Pair, a: Pair, n: Pair, q: Pair) -> Pair {
+        u64x2_add(cell, u64x2_add(u64x2_mul(b, a), u64x2_mul(n, q)))
+    }
+
+    pub fn add_low(pair: Pair, value: u64) -> Pair {
+        u64x2_add(pair, u64x2(value, 0))
+    }
+
+    pub fn add_high(pair: Pair, value: u64) -> Pair {
+        u64x2_add(pair, u64x2(0, value))
+    }
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+mod lanes {
+    pub type Pair = [u64; 2];
+
+    pub fn pair(cells: [u64; 2]) -> Pair {
+        cells
+    }
+
+    pub fn cells(pair: Pair) -> [u64; 2] {
+        pair
+    }
+
+    pub fn splat(value: u64) -> Pair {
+        [value; 2]
+    }
+
+    pub fn multiply_add(cell: Pair, b: Pair, a: Pair, n: Pair, q: Pair) -> Pair {
+        [cell[0] + b[0] * a[0] + n[0] * q[0], cell[1] + b[1] * a[1] + n[1] * q[1]]
+    }
+
+    pub fn add_low(pair: Pair, value: u64) -> Pair {
+        [pair[0] + value, pair[1]]
+    }
+
+    pub fn add_high(pair: Pair, value: u64) -> Pair {
+        [pair[0], pair[1] + value]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `base^exponent mod n` by the plain 32-bit Montgomery code in [`bignum`].
+    fn reference_power(n: &[u8], base: &[u8], exponent: u32) -> Vec<u8> {
+        let limbs = n.len().div_ceil(4);
+        let (mut m, mut x) = (vec![0u32; limbs], vec![0u32; limbs]);
+        assert!(bignum::read_big_endian(n, &mut m) && bignum::read_big_endian(base, &mut x));
+        let inverse = bignum::negated_inverse(m[0]);
+        let mut r_squared = vec![0u32; limbs];
+        bignum::power_of_two_mod(&m, 64 * limbs, &mut r_squared);
+        let product = |a: &[u32], b: &[u32]| {
+            let mut t = vec![0u32; limbs + 1];
+            bignum::montgomery_product(a, b, &m, inverse, &mut t);
+            t.truncate(limbs);
+            t
+        };
+        let base = product(&x, &r_squared);
+        let mut result = base.clone();
+        for bit in (0..u32::BITS - 1 - exponent.leading_zeros()).rev() {
+            result = product(&result, &result);
+            if exponent >> bit & 1 == 1 {
+                result = product(&result, &base);
+            }
+        }
+        let mut one = vec![0u32; limbs];
+        one[0] = 1;
+        bignum::to_big_endian(&product(&result, &one), n.len())
+    }
+
+    /// Deterministic filler bytes (xorshift), so failures reproduce.
+    fn bytes(seed: u64, length: usize) -> Vec<u8> {
+        let mut state = seed | 1;
+        (0..length)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    }
+
+    /// Every modulus size the filter accepts, hence both limb widths (28 bits up to 3072-bit
+    /// keys, 27 above), against the 32-bit reference, with the edge bases and large limbs.
+    #[test]
+    fn powers_agree_with_the_plain_reference() {
+        for (bits, seed) in [(2048, 1), (2048, 2), (3072, 3), (4096, 4), (8192, 5), (2056, 6)] {
+            let mut n = bytes(seed, bits / 8);
+            n[0] |= 0x80;
+            *n.last_mut().unwrap() |= 1;
+            let modulus = Modulus::new(&n).unwrap();
+            let mut n_minus_one = n.clone();
+            *n_minus_one.last_mut().unwrap() -= 1;
+            let mut all_ones_below = vec![0xffu8; n.len()];
+            all_ones_below[0] = n[0] - 1;
+            let mut bases = vec![vec![0u8; n.len()], n_minus_one, all_ones_below, bytes(seed + 100, n.len())];
+            bases[3][0] = n[0] >> 1;
+            let mut one = vec![0u8; n.len()];
+            *one.last_mut().unwrap() = 1;
+            bases.push(one);
+            for base in &bases {
+                for exponent in [3, 65537, 0xffff_ffff] {
+                    assert_eq!(modulus.power(base, exponent).unwrap(), reference_power(&n, base, exponent), "{bits} bits, e = {exponent}");
+                }
+            }
+            // Not below n, or not of n's length: refused.
+            assert!(modulus.power(&n, 3).is_none());
+            assert!(modulus.power(&n[1..], 3).is_none());
+            assert!(modulus.power(&bases[1], 0).is_none());
+        }
+    }
+
+    #[test]
+    fn limb_widths_keep_every_cell_within_64_bits() {
+        for bits in [2, 64, 2048, 3072, 3584, 4096, 8192, 16384] {
+            let (w, limbs) = radix_bits(bits).unwrap();
+            assert!(limbs % LANES == 0 && w as usize * limbs >= bits + 2, "{bits}: R ≥ 4n");
+            // s rows of two products below 2^(2w), plus one carry below 2^(64-w).
+            let worst = (limbs as u128) * (2u128 << (2 * w)) + (1u128 << (64 - w));
+            assert!(worst < 1u128 << 64, "{bits} bits: {limbs} limbs of {w}");
+        }
+        assert_eq!(radix_bits(2048), Some((28, 74)));
+        assert_eq!(radix_bits(4096), Some((27, 152)));
+    }
+
+    #[test]
+    fn even_or_zero_moduli_are_refused() {
+        assert!(Modulus::new(&[0x0f, 0xfe]).is_none());
+        assert!(Modulus::new(&[0, 0]).is_none());
+        assert!(Modulus::new(&[]).is_none());
+        assert!(Modulus::new(&[1]).is_none(), "one bit");
+    }
+}
