@@ -12,7 +12,7 @@ module=target/wasm32-wasip1/wasm/policy_filter.wasm
 optimised=target/wasm32-wasip1/wasm/policy_filter.opt.wasm
 # Debian's binaryen 108 needs rustc 1.95's features spelled out (`-all` gives a module
 # wasmtime refuses).
-wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+wasm-opt -Oz --enable-simd --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
   --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types \
   "$module" -o "$optimised"
 printf 'raw %d bytes\nwasm-opt -Oz %d bytes\ngzip -9 %d bytes\n' \
