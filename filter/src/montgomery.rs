@@ -2,12 +2,12 @@
 //! short limbs and lazy carries.
 //!
 //! Why not [`crate::bignum`]'s full 32-bit limbs: there every limb step carries, so each step
-//! waits on the one before. Here a limb holds `w` bits (26 to 28, chosen per modulus) in a
-//! `u32`, and a Montgomery product adds whole rows of 64-bit partial products into 64-bit
+//! waits on the one before. Here a limb holds `w` bits (28, or 27 above 3072-bit moduli) in a
+//! 64-bit cell, and a Montgomery product adds whole rows of 64-bit partial products into the
 //! cells without carrying: `w` is picked so that no cell can overflow (see [`radix_bits`]).
 //! Carries run once per row and once at the end. A row is then independent multiply-adds,
-//! which wasm's SIMD128 does four at a time (`i64x2.extmul_*_i32x4_u`): the module is built
-//! with `+simd128` (`.cargo/config.toml`); a build without it takes the scalar row.
+//! which wasm's SIMD128 does two at a time (`i64x2.mul`, `i64x2.add`): the module is built
+//! with `+simd128` (`.cargo/config.toml`); elsewhere the same row runs on plain arrays.
 //!
 //! `R = 2^(w·s)` is at least `4n`, so a product of two numbers below `2n` is below `2n` again
 //! and no product needs a conditional subtraction; only the final value is made canonical.

@@ -68,8 +68,6 @@ pub struct PublicKey {
     modulus: Modulus,
     exponent: u32,
     bits: usize,
-    /// The modulus length in bytes: every signature has exactly this length.
-    length: usize,
     padding: Padding,
     hash: Hash,
     /// The DER SubjectPublicKeyInfo for the host's `verify_signature` (PKCS#1 v1.5 keys only).
@@ -98,7 +96,7 @@ impl PublicKey {
         // The Montgomery parameters, once per key.
         let modulus = Modulus::new(n).ok_or("the RSA modulus is not usable")?;
         let host_form = (padding == Padding::Pkcs1v15).then(|| crate::host_verify::rsa_public_key_der(n, e));
-        Ok(PublicKey { modulus, exponent, bits, length: n.len(), padding, hash, host_form })
+        Ok(PublicKey { modulus, exponent, bits, padding, hash, host_form })
     }
 
     /// The hash name and DER key Envoy's `verify_signature` takes, for PKCS#1 v1.5 keys.
@@ -125,7 +123,7 @@ impl PublicKey {
     fn pkcs1v15_matches(&self, encoded: &[u8], message: &[u8]) -> bool {
         let prefix = self.hash.digest_info_prefix();
         let digest = self.hash.digest(&[message]);
-        let Some(padding) = self.length.checked_sub(prefix.len() + digest.len() + 3).filter(|p| *p >= 8) else { return false };
+        let Some(padding) = encoded.len().checked_sub(prefix.len() + digest.len() + 3).filter(|p| *p >= 8) else { return false };
         let expected = [&[0x00, 0x01][..], &vec![0xff; padding], &[0x00], prefix, &digest].concat();
         encoded == expected
     }
