@@ -23,12 +23,14 @@ const LANES: usize = 2;
 pub struct Modulus {
     radix_bits: u32,
     limbs: Vec<Pair>,
-    /// `n` one limb up, for the odd rows of a product.
-    shifted: Vec<Pair>,
+    /// `n` and `n` one limb up, in the `N` and `N_UP` slots of a product's factor table.
+    factors: Vec<Factors>,
     /// `-n⁻¹ mod 2^radix_bits`.
     inverse: u32,
-    /// `R² mod n`: a product with it enters Montgomery form.
-    r_squared: Vec<Pair>,
+    /// The public exponent.
+    exponent: u32,
+    /// `R^e mod n`: one product with it turns what square-and-multiply leaves into `x^e`.
+    correction: Vec<Pair>,
     /// `n` big-endian, without leading zeros: its length is every result's length.
     big_endian: Vec<u8>,
 }
@@ -90,8 +92,12 @@ fn pack(limbs: &[u32], w: u32, length: usize) -> Vec<u8> {
 }
 
 impl Modulus {
-    /// An odd modulus of at least two bits, big-endian; `None` otherwise.
-    pub fn new(big_endian: &[u8]) -> Option<Modulus> {
+    /// An odd modulus of at least two bits, big-endian, with the exponent `e` every power
+    /// will use; `None` for any other modulus or a zero exponent.
+    pub fn new(big_endian: &[u8], exponent: u32) -> Option<Modulus> {
+        if exponent == 0 {
+            return None;
+        }
         let big_endian = big_endian.get(big_endian.iter().position(|b| *b != 0)?..)?;
         let bits = big_endian.len() * 8 - big_endian.first()?.leading_zeros() as usize;
         if big_endian.last()? % 2 == 0 || bits < 2 {
@@ -110,67 +116,100 @@ impl Modulus {
         bignum::power_of_two_mod(&plain, 2 * radix_bits as usize * count, &mut r_squared);
         let r_squared = unpack(&bignum::to_big_endian(&r_squared, big_endian.len()), radix_bits, count)?;
         let limbs = to_pairs(&limbs);
-        let mut shifted = vec![lanes::pair([0, 0]); limbs.len() + 1];
-        shift_up(&limbs, &mut shifted);
-        Some(Modulus { radix_bits, limbs, shifted, inverse, r_squared: to_pairs(&r_squared), big_endian: big_endian.to_vec() })
+        let mut factors = vec![[lanes::pair([0, 0]); 4]; limbs.len() + 1];
+        write_slots(&limbs, &mut factors, N, N_UP);
+        let mut modulus = Modulus { radix_bits, limbs, factors, inverse, exponent, correction: Vec::new(), big_endian: big_endian.to_vec() };
+        // R² mod n is R in Montgomery form, so its power is R^e in Montgomery form, and a
+        // product with 1 leaves that form: R^e mod n, below n (R is prime to n).
+        let mut scratch = modulus.scratch();
+        let r_to_the_e = modulus.square_and_multiply(&to_pairs(&r_squared), &mut scratch);
+        let mut correction = r_to_the_e.clone();
+        modulus.product(&r_to_the_e, &to_pairs(&one(count)), &mut scratch, &mut correction);
+        modulus.correction = correction;
+        Some(modulus)
     }
 
-    /// `base^exponent mod n` as big-endian bytes as long as `n`, for a `base` of exactly that
-    /// length and below `n`; `None` for any other base or a zero exponent.
-    pub fn power(&self, base: &[u8], exponent: u32) -> Option<Vec<u8>> {
-        if exponent == 0 || base.len() != self.big_endian.len() || base >= self.big_endian.as_slice() {
+    /// `base^e mod n` as big-endian bytes as long as `n`, for a `base` of exactly that length
+    /// and below `n`; `None` for any other base.
+    ///
+    /// The base goes in as it is, not in Montgomery form: read as the Montgomery form of
+    /// `x·R⁻¹`, square-and-multiply leaves `(x·R⁻¹)^e·R`, and one product with `R^e` gives `x^e`.
+    /// That is one product fewer than entering and leaving Montgomery form (18 for e = 65537).
+    pub fn power(&self, base: &[u8]) -> Option<Vec<u8>> {
+        if base.len() != self.big_endian.len() || base >= self.big_endian.as_slice() {
             return None;
         }
         let count = LANES * self.limbs.len();
-        let mut scratch = Scratch::new(self.limbs.len());
+        let mut scratch = self.scratch();
         let base = to_pairs(&unpack(base, self.radix_bits, count)?);
-        // Left-to-right square-and-multiply (e = 65537: 16 squarings, one multiplication).
-        let mut montgomery_base = base.clone();
-        self.product(&base, &self.r_squared, &mut scratch, &mut montgomery_base);
-        let mut result = montgomery_base.clone();
-        let mut next = montgomery_base.clone();
-        for bit in (0..u32::BITS - 1 - exponent.leading_zeros()).rev() {
-            self.product(&result, &result, &mut scratch, &mut next);
+        let raised = self.square_and_multiply(&base, &mut scratch);
+        let mut result = raised.clone();
+        self.product(&raised, &self.correction, &mut scratch, &mut result);
+        // The product is below 2n: one subtraction at most makes it canonical.
+        let mut limbs = from_pairs(&result);
+        let n = from_pairs(&self.limbs);
+        if limbs.iter().rev().cmp(n.iter().rev()) != std::cmp::Ordering::Less {
+            let mut borrow = 0u32;
+            for (limb, nk) in limbs.iter_mut().zip(&n) {
+                let (difference, below) = limb.overflowing_sub(nk + borrow);
+                *limb = difference & ((1u32 << self.radix_bits) - 1);
+                borrow = u32::from(below);
+            }
+        }
+        Some(pack(&limbs, self.radix_bits, self.big_endian.len()))
+    }
+
+    /// `x^e` in Montgomery arithmetic, left to right (e = 65537: 16 squarings, one
+    /// multiplication): below `2n` and equal to `x^e·R^(1-e)` modulo `n`.
+    fn square_and_multiply(&self, x: &[Pair], scratch: &mut Scratch) -> Vec<Pair> {
+        let mut result = x.to_vec();
+        let mut next = x.to_vec();
+        for bit in (0..u32::BITS - 1 - self.exponent.leading_zeros()).rev() {
+            self.product(&result, &result, scratch, &mut next);
             std::mem::swap(&mut result, &mut next);
-            if exponent >> bit & 1 == 1 {
-                self.product(&result, &montgomery_base, &mut scratch, &mut next);
+            if self.exponent >> bit & 1 == 1 {
+                self.product(&result, x, scratch, &mut next);
                 std::mem::swap(&mut result, &mut next);
             }
         }
-        // Leaving Montgomery form (a product with 1) gives at most n, and n itself means 0.
-        let mut one = vec![0u32; count];
-        if let Some(low) = one.first_mut() {
-            *low = 1;
-        }
-        self.product(&result, &to_pairs(&one), &mut scratch, &mut next);
-        let plain = pack(&from_pairs(&next), self.radix_bits, self.big_endian.len());
-        Some(if plain == self.big_endian { vec![0; plain.len()] } else { plain })
+        result
+    }
+
+    fn scratch(&self) -> Scratch {
+        Scratch { cells: vec![lanes::pair([0, 0]); 2 * self.limbs.len() + 2], factors: self.factors.clone() }
     }
 
     /// `out = a·b·R⁻¹ mod n`, below `2n`, for `a, b` below `2n`. Row `i` adds `a_i·b + q_i·n`
     /// into the cells from cell `i` on, with `q_i` chosen to make cell `i` a multiple of
-    /// `2^w`, whose carry then moves to cell `i + 1`. Rows that start in the middle of a pair
-    /// (odd `i`) use `b` and `n` one limb up, so every row adds whole pairs.
+    /// `2^w`, whose carry then moves to cell `i + 1`. Rows go two at a time, one pass over the
+    /// cells per pair of rows: the even row adds `b` and `n` from the pair's first cell, the odd
+    /// row adds `b` and `n` one limb up (so both add whole pairs), and both `q`s come first from
+    /// the two low cells, worked out in scalar.
     fn product(&self, a: &[Pair], b: &[Pair], scratch: &mut Scratch, out: &mut [Pair]) {
         let w = self.radix_bits;
         let mask = (1u32 << w) - 1;
-        let Scratch { cells, shifted } = scratch;
-        shift_up(b, shifted);
-        let b0 = b.first().map_or(0, |low| lanes::cells(*low)[0]);
+        let Scratch { cells, factors } = scratch;
+        write_slots(b, factors, B, B_UP);
+        let [b0, b1] = b.first().map_or([0, 0], |low| lanes::cells(*low));
+        let [n0, n1] = self.limbs.first().map_or([0, 0], |low| lanes::cells(*low));
+        let fit = |value: u64| (value as u32).wrapping_mul(self.inverse) & mask;
         cells.fill(lanes::pair([0, 0]));
-        for (i, ai) in a.iter().flat_map(|pair| lanes::cells(*pair)).enumerate() {
-            let (start, odd) = (i / 2, i % 2);
-            let (b, n): (&[Pair], &[Pair]) = if odd == 1 { (shifted, &self.shifted) } else { (b, &self.limbs) };
+        for (start, pair) in a.iter().enumerate() {
             let Some(row) = cells.get_mut(start..) else { break };
-            let cell = row.first().map_or(0, |pair| lane(*pair, odd));
-            let q = ((cell + ai * b0) as u32).wrapping_mul(self.inverse) & mask;
-            let (av, qv) = (lanes::splat(ai), lanes::splat(u64::from(q)));
-            for ((cell, bk), nk) in row.iter_mut().zip(b).zip(n) {
-                *cell = lanes::multiply_add(*cell, *bk, av, *nk, qv);
+            let [a0, a1] = lanes::cells(*pair);
+            let [c0, c1] = row.first().map_or([0, 0], |low| lanes::cells(*low));
+            // The even row's q makes cell 0 a multiple of 2^w; its carry joins cell 1, whose
+            // sum with the odd row's first products sets the odd row's q.
+            let q0 = u64::from(fit(c0 + a0 * b0));
+            let carry = (c0 + a0 * b0 + q0 * n0) >> w;
+            let q1 = u64::from(fit(c1 + a0 * b1 + q0 * n1 + carry + a1 * b0));
+            let multipliers = [a0, q0, a1, q1].map(lanes::splat);
+            for (cell, factors) in row.iter_mut().zip(factors.iter()) {
+                *cell = lanes::two_rows(*cell, factors, &multipliers);
             }
-            let carry = row.first().map_or(0, |pair| lane(*pair, odd) >> w);
-            if let Some(next) = row.get_mut(odd) {
-                *next = if odd == 1 { lanes::add_low(*next, carry) } else { lanes::add_high(*next, carry) };
+            let low = row.first().map_or(0, |low| lane(*low, 1));
+            if let Some(next) = row.get_mut(1) {
+                *next = lanes::add_low(*next, (low + carry) >> w);
             }
         }
         // Carry once through the top half: the value is below 2n < R, so nothing is left over.
@@ -190,26 +229,34 @@ impl Modulus {
     }
 }
 
+/// One pair of each factor a two-row pass multiplies: `b`, `n`, and both one limb up, side
+/// by side so the pass reads them from one pointer. A table has one entry more than `n` has
+/// pairs (the shifted factors are one pair longer; the other two are zero there).
+type Factors = [Pair; 4];
+const B: usize = 0;
+const N: usize = 1;
+const B_UP: usize = 2;
+const N_UP: usize = 3;
+
 /// The working space of one exponentiation, reused by every product.
 struct Scratch {
     /// The 64-bit cells of a product, two to a pair.
     cells: Vec<Pair>,
-    /// The second factor one limb up.
-    shifted: Vec<Pair>,
+    /// The factor table: `n`'s slots from [`Modulus::factors`], `b`'s written per product.
+    factors: Vec<Factors>,
 }
 
-impl Scratch {
-    fn new(pairs: usize) -> Scratch {
-        Scratch { cells: vec![lanes::pair([0, 0]); 2 * pairs + 2], shifted: vec![lanes::pair([0, 0]); pairs + 1] }
-    }
-}
-
-/// `shifted = x · 2^w` as pairs: one limb up, one pair longer.
-fn shift_up(x: &[Pair], shifted: &mut [Pair]) {
+/// Writes `x` into slot `plain` and `x · 2^w` (one limb up) into slot `up` of the table.
+fn write_slots(x: &[Pair], table: &mut [Factors], plain: usize, up: usize) {
     let mut below = 0;
-    for (slot, pair) in shifted.iter_mut().zip(x.iter().map(Some).chain([None])) {
+    for (entry, pair) in table.iter_mut().zip(x.iter().map(Some).chain([None])) {
         let [low, high] = pair.map_or([0, 0], |pair| lanes::cells(*pair));
-        *slot = lanes::pair([below, low]);
+        if let Some(slot) = entry.get_mut(plain) {
+            *slot = lanes::pair([low, high]);
+        }
+        if let Some(slot) = entry.get_mut(up) {
+            *slot = lanes::pair([below, low]);
+        }
         below = high;
     }
 }
@@ -218,6 +265,15 @@ fn shift_up(x: &[Pair], shifted: &mut [Pair]) {
 fn lane(pair: Pair, index: usize) -> u64 {
     let [low, high] = lanes::cells(pair);
     if index == 0 { low } else { high }
+}
+
+/// The number 1 in `count` limbs.
+fn one(count: usize) -> Vec<u32> {
+    let mut one = vec![0u32; count];
+    if let Some(low) = one.first_mut() {
+        *low = 1;
+    }
+    one
 }
 
 /// Limbs two to a pair (an even count).
@@ -251,17 +307,18 @@ mod lanes {
         u64x2_splat(value)
     }
 
-    /// `cell + b·a + n·q`, lane by lane (the factors are below 2^32, so no product wraps).
-    pub fn multiply_add(cell: Pair, b: Pair, a: Pair, n: Pair, q: Pair) -> Pair {
-        u64x2_add(cell, u64x2_add(u64x2_mul(b, a), u64x2_mul(n, q)))
+    /// `cell + b·a₀ + n·q₀ + b↑·a₁ + n↑·q₁`, lane by lane, for factors `[b, n, b↑, n↑]`
+    /// and multipliers `[a₀, q₀, a₁, q₁]` (all below 2^32, so no product wraps).
+    pub fn two_rows(cell: Pair, factors: &[Pair; 4], multipliers: &[Pair; 4]) -> Pair {
+        let [b, n, b_up, n_up] = *factors;
+        let [a0, q0, a1, q1] = *multipliers;
+        let even = u64x2_add(u64x2_mul(b, a0), u64x2_mul(n, q0));
+        let odd = u64x2_add(u64x2_mul(b_up, a1), u64x2_mul(n_up, q1));
+        u64x2_add(cell, u64x2_add(even, odd))
     }
 
     pub fn add_low(pair: Pair, value: u64) -> Pair {
         u64x2_add(pair, u64x2(value, 0))
-    }
-
-    pub fn add_high(pair: Pair, value: u64) -> Pair {
-        u64x2_add(pair, u64x2(0, value))
     }
 }
 
@@ -281,16 +338,18 @@ mod lanes {
         [value; 2]
     }
 
-    pub fn multiply_add(cell: Pair, b: Pair, a: Pair, n: Pair, q: Pair) -> Pair {
-        [cell[0] + b[0] * a[0] + n[0] * q[0], cell[1] + b[1] * a[1] + n[1] * q[1]]
+    pub fn two_rows(cell: Pair, factors: &[Pair; 4], multipliers: &[Pair; 4]) -> Pair {
+        let [b, n, b_up, n_up] = *factors;
+        let [a0, q0, a1, q1] = *multipliers;
+        let lane = |k: usize| {
+            let at = |pair: Pair| pair.get(k).copied().unwrap_or(0);
+            at(cell) + at(b) * at(a0) + at(n) * at(q0) + at(b_up) * at(a1) + at(n_up) * at(q1)
+        };
+        [lane(0), lane(1)]
     }
 
     pub fn add_low(pair: Pair, value: u64) -> Pair {
         [pair[0] + value, pair[1]]
-    }
-
-    pub fn add_high(pair: Pair, value: u64) -> Pair {
-        [pair[0], pair[1] + value]
     }
 }
 
@@ -346,7 +405,6 @@ mod tests {
             let mut n = bytes(seed, bits / 8);
             n[0] |= 0x80;
             *n.last_mut().unwrap() |= 1;
-            let modulus = Modulus::new(&n).unwrap();
             let mut n_minus_one = n.clone();
             *n_minus_one.last_mut().unwrap() -= 1;
             let mut all_ones_below = vec![0xffu8; n.len()];
@@ -358,13 +416,15 @@ mod tests {
             bases.push(one);
             for base in &bases {
                 for exponent in [3, 65537, 0xffff_ffff] {
-                    assert_eq!(modulus.power(base, exponent).unwrap(), reference_power(&n, base, exponent), "{bits} bits, e = {exponent}");
+                    let modulus = Modulus::new(&n, exponent).unwrap();
+                    assert_eq!(modulus.power(base).unwrap(), reference_power(&n, base, exponent), "{bits} bits, e = {exponent}");
                 }
             }
             // Not below n, or not of n's length: refused.
-            assert!(modulus.power(&n, 3).is_none());
-            assert!(modulus.power(&n[1..], 3).is_none());
-            assert!(modulus.power(&bases[1], 0).is_none());
+            let modulus = Modulus::new(&n, 3).unwrap();
+            assert!(modulus.power(&n).is_none());
+            assert!(modulus.power(&n[1..]).is_none());
+            assert!(Modulus::new(&n, 0).is_none(), "a zero exponent");
         }
     }
 
@@ -383,9 +443,9 @@ mod tests {
 
     #[test]
     fn even_or_zero_moduli_are_refused() {
-        assert!(Modulus::new(&[0x0f, 0xfe]).is_none());
-        assert!(Modulus::new(&[0, 0]).is_none());
-        assert!(Modulus::new(&[]).is_none());
-        assert!(Modulus::new(&[1]).is_none(), "one bit");
+        assert!(Modulus::new(&[0x0f, 0xfe], 3).is_none());
+        assert!(Modulus::new(&[0, 0], 3).is_none());
+        assert!(Modulus::new(&[], 3).is_none());
+        assert!(Modulus::new(&[1], 3).is_none(), "one bit");
     }
 }

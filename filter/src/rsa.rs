@@ -66,7 +66,6 @@ pub enum Padding {
 /// A public key bound to one padding and one hash, with its Montgomery parameters.
 pub struct PublicKey {
     modulus: Modulus,
-    exponent: u32,
     bits: usize,
     padding: Padding,
     hash: Hash,
@@ -94,9 +93,9 @@ impl PublicKey {
             return Err("the RSA modulus is even".into());
         }
         // The Montgomery parameters, once per key.
-        let modulus = Modulus::new(n).ok_or("the RSA modulus is not usable")?;
+        let modulus = Modulus::new(n, exponent).ok_or("the RSA modulus is not usable")?;
         let host_form = (padding == Padding::Pkcs1v15).then(|| crate::host_verify::rsa_public_key_der(n, e));
-        Ok(PublicKey { modulus, exponent, bits, padding, hash, host_form })
+        Ok(PublicKey { modulus, bits, padding, hash, host_form })
     }
 
     /// The hash name and DER key Envoy's `verify_signature` takes, for PKCS#1 v1.5 keys.
@@ -112,7 +111,7 @@ impl PublicKey {
     /// Whether `signature` is this key's signature of `message` under its padding and hash.
     pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
         // `None` unless the signature is a number below n of exactly the modulus length.
-        let Some(encoded) = self.modulus.power(signature, self.exponent) else { return false };
+        let Some(encoded) = self.modulus.power(signature) else { return false };
         match self.padding {
             Padding::Pkcs1v15 => self.pkcs1v15_matches(&encoded, message),
             Padding::Pss => self.pss_matches(&encoded, message),
