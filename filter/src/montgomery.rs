@@ -214,17 +214,13 @@ impl Modulus {
         }
         // Carry once through the top half: the value is below 2n < R, so nothing is left over.
         let half = out.len();
-        let mut carry = 0u64;
-        let mut normalised = cells.iter().skip(half).map(|pair| {
-            let [low, high] = lanes::cells(*pair).map(|cell| {
-                let sum = cell + carry;
-                carry = sum >> w;
-                sum & u64::from(mask)
-            });
-            lanes::pair([low, high])
-        });
-        for slot in out.iter_mut() {
-            *slot = normalised.next().unwrap_or(lanes::pair([0, 0]));
+        let (mut carry, mask) = (0u64, u64::from(mask));
+        for (slot, pair) in out.iter_mut().zip(cells.iter().skip(half)) {
+            let [low, high] = lanes::cells(*pair);
+            let low = low + carry;
+            let high = high + (low >> w);
+            carry = high >> w;
+            *slot = lanes::pair([low & mask, high & mask]);
         }
     }
 }
