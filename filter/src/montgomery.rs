@@ -203,7 +203,7 @@ impl Modulus {
             let q0 = u64::from(fit(c0 + a0 * b0));
             let carry = (c0 + a0 * b0 + q0 * n0) >> w;
             let q1 = u64::from(fit(c1 + a0 * b1 + q0 * n1 + carry + a1 * b0));
-            let multipliers = [a0, q0, a1, q1].map(lanes::splat);
+            let multipliers = [lanes::splat(a0), lanes::splat(q0), lanes::splat(a1), lanes::splat(q1)];
             for (cell, factors) in row.iter_mut().zip(factors.iter()) {
                 *cell = lanes::two_rows(*cell, factors, &multipliers);
             }
