@@ -7,10 +7,14 @@
 //! cells without carrying: `w` is picked so that no cell can overflow (see [`radix_bits`]).
 //! Carries run once per row and once at the end. A row is then independent multiply-adds,
 //! which wasm's SIMD128 does two at a time (`i64x2.mul`, `i64x2.add`): the module is built
-//! with `+simd128` (`.cargo/config.toml`); elsewhere the same row runs on plain arrays.
+//! with `+simd128` (`.cargo/config.toml`); elsewhere the same row runs on plain arrays. Rows
+//! go two to a pass over the cells, reading their four factors from one interleaved table, so
+//! each cell is loaded and stored once per two rows: the loop is bound by loads and stores.
 //!
 //! `R = 2^(w·s)` is at least `4n`, so a product of two numbers below `2n` is below `2n` again
 //! and no product needs a conditional subtraction; only the final value is made canonical.
+//! The base is never converted into Montgomery form: a per-key `R^e mod n` corrects the result
+//! with one product (see [`Modulus::power`]).
 //! Public values only: nothing here is constant-time.
 
 use crate::bignum;

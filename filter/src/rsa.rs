@@ -6,8 +6,8 @@
 //! crypto-bigint's constant-time Montgomery code about 0.26 ms; both also make the module much
 //! larger. Verification handles public data only (modulus, exponent, signature), so nothing
 //! here needs to be constant-time. The arithmetic is [`crate::montgomery`] (short limbs,
-//! lazy carries, SIMD128 inside wasm): per key, at load, the limbs, `-n⁻¹` and `R² mod n`;
-//! per check, 19 Montgomery products for e = 65537. Wycheproof's PKCS#1 and PSS suites run
+//! lazy carries, SIMD128 inside wasm): per key, at load, the limbs, `-n⁻¹` and `R^e mod n`;
+//! per check, 18 Montgomery products for e = 65537. Wycheproof's PKCS#1 and PSS suites run
 //! against this file natively and inside wasm (`tests/filter/vectors.rs`, `wasm.rs`).
 
 use sha2::{Digest, Sha256, Sha384, Sha512};
