@@ -7,6 +7,7 @@ use decision_table::Evaluator;
 use decision_table::bundle::{BUNDLE_FORMAT, Bundle, Settings};
 use decision_table::matcher::RegexMatcher;
 
+use crate::host_verify;
 use crate::jwt::{self, ProviderKeys};
 
 pub struct Loaded {
@@ -15,9 +16,10 @@ pub struct Loaded {
     pub providers: Vec<ProviderKeys>,
     pub ignore: Vec<RegexMatcher>,
     pub table_hash: String,
-    /// Whether the proxy's `verify_signature` passed the self-test (set by the proxy adapter
-    /// after loading; off natively and when the host lacks it).
-    pub host_verifies_signatures: bool,
+    /// The key families whose signatures the proxy's `verify_signature` checks: those that
+    /// passed its self-test (set by the proxy adapter after loading; none natively and when
+    /// the host lacks it).
+    pub host_verifies: host_verify::Trusted,
 }
 
 /// A bundle built into the module (`POLICY_FILTER_BUNDLE=path cargo build ...`), used when
@@ -52,5 +54,5 @@ pub fn load(configuration: &[u8]) -> Result<Loaded, String> {
     if bundle.settings.token_sources.is_empty() && bundle.settings.mtls.is_none() {
         return Err("the bundle has no token source and no mTLS".into());
     }
-    Ok(Loaded { evaluator, providers, ignore, table_hash: bundle.table_hash, settings: bundle.settings, host_verifies_signatures: false })
+    Ok(Loaded { evaluator, providers, ignore, table_hash: bundle.table_hash, settings: bundle.settings, host_verifies: host_verify::Trusted::default() })
 }

@@ -15,7 +15,7 @@
 
 use sha2::{Digest, Sha256, Sha384};
 
-use crate::bignum;
+use crate::{bignum, host_verify};
 
 /// A curve `y² = x³ - 3x + b` over `p` with a generator of prime order `n` (SEC 2 §2.4.2,
 /// §2.5.1), as big-endian hex.
@@ -346,7 +346,13 @@ impl<const L: usize> CurveKey<L> {
 }
 
 /// An ECDSA public key bound to its curve and hash: ES256 or ES384.
-pub enum PublicKey {
+pub struct PublicKey {
+    key: CurveKeys,
+    /// The DER SubjectPublicKeyInfo for the host's `verify_signature`.
+    host_form: Vec<u8>,
+}
+
+enum CurveKeys {
     P256(Box<CurveKey<8>>),
     P384(Box<CurveKey<12>>),
 }
@@ -354,19 +360,39 @@ pub enum PublicKey {
 impl PublicKey {
     /// `alg` is `ES256` or `ES384`; `x` and `y` are the JWK's big-endian coordinates.
     pub fn new(alg: &str, x: &[u8], y: &[u8]) -> Result<PublicKey, String> {
-        match alg {
-            "ES256" => Ok(PublicKey::P256(Box::new(CurveKey::new(Curve::new(&P256, 32), x, y)?))),
-            "ES384" => Ok(PublicKey::P384(Box::new(CurveKey::new(Curve::new(&P384, 48), x, y)?))),
-            _ => Err(format!("{alg} is not an ECDSA algorithm")),
-        }
+        let (key, curve) = match alg {
+            "ES256" => (CurveKeys::P256(Box::new(CurveKey::new(Curve::new(&P256, 32), x, y)?)), host_verify::EcCurve::P256),
+            "ES384" => (CurveKeys::P384(Box::new(CurveKey::new(Curve::new(&P384, 48), x, y)?)), host_verify::EcCurve::P384),
+            _ => return Err(format!("{alg} is not an ECDSA algorithm")),
+        };
+        Ok(PublicKey { key, host_form: host_verify::ec_public_key_der(curve, x, y) })
     }
 
     /// Whether `signature` (`r ‖ s`) signs `message` under this key's curve and hash.
     pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
-        match self {
-            PublicKey::P256(key) => key.verifies(&Sha256::digest(message), signature),
-            PublicKey::P384(key) => key.verifies(&Sha384::digest(message), signature),
+        match &self.key {
+            CurveKeys::P256(key) => key.verifies(&Sha256::digest(message), signature),
+            CurveKeys::P384(key) => key.verifies(&Sha384::digest(message), signature),
         }
+    }
+
+    /// The hash name and DER key Envoy's `verify_signature` takes.
+    pub fn host_form(&self) -> (&'static str, &[u8]) {
+        let hash = match self.key {
+            CurveKeys::P256(_) => "sha256",
+            CurveKeys::P384(_) => "sha384",
+        };
+        (hash, &self.host_form)
+    }
+
+    /// The JWS signature `r ‖ s` as the DER `ECDSA-Sig-Value` that `verify_signature` takes;
+    /// `None` when it is not exactly two coordinates long (no such signature verifies).
+    pub fn host_signature(&self, signature: &[u8]) -> Option<Vec<u8>> {
+        let bytes = match &self.key {
+            CurveKeys::P256(key) => key.curve.bytes,
+            CurveKeys::P384(key) => key.curve.bytes,
+        };
+        (signature.len() == 2 * bytes).then(|| host_verify::ecdsa_signature_der(signature))
     }
 }
 

@@ -164,7 +164,8 @@ fn verify(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, token: &
     host.count(metrics::CACHE_MISSES);
     let proxy: &dyn Host = host;
     let ask_proxy = |arguments: &[u8]| proxy.call_foreign_function(host_verify::FUNCTION, arguments);
-    let offload: Option<host_verify::Call<'_>> = if loaded.host_verifies_signatures { Some(&ask_proxy) } else { None };
+    let trusted = loaded.host_verifies;
+    let offload = (trusted != host_verify::Trusted::default()).then_some(host_verify::Offload { call: &ask_proxy, trusted });
     let verified = Rc::new(jwt::verify(token, &loaded.providers, &loaded.settings, now, offload)?);
     cache.insert(token, Rc::clone(&verified));
     Ok(verified)

@@ -1,13 +1,17 @@
-//! RS256/384/512 checked by the proxy itself, through Envoy's `verify_signature` foreign
-//! function (`proxy_call_foreign_function`; arguments and result are the protobuf messages of
-//! Envoy's `source/extensions/common/wasm/ext/verify_signature.proto`). Envoy runs it with
-//! BoringSSL natively, about ten times faster than RSA inside wasm.
+//! RS256/384/512, ES256 and ES384 checked by the proxy itself, through Envoy's
+//! `verify_signature` foreign function (`proxy_call_foreign_function`; arguments and result
+//! are the protobuf messages of Envoy's `source/extensions/common/wasm/ext/verify_signature.proto`).
+//! Envoy runs it with BoringSSL's `EVP_DigestVerify` natively, several times faster than RSA
+//! and ten times faster than ECDSA inside wasm. It takes a DER SubjectPublicKeyInfo (RSA or
+//! EC) and, for ECDSA, a DER signature: a JWS's `r ‖ s` is re-encoded here.
 //!
-//! Trust, but check: at configuration time the host must get a known answer right both ways
-//! (RFC 7520 §4.1 verifies; the same signature with one bit flipped does not). A host without
-//! the function (Kong, NGINX: `Unimplemented`), or one that answers wrongly, is never asked:
-//! `rsa.rs` checks the signatures in wasm. A failed call at request time also falls back to
-//! `rsa.rs`. PSS keys are always checked in wasm (the function knows only PKCS#1 v1.5).
+//! Trust, but check: at configuration time the host must get a known answer right both ways,
+//! per family, for the families the keys use (RSA: RFC 7520 §4.1; ECDSA: a Wycheproof ES256
+//! JWS; each verifies, and neither the signature with one bit flipped nor a changed message
+//! does). A host without the function (Kong, NGINX: `Unimplemented`), or one that answers
+//! wrongly, is never asked: `rsa.rs` and `ecdsa.rs` check the signatures in wasm. A failed
+//! call at request time also falls back to wasm. PSS keys are always checked in wasm (the
+//! function knows only PKCS#1 v1.5 for RSA).
 //!
 //! The protobuf messages have five and two fields; they are written and read here by hand
 //! rather than pulling a protobuf crate into the module.
@@ -44,6 +48,33 @@ fn der_unsigned_integer(big_endian: &[u8]) -> Vec<u8> {
     }
     content.extend_from_slice(trimmed);
     der(0x02, &content)
+}
+
+/// The curves of ES256 and ES384.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EcCurve {
+    P256,
+    P384,
+}
+
+/// The DER SubjectPublicKeyInfo of an EC key (RFC 5480 §2): `id-ecPublicKey`, the named curve,
+/// and the uncompressed point `04 ‖ x ‖ y`.
+pub fn ec_public_key_der(curve: EcCurve, x: &[u8], y: &[u8]) -> Vec<u8> {
+    const EC_PUBLIC_KEY: [u8; 7] = [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+    let named_curve: &[u8] = match curve {
+        EcCurve::P256 => &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07],
+        EcCurve::P384 => &[0x2b, 0x81, 0x04, 0x00, 0x22],
+    };
+    let algorithm = der(0x30, &[der(0x06, &EC_PUBLIC_KEY), der(0x06, named_curve)].concat());
+    let bit_string = der(0x03, &[&[0u8, 0x04][..], x, y].concat());
+    der(0x30, &[algorithm, bit_string].concat())
+}
+
+/// A JWS ECDSA signature `r ‖ s` (two halves of equal length) as the DER
+/// `ECDSA-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }` (RFC 3279 §2.2.3), minimally encoded.
+pub fn ecdsa_signature_der(raw: &[u8]) -> Vec<u8> {
+    let (r, s) = raw.split_at(raw.len() / 2);
+    der(0x30, &[der_unsigned_integer(r), der_unsigned_integer(s)].concat())
 }
 
 /// The DER SubjectPublicKeyInfo of an RSA key (RFC 8017 A.1.1 inside RFC 5280 §4.1), the form
@@ -113,7 +144,37 @@ pub fn result(encoded: &[u8]) -> Option<bool> {
     Some(verified)
 }
 
-/// What the host answers for a PKCS#1 v1.5 signature: `None` when it gave no answer.
+/// Which key families the host's `verify_signature` is trusted with: each passed its own
+/// known-answer self-test at configuration time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Trusted {
+    /// RS256/384/512 (PKCS#1 v1.5).
+    pub rsa: bool,
+    /// ES256 and ES384.
+    pub ecdsa: bool,
+}
+
+impl Trusted {
+    /// The families either side names.
+    pub fn union(self, other: Trusted) -> Trusted {
+        Trusted { rsa: self.rsa || other.rsa, ecdsa: self.ecdsa || other.ecdsa }
+    }
+}
+
+/// The host's `verify_signature` and the families it passed the self-test for.
+#[derive(Clone, Copy)]
+pub struct Offload<'a> {
+    pub call: Call<'a>,
+    pub trusted: Trusted,
+}
+
+/// Runs the self-test of each family in `wanted` (only those: a family no key uses costs no
+/// call) and says which passed.
+pub fn self_test(call: Call<'_>, wanted: Trusted) -> Trusted {
+    Trusted { rsa: wanted.rsa && rsa_passes_self_test(call), ecdsa: wanted.ecdsa && ecdsa_passes_self_test(call) }
+}
+
+/// What the host answers for a signature: `None` when it gave no answer.
 pub fn verify(call: Call<'_>, hash_function: &str, public_key_der: &[u8], signature: &[u8], text: &[u8]) -> Option<bool> {
     call(&arguments(hash_function, public_key_der, signature, text)).and_then(|answer| result(&answer))
 }
@@ -122,20 +183,38 @@ pub fn verify(call: Call<'_>, hash_function: &str, public_key_der: &[u8], signat
 const KNOWN_N: &str = "n4EPtAOCc9AlkeQHPzHStgAbgs7bTZLwUBZdR8_KuKPEHLd4rHVTeT-O-XV2jRojdNhxJWTDvNd7nqQ0VEiZQHz_AJmSCpMaJMRBSFKrKb2wqVwGU_NsYOYL-QtiWN2lbzcEe6XC0dApr5ydQLrHqkHHig3RBordaZ6Aj-oBHqFEHYpPe7Tpe-OfVfHd1E6cS6M1FZcD1NNLYD5lFHpPI9bTwJlsde3uhGqC0ZCuEHg8lhzwOHrtIQbS0FVbb9k3-tVTU4fg_3L_vniUFAKwuCLqKnS2BYwdq_mzSnbLY7h_qixoR7jig3__kRhuaxwUkRz5iaiQkqgc5gHdrNP5zw";
 const KNOWN_JWS: &str = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImJpbGJvLmJhZ2dpbnNAaG9iYml0b24uZXhhbXBsZSJ9.SXTigJlzIGEgZGFuZ2Vyb3VzIGJ1c2luZXNzLCBGcm9kbywgZ29pbmcgb3V0IHlvdXIgZG9vci4gWW91IHN0ZXAgb250byB0aGUgcm9hZCwgYW5kIGlmIHlvdSBkb24ndCBrZWVwIHlvdXIgZmVldCwgdGhlcmXigJlzIG5vIGtub3dpbmcgd2hlcmUgeW91IG1pZ2h0IGJlIHN3ZXB0IG9mZiB0by4.MRjdkly7_-oTPTS3AXP41iQIGKa80A0ZmTuV5MEaHoxnW2e5CZ5NlKtainoFmKZopdHM1O2U4mwzJdQx996ivp83xuglII7PNDi84wnB-BDkoBwA78185hX-Es4JIwmDLJK3lfWRa-XtL0RnltuYv746iYTh_qHRD68BNt1uSNCrUCTJDt5aAE6x8wW1Kt9eRo4QPocSadnHXFxnt8Is9UzpERV0ePPQdLuW3IS_de3xyIrDaLGdjluPxUAhb6L2aXic1U12podGU0KLUQSE_oI-ZnmKJ3F4uOZDnd6QZWJushZ41Axf_fcIe8u9ipH84ogoree7vjbU5y18kDquDg";
 
-/// Whether the host's `verify_signature` gets the known answer right: the RFC 7520 signature
-/// verifies, and neither a flipped signature bit nor a changed message does.
-pub fn host_passes_self_test(call: Call<'_>) -> bool {
-    let (Some((text, signature)), Ok(n)) = (KNOWN_JWS.rsplit_once('.'), URL_SAFE_NO_PAD.decode(KNOWN_N)) else { return false };
+/// Wycheproof's `json_web_signature_test.json`, test 18: an ES256 JWS and its P-256 key.
+const KNOWN_EC_X: &str = "04N0xi21hshyvBp7I167sbE_bXqyqkAPfefdklMO7wY";
+const KNOWN_EC_Y: &str = "UI8exy-C06a7DUnjIdENkxeFtHM4-l_41LqEw9nVgmw";
+const KNOWN_ES256_JWS: &str =
+    "eyJhbGciOiJFUzI1NiIsImtpZCI6ImtpZC1lYy1zaWduIn0.Zm9v.5cA0OHyMP7ezamUd5c9kV-FrGxdx4hbGXOdplQkutrqWrte5P-pAvsE3Ve6xSyU3YDQwUHjVVOtvcrEbbnZ8yA";
+
+/// Whether the host gets a known answer right both ways: `signature` over `jws`'s signing
+/// input verifies, and neither a flipped signature bit nor a changed message does.
+fn passes_known_answer(call: Call<'_>, hash: &str, key: &[u8], jws: &str, encode: fn(&[u8]) -> Vec<u8>) -> bool {
+    let Some((text, signature)) = jws.rsplit_once('.') else { return false };
     let Ok(signature) = URL_SAFE_NO_PAD.decode(signature) else { return false };
-    let key = rsa_public_key_der(&n, &[1, 0, 1]);
     let mut flipped = signature.clone();
     if let Some(last) = flipped.last_mut() {
         *last ^= 1;
     }
-    let changed_text = text.replacen('S', "T", 1);
-    verify(call, "sha256", &key, &signature, text.as_bytes()) == Some(true)
-        && verify(call, "sha256", &key, &flipped, text.as_bytes()) == Some(false)
-        && verify(call, "sha256", &key, &signature, changed_text.as_bytes()) == Some(false)
+    let changed_text = format!("{text}A");
+    verify(call, hash, key, &encode(&signature), text.as_bytes()) == Some(true)
+        && verify(call, hash, key, &encode(&flipped), text.as_bytes()) == Some(false)
+        && verify(call, hash, key, &encode(&signature), changed_text.as_bytes()) == Some(false)
+}
+
+/// The RSA known answer: RFC 7520 §4.1's RS256 signature.
+pub fn rsa_passes_self_test(call: Call<'_>) -> bool {
+    let Ok(n) = URL_SAFE_NO_PAD.decode(KNOWN_N) else { return false };
+    passes_known_answer(call, "sha256", &rsa_public_key_der(&n, &[1, 0, 1]), KNOWN_JWS, |signature| signature.to_vec())
+}
+
+/// The ECDSA known answer: Wycheproof's ES256 JWS, its signature turned into DER as requests'
+/// signatures are.
+pub fn ecdsa_passes_self_test(call: Call<'_>) -> bool {
+    let (Ok(x), Ok(y)) = (URL_SAFE_NO_PAD.decode(KNOWN_EC_X), URL_SAFE_NO_PAD.decode(KNOWN_EC_Y)) else { return false };
+    passes_known_answer(call, "sha256", &ec_public_key_der(EcCurve::P256, &x, &y), KNOWN_ES256_JWS, ecdsa_signature_der)
 }
 
 #[cfg(test)]
@@ -175,8 +254,37 @@ mod tests {
 
     #[test]
     fn a_host_that_says_yes_to_everything_fails_the_self_test() {
-        assert!(!host_passes_self_test(&|_| Some(vec![0x08, 0x01])));
-        assert!(!host_passes_self_test(&|_| Some(vec![])), "one that says no to everything");
-        assert!(!host_passes_self_test(&|_| None), "one without the function");
+        let both = Trusted { rsa: true, ecdsa: true };
+        assert_eq!(self_test(&|_| Some(vec![0x08, 0x01]), both), Trusted::default());
+        assert_eq!(self_test(&|_| Some(vec![]), both), Trusted::default(), "one that says no to everything");
+        assert_eq!(self_test(&|_| None, both), Trusted::default(), "one without the function");
+    }
+
+    #[test]
+    fn the_ec_key_is_a_subject_public_key_info() {
+        let der = ec_public_key_der(EcCurve::P256, &[1; 32], &[2; 32]);
+        let head = [
+            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03,
+            0x01, 0x07, 0x03, 0x42, 0x00, 0x04,
+        ];
+        assert_eq!(&der[..head.len()], &head, "the 91-byte form OpenSSL writes for P-256");
+        assert_eq!(der.len(), 91);
+        let p384 = ec_public_key_der(EcCurve::P384, &[1; 48], &[2; 48]);
+        assert_eq!(&p384[..4], &[0x30, 0x76, 0x30, 0x10], "120 bytes for P-384");
+        assert_eq!(p384.len(), 120);
+    }
+
+    #[test]
+    fn ecdsa_signatures_become_minimal_der_integers() {
+        let mut raw = [0u8; 64];
+        raw[0] = 0x80; // r: high bit set, so a zero byte keeps it positive
+        raw[31] = 1;
+        raw[63] = 5; // s = 5: leading zeros dropped
+        let der = ecdsa_signature_der(&raw);
+        let mut expected = vec![0x30, 0x26, 0x02, 0x21, 0x00, 0x80];
+        expected.extend([0u8; 29]);
+        expected.extend([1, 0x02, 0x01, 5]);
+        assert_eq!(der, expected);
+        assert_eq!(ecdsa_signature_der(&[0u8; 64]), [0x30, 0x06, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00], "zero stays an INTEGER 0");
     }
 }

@@ -153,9 +153,12 @@ pub fn key_from_jwk(jwk: &Value) -> Result<Key, String> {
 }
 
 impl ProviderKeys {
-    /// Whether any key would ask the host's `verify_signature`.
-    pub fn has_host_verifiable_key(&self) -> bool {
-        self.keys.iter().any(|key| matches!(&key.material, KeyMaterial::Rsa(rsa) if rsa.host_form().is_some()))
+    /// The key families that would ask the host's `verify_signature`.
+    pub fn host_families(&self) -> host_verify::Trusted {
+        host_verify::Trusted {
+            rsa: self.keys.iter().any(|key| matches!(&key.material, KeyMaterial::Rsa(rsa) if rsa.host_form().is_some())),
+            ecdsa: self.keys.iter().any(|key| matches!(&key.material, KeyMaterial::Ecdsa(_))),
+        }
     }
 }
 
@@ -182,19 +185,28 @@ fn check<A: Algorithm>(alg: &A, key: &A::VerifyingKey, message: &[u8], signature
 }
 
 impl Key {
-    /// Checks `signature` over `message` with this key's one algorithm; a PKCS#1 v1.5 key asks
-    /// the host first when `host` is given (see [`crate::host_verify`]).
-    pub fn verifies(&self, message: &[u8], signature: &[u8], host: Option<host_verify::Call<'_>>) -> bool {
+    /// Checks `signature` over `message` with this key's one algorithm; a PKCS#1 v1.5 or ECDSA
+    /// key asks the host first when `host` trusts its family (see [`crate::host_verify`]).
+    pub fn verifies(&self, message: &[u8], signature: &[u8], host: Option<host_verify::Offload<'_>>) -> bool {
         match &self.material {
             KeyMaterial::Rsa(key) => {
-                if let (Some(call), Some((hash, der))) = (host, key.host_form())
-                    && let Some(answer) = host_verify::verify(call, hash, der, signature, message)
+                if let (Some(host), Some((hash, der))) = (host.filter(|h| h.trusted.rsa), key.host_form())
+                    && let Some(answer) = host_verify::verify(host.call, hash, der, signature, message)
                 {
                     return answer;
                 }
                 key.verifies(message, signature)
             }
-            KeyMaterial::Ecdsa(key) => key.verifies(message, signature),
+            KeyMaterial::Ecdsa(key) => {
+                if let Some(host) = host.filter(|h| h.trusted.ecdsa) {
+                    let Some(der_signature) = key.host_signature(signature) else { return false };
+                    let (hash, der) = key.host_form();
+                    if let Some(answer) = host_verify::verify(host.call, hash, der, &der_signature, message) {
+                        return answer;
+                    }
+                }
+                key.verifies(message, signature)
+            }
             KeyMaterial::EdDsa(key) => check(&Ed25519, key, message, signature),
             KeyMaterial::Hs256(key) => check(&Hs256, key, message, signature),
             KeyMaterial::Hs384(key) => check(&Hs384, key, message, signature),
@@ -269,7 +281,7 @@ fn parse(token: &str) -> Result<Parsed, Rejection> {
 
 /// Chooses the key (by `kid`, else every key of the token's algorithm) and checks the
 /// signature over `header.payload`.
-fn check_signature(token: &str, parsed: &Parsed, keys: &[Key], host: Option<host_verify::Call<'_>>) -> Result<(), Rejection> {
+fn check_signature(token: &str, parsed: &Parsed, keys: &[Key], host: Option<host_verify::Offload<'_>>) -> Result<(), Rejection> {
     let alg = parsed.algorithm.as_str();
     let (message, _) = token.rsplit_once('.').ok_or(Rejection::Malformed("the token is not a JWS"))?;
     let signature = &parsed.signature;
@@ -300,7 +312,7 @@ pub fn verify_jws(token: &str, keys: &[Key]) -> Result<(), Rejection> {
 
 /// Verifies `token` against the providers at host time `now` (Unix seconds); `host` is the
 /// proxy's `verify_signature`, when it passed the self-test.
-pub fn verify(token: &str, providers: &[ProviderKeys], settings: &Settings, now: u64, host: Option<host_verify::Call<'_>>) -> Result<Verified, Rejection> {
+pub fn verify(token: &str, providers: &[ProviderKeys], settings: &Settings, now: u64, host: Option<host_verify::Offload<'_>>) -> Result<Verified, Rejection> {
     if token.len() > settings.max_token_bytes {
         return Err(Rejection::TooLarge);
     }

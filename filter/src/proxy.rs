@@ -42,12 +42,14 @@ impl RootContext for Root {
         let configuration = self.get_plugin_configuration().unwrap_or_default();
         match config::load(&configuration) {
             Ok(mut loaded) => {
-                if loaded.providers.iter().any(|p| p.has_host_verifiable_key()) {
-                    loaded.host_verifies_signatures = host_verify::host_passes_self_test(&|arguments: &[u8]| foreign_function(host_verify::FUNCTION, arguments));
-                    log::info!(
-                        "RS256/384/512 signatures are checked {}",
-                        if loaded.host_verifies_signatures { "by the proxy (verify_signature)" } else { "in wasm" }
-                    );
+                let wanted = loaded.providers.iter().fold(host_verify::Trusted::default(), |families, p| families.union(p.host_families()));
+                loaded.host_verifies = host_verify::self_test(&|arguments: &[u8]| foreign_function(host_verify::FUNCTION, arguments), wanted);
+                let checker = |trusted: bool| if trusted { "by the proxy (verify_signature)" } else { "in wasm" };
+                if wanted.rsa {
+                    log::info!("RS256/384/512 signatures are checked {}", checker(loaded.host_verifies.rsa));
+                }
+                if wanted.ecdsa {
+                    log::info!("ES256/384 signatures are checked {}", checker(loaded.host_verifies.ecdsa));
                 }
                 log::info!(
                     "policy filter configured: {} policies, table {}, {} providers",

@@ -218,3 +218,36 @@ fn jws_suites_natively_with_no_mismatch() {
         assert!(!check_jws(vector), "{id} should be refused: {why}");
     }
 }
+
+/// The same vectors through the path Envoy offers: RS256/384/512, ES256 and ES384 keys ask the
+/// host's `verify_signature` (the harness's, with ring standing in for BoringSSL), so the DER
+/// key and signature encodings meet every Wycheproof edge case (zero, oversized and padded
+/// `r` and `s`; wrong lengths), and the host's answer decides.
+#[test]
+fn wycheproof_signatures_checked_by_the_hosts_verify_signature_with_no_mismatch() {
+    use policy_filter::host_verify::{Offload, Trusted};
+    use std::cell::Cell;
+    let calls = Cell::new(0usize);
+    let call = |arguments: &[u8]| {
+        calls.set(calls.get() + 1);
+        proxy_wasm_harness::envoy_functions::verify_signature(arguments).ok()
+    };
+    let host = Offload { call: &call, trusted: Trusted { rsa: true, ecdsa: true } };
+    let vectors: Vec<SignatureVector> =
+        signature_vectors().into_iter().filter(|v| ["RS256", "RS384", "RS512", "ES256", "ES384"].contains(&v.jwk["alg"].as_str().unwrap())).collect();
+    assert!(vectors.iter().filter(|v| v.jwk["kty"] == "EC").count() > 500, "ECDSA vectors present");
+    let mut mismatches = Vec::new();
+    for vector in &vectors {
+        let before = calls.get();
+        let verdict = key_from_jwk(&vector.jwk).is_ok_and(|key| key.verifies(&vector.message, &vector.signature, Some(host)));
+        if verdict != vector.valid {
+            mismatches.push(vector.id.as_str());
+        }
+        // Every well-formed signature reaches the host; only an ECDSA signature of the wrong
+        // length is refused before the call.
+        let coordinate = if vector.jwk["alg"] == "ES384" { 48 } else { 32 };
+        let short_circuited = vector.jwk["kty"] == "EC" && vector.signature.len() != 2 * coordinate;
+        assert_eq!(calls.get() - before, usize::from(!short_circuited), "{}", vector.id);
+    }
+    assert!(mismatches.is_empty(), "{} of {} mismatched through the host: {mismatches:?}", mismatches.len(), vectors.len());
+}

@@ -120,23 +120,34 @@ fn jws_suites_inside_the_module_match_expectations_and_native() {
     assert!(vectors.iter().zip(&results).all(|(v, r)| check_jws(v) == *r), "wasm and native agree");
 }
 
-/// ana's token with one bit of its signature flipped.
-fn forged_ana_token() -> String {
-    let token = ana_token();
+/// `token` with one bit of its signature flipped.
+fn forged(token: &str) -> String {
     let (signed, signature) = token.rsplit_once('.').unwrap();
     let mut bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(signature).unwrap();
     bytes[0] ^= 1;
     format!("{signed}.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// Sends ana's real and forged tokens; answers (real forwarded, forged status, the module's
-/// statement of who checks RSA signatures).
+/// A token of the partner's ES256 key that may fetch `/billing/inv-1`.
+fn partner_es256_token() -> String {
+    let claims = crate::mock::claims(json!({"iss": "https://partner.example", "aud": "api.example", "username": "partner-billing", "scope": "billing:read"}));
+    jwt_minter::mint(&crate::mock::signer("ES256", "partner-es256.EXAMPLE-ONLY.key"), "ES256", Some("partner-es256"), &claims)
+}
+
+/// Sends ana's real and forged RS256 tokens; answers (real forwarded, forged status, the
+/// module's statement of who checks RSA signatures).
 fn real_and_forged(builder: proxy_wasm_harness::PluginBuilder<'_>) -> (bool, u16, String) {
+    real_and_forged_of(builder, &ana_token(), "/users/me", "RS256/384/512")
+}
+
+/// The same with any token allowed to GET `path`, and the statement about `algorithms`.
+fn real_and_forged_of(builder: proxy_wasm_harness::PluginBuilder<'_>, token: &str, path: &str, algorithms: &str) -> (bool, u16, String) {
     let mut plugin = builder.plugin_config(bundle_json()).now(NOW).start().unwrap();
-    let send = |plugin: &mut proxy_wasm_harness::Plugin, token: String| plugin.send(&Request::get("/users/me").header("authorization", &format!("Bearer {token}")));
-    let real = send(&mut plugin, ana_token()).forwarded();
-    let forged = send(&mut plugin, forged_ana_token()).status();
-    let statement = plugin.logs().iter().map(|l| l.message.clone()).find(|m| m.starts_with("RS256/384/512 signatures are checked")).unwrap_or_default();
+    let send = |plugin: &mut proxy_wasm_harness::Plugin, token: &str| plugin.send(&Request::get(path).header("authorization", &format!("Bearer {token}")));
+    let real = send(&mut plugin, token).forwarded();
+    let forged = send(&mut plugin, &forged(token)).status();
+    let prefix = format!("{algorithms} signatures are checked");
+    let statement = plugin.logs().iter().map(|l| l.message.clone()).find(|m| m.starts_with(&prefix)).unwrap_or_default();
     (real, forged, statement)
 }
 
@@ -153,7 +164,35 @@ fn rsa_signatures_are_checked_by_envoys_verify_signature_when_the_host_has_it() 
     let (real, forged, statement) = real_and_forged(builder);
     assert_eq!((real, forged), (true, 401));
     assert!(statement.ends_with("by the proxy (verify_signature)"), "{statement}");
-    assert_eq!(calls.load(Ordering::SeqCst), 3 + 2, "three self-test calls at configure, one per token");
+    assert_eq!(calls.load(Ordering::SeqCst), 3 + 3 + 2, "three self-test calls per family (the bundle has RSA and EC keys), one per token");
+}
+
+#[test]
+fn ecdsa_signatures_are_checked_by_envoys_verify_signature_when_the_host_has_it() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let builder = filter().plugin().foreign_function("verify_signature", move |arguments| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        proxy_wasm_harness::envoy_functions::verify_signature(arguments)
+    });
+    let (real, forged, statement) = real_and_forged_of(builder, &partner_es256_token(), "/billing/inv-1", "ES256/384");
+    assert_eq!((real, forged), (true, 401));
+    assert_eq!(statement, "ES256/384 signatures are checked by the proxy (verify_signature)");
+    assert_eq!(calls.load(Ordering::SeqCst), 3 + 3 + 2, "self-tests, then one call per token");
+}
+
+#[test]
+fn ecdsa_is_checked_in_wasm_when_the_host_fails_only_the_ecdsa_self_test() {
+    // A host whose verify_signature knows RSA keys only: RSA is offloaded, ECDSA stays in wasm.
+    let builder = filter().plugin().foreign_function("verify_signature", |arguments| {
+        let is_ec_key = arguments.windows(7).any(|w| w == [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01]);
+        if is_ec_key { Ok(vec![0x12, 0x03, b'b', b'a', b'd']) } else { proxy_wasm_harness::envoy_functions::verify_signature(arguments) }
+    });
+    let (real, forged, statement) = real_and_forged_of(builder, &partner_es256_token(), "/billing/inv-1", "ES256/384");
+    assert_eq!((real, forged), (true, 401));
+    assert_eq!(statement, "ES256/384 signatures are checked in wasm");
 }
 
 #[test]
@@ -161,6 +200,10 @@ fn rsa_signatures_are_checked_in_wasm_when_the_host_lacks_verify_signature() {
     let (real, forged, statement) = real_and_forged(filter().plugin().without_foreign_function("verify_signature"));
     assert_eq!((real, forged), (true, 401));
     assert!(statement.ends_with("in wasm"), "{statement}");
+    let (real, forged, statement) =
+        real_and_forged_of(filter().plugin().without_foreign_function("verify_signature"), &partner_es256_token(), "/billing/inv-1", "ES256/384");
+    assert_eq!((real, forged), (true, 401));
+    assert_eq!(statement, "ES256/384 signatures are checked in wasm");
 }
 
 #[test]
@@ -173,11 +216,12 @@ fn a_host_whose_verify_signature_says_yes_to_everything_is_not_trusted() {
 
 #[test]
 fn a_failing_verify_signature_at_request_time_falls_back_to_wasm() {
-    // Passes the self-test (three calls), then fails every call: the module checks in wasm.
+    // Passes the self-tests (three calls per family), then fails every call: the module
+    // checks in wasm.
     use std::sync::atomic::{AtomicUsize, Ordering};
     let calls = AtomicUsize::new(0);
     let builder = filter().plugin().foreign_function("verify_signature", move |arguments| {
-        if calls.fetch_add(1, Ordering::SeqCst) < 3 {
+        if calls.fetch_add(1, Ordering::SeqCst) < 6 {
             proxy_wasm_harness::envoy_functions::verify_signature(arguments)
         } else {
             Err(proxy_wasm_harness::Status::InternalFailure)
