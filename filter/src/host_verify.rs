@@ -282,7 +282,7 @@ mod tests {
         raw[63] = 5; // s = 5: leading zeros dropped
         let der = ecdsa_signature_der(&raw);
         let mut expected = vec![0x30, 0x26, 0x02, 0x21, 0x00, 0x80];
-        expected.extend([0u8; 29]);
+        expected.extend([0u8; 30]);
         expected.extend([1, 0x02, 0x01, 5]);
         assert_eq!(der, expected);
         assert_eq!(ecdsa_signature_der(&[0u8; 64]), [0x30, 0x06, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00], "zero stays an INTEGER 0");
