@@ -151,8 +151,8 @@ fn real_and_forged_of(builder: proxy_wasm_harness::PluginBuilder<'_>, token: &st
     (real, forged, statement)
 }
 
-#[test]
-fn rsa_signatures_are_checked_by_envoys_verify_signature_when_the_host_has_it() {
+/// A plugin builder with Envoy's `verify_signature`, and the count of calls it gets.
+fn counting_envoy_host() -> (proxy_wasm_harness::PluginBuilder<'static>, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     let calls = Arc::new(AtomicUsize::new(0));
@@ -161,26 +161,25 @@ fn rsa_signatures_are_checked_by_envoys_verify_signature_when_the_host_has_it() 
         counted.fetch_add(1, Ordering::SeqCst);
         proxy_wasm_harness::envoy_functions::verify_signature(arguments)
     });
+    (builder, calls)
+}
+
+#[test]
+fn rsa_signatures_are_checked_by_envoys_verify_signature_when_the_host_has_it() {
+    let (builder, calls) = counting_envoy_host();
     let (real, forged, statement) = real_and_forged(builder);
     assert_eq!((real, forged), (true, 401));
     assert!(statement.ends_with("by the proxy (verify_signature)"), "{statement}");
-    assert_eq!(calls.load(Ordering::SeqCst), 3 + 3 + 2, "three self-test calls per family (the bundle has RSA and EC keys), one per token");
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3 + 3 + 2, "three self-test calls per family (the bundle has RSA and EC keys), one per token");
 }
 
 #[test]
 fn ecdsa_signatures_are_checked_by_envoys_verify_signature_when_the_host_has_it() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&calls);
-    let builder = filter().plugin().foreign_function("verify_signature", move |arguments| {
-        counted.fetch_add(1, Ordering::SeqCst);
-        proxy_wasm_harness::envoy_functions::verify_signature(arguments)
-    });
+    let (builder, calls) = counting_envoy_host();
     let (real, forged, statement) = real_and_forged_of(builder, &partner_es256_token(), "/billing/inv-1", "ES256/384");
     assert_eq!((real, forged), (true, 401));
     assert_eq!(statement, "ES256/384 signatures are checked by the proxy (verify_signature)");
-    assert_eq!(calls.load(Ordering::SeqCst), 3 + 3 + 2, "self-tests, then one call per token");
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3 + 3 + 2, "self-tests, then one call per token");
 }
 
 #[test]
