@@ -19,7 +19,7 @@ pub struct Loaded {
     /// The key families whose signatures the proxy's `verify_signature` checks: those that
     /// passed its self-test (set by the proxy adapter after loading; none natively and when
     /// the host lacks it).
-    pub host_verifies: host_verify::Trusted,
+    pub host_verifies: host_verify::Families,
 }
 
 /// A bundle built into the module (`POLICY_FILTER_BUNDLE=path cargo build ...`), used when
@@ -54,5 +54,5 @@ pub fn load(configuration: &[u8]) -> Result<Loaded, String> {
     if bundle.settings.token_sources.is_empty() && bundle.settings.mtls.is_none() {
         return Err("the bundle has no token source and no mTLS".into());
     }
-    Ok(Loaded { evaluator, providers, ignore, table_hash: bundle.table_hash, settings: bundle.settings, host_verifies: host_verify::Trusted::default() })
+    Ok(Loaded { evaluator, providers, ignore, table_hash: bundle.table_hash, settings: bundle.settings, host_verifies: host_verify::Families::default() })
 }

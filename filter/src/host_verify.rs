@@ -144,20 +144,24 @@ pub fn result(encoded: &[u8]) -> Option<bool> {
     Some(verified)
 }
 
-/// Which key families the host's `verify_signature` is trusted with: each passed its own
-/// known-answer self-test at configuration time.
+/// A set of key families: those the loaded keys use, and those the host's `verify_signature`
+/// is trusted with (each passed its own known-answer self-test at configuration time).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Trusted {
+pub struct Families {
     /// RS256/384/512 (PKCS#1 v1.5).
     pub rsa: bool,
     /// ES256 and ES384.
     pub ecdsa: bool,
 }
 
-impl Trusted {
+impl Families {
     /// The families either side names.
-    pub fn union(self, other: Trusted) -> Trusted {
-        Trusted { rsa: self.rsa || other.rsa, ecdsa: self.ecdsa || other.ecdsa }
+    pub fn union(self, other: Families) -> Families {
+        Families { rsa: self.rsa || other.rsa, ecdsa: self.ecdsa || other.ecdsa }
+    }
+
+    pub fn any(self) -> bool {
+        self.rsa || self.ecdsa
     }
 }
 
@@ -165,13 +169,13 @@ impl Trusted {
 #[derive(Clone, Copy)]
 pub struct Offload<'a> {
     pub call: Call<'a>,
-    pub trusted: Trusted,
+    pub trusted: Families,
 }
 
 /// Runs the self-test of each family in `wanted` (only those: a family no key uses costs no
 /// call) and says which passed.
-pub fn self_test(call: Call<'_>, wanted: Trusted) -> Trusted {
-    Trusted { rsa: wanted.rsa && rsa_passes_self_test(call), ecdsa: wanted.ecdsa && ecdsa_passes_self_test(call) }
+pub fn self_test(call: Call<'_>, wanted: Families) -> Families {
+    Families { rsa: wanted.rsa && rsa_passes_self_test(call), ecdsa: wanted.ecdsa && ecdsa_passes_self_test(call) }
 }
 
 /// What the host answers for a signature: `None` when it gave no answer.
@@ -254,10 +258,10 @@ mod tests {
 
     #[test]
     fn a_host_that_says_yes_to_everything_fails_the_self_test() {
-        let both = Trusted { rsa: true, ecdsa: true };
-        assert_eq!(self_test(&|_| Some(vec![0x08, 0x01]), both), Trusted::default());
-        assert_eq!(self_test(&|_| Some(vec![]), both), Trusted::default(), "one that says no to everything");
-        assert_eq!(self_test(&|_| None, both), Trusted::default(), "one without the function");
+        let both = Families { rsa: true, ecdsa: true };
+        assert_eq!(self_test(&|_| Some(vec![0x08, 0x01]), both), Families::default());
+        assert_eq!(self_test(&|_| Some(vec![]), both), Families::default(), "one that says no to everything");
+        assert_eq!(self_test(&|_| None, both), Families::default(), "one without the function");
     }
 
     #[test]

@@ -154,8 +154,8 @@ pub fn key_from_jwk(jwk: &Value) -> Result<Key, String> {
 
 impl ProviderKeys {
     /// The key families that would ask the host's `verify_signature`.
-    pub fn host_families(&self) -> host_verify::Trusted {
-        host_verify::Trusted {
+    pub fn host_families(&self) -> host_verify::Families {
+        host_verify::Families {
             rsa: self.keys.iter().any(|key| matches!(&key.material, KeyMaterial::Rsa(rsa) if rsa.host_form().is_some())),
             ecdsa: self.keys.iter().any(|key| matches!(&key.material, KeyMaterial::Ecdsa(_))),
         }

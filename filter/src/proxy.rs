@@ -42,7 +42,7 @@ impl RootContext for Root {
         let configuration = self.get_plugin_configuration().unwrap_or_default();
         match config::load(&configuration) {
             Ok(mut loaded) => {
-                let wanted = loaded.providers.iter().fold(host_verify::Trusted::default(), |families, p| families.union(p.host_families()));
+                let wanted = loaded.providers.iter().fold(host_verify::Families::default(), |families, p| families.union(p.host_families()));
                 loaded.host_verifies = host_verify::self_test(&|arguments: &[u8]| foreign_function(host_verify::FUNCTION, arguments), wanted);
                 let checker = |trusted: bool| if trusted { "by the proxy (verify_signature)" } else { "in wasm" };
                 if wanted.rsa {

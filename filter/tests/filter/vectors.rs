@@ -225,14 +225,14 @@ fn jws_suites_natively_with_no_mismatch() {
 /// `r` and `s`; wrong lengths), and the host's answer decides.
 #[test]
 fn wycheproof_signatures_checked_by_the_hosts_verify_signature_with_no_mismatch() {
-    use policy_filter::host_verify::{Offload, Trusted};
+    use policy_filter::host_verify::{Families, Offload};
     use std::cell::Cell;
     let calls = Cell::new(0usize);
     let call = |arguments: &[u8]| {
         calls.set(calls.get() + 1);
         proxy_wasm_harness::envoy_functions::verify_signature(arguments).ok()
     };
-    let host = Offload { call: &call, trusted: Trusted { rsa: true, ecdsa: true } };
+    let host = Offload { call: &call, trusted: Families { rsa: true, ecdsa: true } };
     let vectors: Vec<SignatureVector> =
         signature_vectors().into_iter().filter(|v| ["RS256", "RS384", "RS512", "ES256", "ES384"].contains(&v.jwk["alg"].as_str().unwrap())).collect();
     assert!(vectors.iter().filter(|v| v.jwk["kty"] == "EC").count() > 500, "ECDSA vectors present");
