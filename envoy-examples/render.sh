@@ -13,5 +13,5 @@ for template in envoy/envoy.yaml envoy/ecds/envoy.yaml envoy/ecds/policy-filter.
                 istio/bundle-configmap.yaml kong/kong.yaml nginx/nginx.conf; do
   cargo run --quiet -p policy-compiler -- render "envoy-examples/$template.tmpl" --bundle "$out/plugin-config.json" -o "$out/$template"
 done
-cp envoy-examples/kong/kong.conf "$out/kong/"
+cp envoy-examples/kong/kong.conf envoy-examples/kong/policy_filter.meta.json "$out/kong/"
 echo "rendered into $out"

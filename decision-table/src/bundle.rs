@@ -53,6 +53,21 @@ pub enum Mode {
     Shadow,
 }
 
+/// The proxy the module runs in. What the module may ask of it, and what a removed header
+/// means, differ (see the README's host table): the compiler's `render` names it, and `auto`
+/// asks the proxy at start (a non-empty `node` property is Envoy; anything else is treated as
+/// a host whose removals may not reach the upstream, and that is never sent a foreign call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyHost {
+    #[default]
+    Auto,
+    /// Envoy or Istio.
+    Envoy,
+    /// NGINX with ngx_wasm_module, or Kong Gateway.
+    NgxWasmModule,
+}
+
 /// Where a token may come from. The first source that has one is used; two sources (or two
 /// `Authorization` headers) carrying credentials is a 401.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -157,6 +172,8 @@ pub struct Settings {
     pub mtls: Option<Mtls>,
     /// Verified tokens remembered (by the whole token) until they expire.
     pub cache_entries: usize,
+    /// The proxy the module runs in.
+    pub host: ProxyHost,
 }
 
 impl Default for Settings {
@@ -184,6 +201,7 @@ impl Default for Settings {
             forward: Forward::default(),
             mtls: None,
             cache_entries: 256,
+            host: ProxyHost::Auto,
         }
     }
 }
@@ -248,6 +266,7 @@ impl Settings {
                 "forward",
                 "mtls",
                 "cache_entries",
+                "host",
             ],
         )?;
         let mut settings = Settings::default();
@@ -265,6 +284,7 @@ impl Settings {
             forward,
             mtls,
             cache_entries,
+            host,
         } = &mut settings;
         object.set(realm, "realm", Object::string)?;
         object.set(mode, "mode", |o, name| match o.string(name)?.as_str() {
@@ -292,6 +312,12 @@ impl Settings {
         object.set(claims, "claims", |o, name| ClaimNames::from_json(o.value(name)?, &o.at(name)))?;
         object.set(forward, "forward", |o, name| Forward::from_json(o.value(name)?, &o.at(name)))?;
         object.set(mtls, "mtls", |o, name| o.nullable(name, |o, name| Mtls::from_json(o.value(name)?, &o.at(name))))?;
+        object.set(host, "host", |o, name| match o.string(name)?.as_str() {
+            "auto" => Ok(ProxyHost::Auto),
+            "envoy" => Ok(ProxyHost::Envoy),
+            "ngx_wasm_module" => Ok(ProxyHost::NgxWasmModule),
+            _ => Err(o.wrong(name, "`auto`, `envoy` or `ngx_wasm_module`")),
+        })?;
         Ok(settings)
     }
 }
@@ -502,6 +528,7 @@ mod tests {
                 },
                 mtls: Some(Mtls { identity: MtlsIdentity::SubjectCn, roles: [("billing".to_string(), vec!["service".to_string()])].into() }),
                 cache_entries: 7,
+                host: ProxyHost::NgxWasmModule,
             },
             providers: vec![Provider {
                 name: "corp".into(),

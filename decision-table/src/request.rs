@@ -23,9 +23,14 @@ pub enum PathError {
 /// Normalises a request path before any matching, so that no spelling of a path reaches a
 /// resource a policy protects under another spelling:
 /// drop the query and fragment; decode percent-encoded unreserved characters once (and write
-/// other escapes in upper case); refuse encoded `/`, `\`, NUL and control characters, raw
-/// control characters and backslashes, and broken escapes; merge repeated slashes; resolve
-/// `.` and `..` segments (never above the root).
+/// other escapes in upper case); encode every other byte that may not stand raw in a path
+/// (RFC 3986 `pchar`: a space, `"`, `<`, non-ASCII, ... become `%XX`); refuse encoded `/`,
+/// `\`, NUL and control characters, raw control characters and backslashes, and broken
+/// escapes; merge repeated slashes; resolve `.` and `..` segments (never above the root).
+///
+/// The result is a valid path to forward as it is: the filter rewrites `:path` to it, so the
+/// upstream resolves exactly what was decided on (NGINX hands the module an already decoded
+/// `r->uri`, in which a space or a non-ASCII byte stands raw).
 pub fn normalize_path(raw: &str) -> Result<String, PathError> {
     let path = raw.split(['?', '#']).next().unwrap_or_default();
     if !path.starts_with('/') {
@@ -60,10 +65,12 @@ fn normalise_slowly(path: &str) -> Result<String, PathError> {
             if byte < 0x20 || byte == 0x7f || byte == b'\\' {
                 return Err(PathError::ForbiddenCharacter);
             }
-            // Copy whole UTF-8 sequences; `at` only ever stops on a char boundary here.
-            let ch = path.get(at..).and_then(|rest| rest.chars().next()).ok_or(PathError::BrokenEncoding)?;
-            decoded.push(ch);
-            at += ch.len_utf8();
+            if is_path_char(byte) {
+                decoded.push(char::from(byte));
+            } else {
+                decoded.push_str(&format!("%{byte:02X}"));
+            }
+            at += 1;
         }
     }
     let mut segments: Vec<&str> = Vec::new();
@@ -88,10 +95,16 @@ fn normalise_slowly(path: &str) -> Result<String, PathError> {
     Ok(normalised)
 }
 
-/// Whether `path` (absolute, no query) is its own normal form, which most paths are: no
-/// percent sign, no forbidden character, no empty segment but a trailing one, no dot segment.
+/// A byte that may stand raw in a path segment or as its separator (RFC 3986 `pchar` and
+/// `/`): unreserved, sub-delims, `:` and `@`.
+fn is_path_char(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&byte)
+}
+
+/// Whether `path` (absolute, no query) is its own normal form, which most paths are: only
+/// raw path characters, no empty segment but a trailing one, no dot segment.
 fn already_normal(path: &str) -> bool {
-    let plain = path.bytes().all(|b| b >= 0x20 && b != 0x7f && b != b'\\' && b != b'%');
+    let plain = path.bytes().all(is_path_char);
     let mut segments = path.split('/').skip(1).peekable();
     while let Some(segment) = segments.next() {
         let last = segments.peek().is_none();
@@ -183,12 +196,16 @@ mod tests {
         assert_eq!(normalize_path("/").unwrap(), "/");
         assert_eq!(normalize_path("/a/..").unwrap(), "/");
         assert_eq!(normalize_path("/files/a%20b%2a").unwrap(), "/files/a%20b%2A");
-        assert_eq!(normalize_path("/caf\u{e9}").unwrap(), "/caf\u{e9}");
+        assert_eq!(normalize_path("/caf\u{e9}").unwrap(), "/caf%C3%A9");
+        assert_eq!(normalize_path("/caf%C3%A9").unwrap(), "/caf%C3%A9");
+        // NGINX hands the module a decoded URI: what stands raw there is encoded here, so the
+        // forwarded path is valid and means what was decided on.
+        assert_eq!(normalize_path("/files/a b\"c<d>").unwrap(), "/files/a%20b%22c%3Cd%3E");
     }
 
     proptest::proptest! {
         #[test]
-        fn the_fast_path_agrees_with_the_full_normalisation(path in "/[a-c./%2eE\\\\~\u{e9}\u{7f}-]{0,12}") {
+        fn the_fast_path_agrees_with_the_full_normalisation(path in "/[a-c./%2eE\\\\~\u{e9}\u{7f} :@;-]{0,12}") {
             proptest::prop_assert_eq!(normalize_path(&path), normalise_slowly(&path));
         }
     }

@@ -4,9 +4,10 @@
 //! rather than run half-configured.
 
 use decision_table::Evaluator;
-use decision_table::bundle::{BUNDLE_FORMAT, Bundle, Settings};
+use decision_table::bundle::{BUNDLE_FORMAT, Bundle, ProxyHost, Settings};
 use decision_table::matcher::RegexMatcher;
 
+use crate::host::Proxy;
 use crate::host_verify;
 use crate::jwt::{self, ProviderKeys};
 
@@ -20,6 +21,8 @@ pub struct Loaded {
     /// passed its self-test (set by the proxy adapter after loading; none natively and when
     /// the host lacks it).
     pub host_verifies: host_verify::Families,
+    /// The proxy: from the bundle's `host`, or (for `auto`) what the adapter found out.
+    pub proxy: Proxy,
 }
 
 /// A bundle built into the module (`POLICY_FILTER_BUNDLE=path cargo build ...`), used when
@@ -54,5 +57,18 @@ pub fn load(configuration: &[u8]) -> Result<Loaded, String> {
     if bundle.settings.token_sources.is_empty() && bundle.settings.mtls.is_none() {
         return Err("the bundle has no token source and no mTLS".into());
     }
-    Ok(Loaded { evaluator, providers, ignore, table_hash: bundle.table_hash, settings: bundle.settings, host_verifies: host_verify::Families::default() })
+    let proxy = match bundle.settings.host {
+        ProxyHost::Envoy => Proxy::Envoy,
+        ProxyHost::NgxWasmModule => Proxy::NgxWasmModule,
+        ProxyHost::Auto => Proxy::Unknown,
+    };
+    Ok(Loaded {
+        evaluator,
+        providers,
+        ignore,
+        table_hash: bundle.table_hash,
+        settings: bundle.settings,
+        host_verifies: host_verify::Families::default(),
+        proxy,
+    })
 }

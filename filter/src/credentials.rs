@@ -62,7 +62,7 @@ fn query_pairs(path: &str) -> impl Iterator<Item = (String, &str)> {
 fn cookies(headers: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
     headers
         .iter()
-        .filter(|(k, _)| k == "cookie")
+        .filter(|(k, _)| k.eq_ignore_ascii_case("cookie"))
         .flat_map(|(_, v)| v.split(';'))
         .map(|c| c.trim())
         .filter(|c| !c.is_empty())
@@ -110,14 +110,13 @@ pub fn find<'a>(headers: &'a [(String, String)], path: &'a str, sources: &'a [To
     Ok(found)
 }
 
-/// The `:path` without the query parameter `name`.
-pub fn path_without_parameter(path: &str, name: &str) -> String {
-    let Some((base, query)) = path.split_once('?') else { return path.to_string() };
+/// `?` and the query without the parameter `name`, or nothing when no parameter is left.
+pub fn query_without_parameter(query: &str, name: &str) -> String {
     let kept: Vec<&str> = query
         .split('&')
         .filter(|pair| !pair.is_empty() && percent_decode(pair.split_once('=').map_or(*pair, |(k, _)| k)) != name)
         .collect();
-    if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) }
+    if kept.is_empty() { String::new() } else { format!("?{}", kept.join("&")) }
 }
 
 /// The `cookie` header without the cookie `name` (`None` when nothing is left).
@@ -173,8 +172,8 @@ mod tests {
     fn query_and_cookie_tokens_are_found_and_can_be_removed() {
         let (none, sources) = (headers(&[]), bearer());
         assert_eq!(find(&none, "/x?a=1&access%5Ftoken=t%2Dk&b=2", &sources).unwrap().unwrap().token, "t-k");
-        assert_eq!(path_without_parameter("/x?a=1&access%5Ftoken=t&b=2", "access_token"), "/x?a=1&b=2");
-        assert_eq!(path_without_parameter("/x?access_token=t", "access_token"), "/x");
+        assert_eq!(query_without_parameter("a=1&access%5Ftoken=t&b=2", "access_token"), "?a=1&b=2");
+        assert_eq!(query_without_parameter("access_token=t", "access_token"), "");
 
         let jar = headers(&[("cookie", "theme=dark; token=abc; lang=en")]);
         assert_eq!(find(&jar, "/", &bearer()).unwrap().unwrap().token, "abc");

@@ -6,7 +6,7 @@
 use std::cell::OnceCell;
 use std::rc::Rc;
 
-use decision_table::bundle::{Mode, MtlsIdentity};
+use decision_table::bundle::{Mode, MtlsIdentity, Settings, TokenSource};
 use decision_table::request::normalize_path;
 use decision_table::{AccessRequest, Attributes, ClientAddress};
 use serde::Serialize;
@@ -48,37 +48,49 @@ struct Identity {
 
 /// The answer the filter would give, before shadow mode has its say.
 enum Refusal {
-    Malformed(String),
+    /// A request the filter cannot decide on (400): the reason for the log, the client's message.
+    Malformed { reason: String, message: &'static str },
     Unauthenticated { error: Option<&'static str>, description: &'static str, reason: &'static str },
     Forbidden { policy: Option<String>, subject: String },
 }
 
 pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host) -> Flow {
     let headers = host.request_headers();
-    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    // Envoy hands names lower-case; NGINX as the client spelled them.
+    let header = |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
     let method = header(":method").unwrap_or_default();
     let raw_path = header(":path").unwrap_or_default();
     let request_id = header("x-request-id").unwrap_or_default();
     let settings = &loaded.settings;
 
+    // Where a removed header still reaches the upstream (ngx_wasm_module), a header the
+    // filter controls can only be overwritten, and a replace overwrites just the first copy:
+    // a request that repeats one is refused rather than forwarded with a copy left over.
+    if !loaded.proxy.removal_reaches_upstream()
+        && let Some(name) = controlled_headers(settings).find(|name| headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).nth(1).is_some())
+    {
+        let refusal = Refusal::Malformed { reason: format!("repeated_header {name}"), message: "the request repeats a header the policy filter controls" };
+        return finish(loaded, host, request_id, method, raw_path, refusal, None);
+    }
+
     // Whatever the client claims about its own identity never reaches the upstream. Only the
     // headers it actually sent cost a hostcall.
-    let forward = &settings.forward;
-    for name in [&forward.user_id, &forward.username, &forward.roles, &forward.organizations, &forward.namespaces, &forward.policy]
-        .into_iter()
-        .flatten()
-    {
+    for name in identity_headers(settings) {
         if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
-            host.set_request_header(name, None);
+            clear_header(loaded, host, name);
         }
     }
 
     let resource = match normalize_path(raw_path) {
         Ok(resource) => resource,
-        Err(e) => return finish(loaded, host, request_id, method, raw_path, Refusal::Malformed(e.to_string()), None),
+        Err(e) => {
+            let refusal = Refusal::Malformed { reason: e.to_string(), message: "the request path is malformed" };
+            return finish(loaded, host, request_id, method, raw_path, refusal, None);
+        }
     };
     if loaded.ignore.iter().any(|re| re.is_match(&resource)) || is_cors_preflight(settings.bypass_cors_preflight, method, &header) {
         host.count(metrics::BYPASSED);
+        forward_path(host, raw_path, &resource, None);
         return Flow::Continue;
     }
 
@@ -136,7 +148,7 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
     match decision {
         Some((true, policy)) => {
             host.count(metrics::ALLOWED);
-            forward_identity(loaded, host, &identity, policy.as_deref(), found.as_ref(), raw_path);
+            forward_identity(loaded, host, &identity, policy.as_deref(), found.as_ref(), raw_path, &resource);
             Flow::Continue
         }
         Some((false, policy)) => {
@@ -199,7 +211,7 @@ fn common_name(subject: &str) -> Option<&str> {
 }
 
 /// Identity headers for the upstream, and the credential removed when configured.
-fn forward_identity(loaded: &Loaded, host: &mut dyn Host, identity: &Identity, policy: Option<&str>, found: Option<&Found>, raw_path: &str) {
+fn forward_identity(loaded: &Loaded, host: &mut dyn Host, identity: &Identity, policy: Option<&str>, found: Option<&Found>, raw_path: &str, resource: &str) {
     let forward = &loaded.settings.forward;
     let caller = &identity.caller;
     let joined = |key: &str| caller.attributes.get(key).join(",");
@@ -218,17 +230,71 @@ fn forward_identity(loaded: &Loaded, host: &mut dyn Host, identity: &Identity, p
             host.set_request_header(name, Some(&value));
         }
     }
+    let mut strip_parameter = None;
     if forward.strip_token
         && let Some(found) = found
     {
         match &found.origin {
-            Origin::Header(name) => host.set_request_header(name, None),
-            Origin::Query(name) => host.set_request_header(":path", Some(&credentials::path_without_parameter(raw_path, name))),
-            Origin::Cookie(name) => {
-                let remaining = credentials::cookies_without(&host.request_headers(), name);
-                host.set_request_header("cookie", remaining.as_deref());
-            }
+            Origin::Header(name) => clear_header(loaded, host, name),
+            Origin::Query(name) => strip_parameter = Some(*name),
+            Origin::Cookie(name) => match credentials::cookies_without(&host.request_headers(), name) {
+                Some(remaining) => host.set_request_header("cookie", Some(&remaining)),
+                None => clear_header(loaded, host, "cookie"),
+            },
         }
+    }
+    forward_path(host, raw_path, resource, strip_parameter);
+}
+
+/// The identity headers the filter sets, by configured name.
+fn identity_headers(settings: &Settings) -> impl Iterator<Item = &str> {
+    let forward = &settings.forward;
+    [&forward.user_id, &forward.username, &forward.roles, &forward.organizations, &forward.namespaces, &forward.policy]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+}
+
+/// Every header whose upstream value the filter decides: the identity headers, and the token's
+/// header (or `cookie`) when the token is stripped.
+fn controlled_headers(settings: &Settings) -> impl Iterator<Item = &str> {
+    let token_headers = settings.token_sources.iter().filter(|_| settings.forward.strip_token).filter_map(|source| match source {
+        TokenSource::Header { name, .. } => Some(name.as_str()),
+        TokenSource::Cookie { .. } => Some("cookie"),
+        TokenSource::Query { .. } => None,
+    });
+    identity_headers(settings).chain(token_headers)
+}
+
+/// Takes a header out of what the upstream receives: removes it where removal reaches the
+/// upstream (Envoy), else overwrites it with an empty value. ngx_wasm_module's removal only
+/// zeroes the entry's hash, which NGINX's proxy module forwards all the same
+/// (`ngx_http_wasm_set_header_helper`, `ngx_http_proxy_create_request`); a replace updates
+/// the entry in place, and an empty value carries nothing.
+fn clear_header(loaded: &Loaded, host: &mut dyn Host, name: &str) {
+    let value = if loaded.proxy.removal_reaches_upstream() { None } else { Some("") };
+    host.set_request_header(name, value);
+}
+
+/// Forwards the path that was decided on: `resource` (normalised, and valid to forward as it
+/// is) with the request's query, less the stripped token parameter. Costs a hostcall only
+/// when that differs from what the request carries. Under NGINX this reaches the upstream
+/// when `proxy_pass` forwards `$uri$is_args$args` (as `policy-compiler render` writes it); a
+/// plain `proxy_pass` sends the client's raw request line.
+fn forward_path(host: &mut dyn Host, raw_path: &str, resource: &str, strip_parameter: Option<&str>) {
+    let query = raw_path.split('#').next().unwrap_or_default().split_once('?').map(|(_, query)| query);
+    let mut forwarded = String::with_capacity(raw_path.len());
+    forwarded.push_str(resource);
+    match (query, strip_parameter) {
+        (Some(query), Some(name)) => forwarded.push_str(&credentials::query_without_parameter(query, name)),
+        (Some(query), None) => {
+            forwarded.push('?');
+            forwarded.push_str(query);
+        }
+        (None, _) => {}
+    }
+    if forwarded != raw_path {
+        host.set_request_header(":path", Some(&forwarded));
     }
 }
 
@@ -263,8 +329,9 @@ fn finish(
     refusal: Refusal,
     authenticated: Option<(&Identity, Option<&Found>, &str)>,
 ) -> Flow {
+    // `path` is the normalised resource wherever the request got that far.
     let (status, counter, policy, subject, reason) = match &refusal {
-        Refusal::Malformed(why) => (400, metrics::MALFORMED, None, String::new(), why.clone()),
+        Refusal::Malformed { reason, .. } => (400, metrics::MALFORMED, None, String::new(), reason.clone()),
         Refusal::Unauthenticated { reason, .. } => (401, metrics::UNAUTHENTICATED, None, String::new(), (*reason).to_string()),
         Refusal::Forbidden { policy, subject } => (403, metrics::DENIED, policy.clone(), subject.clone(), "policy".to_string()),
     };
@@ -284,18 +351,20 @@ fn finish(
         policy: policy.as_deref(),
         reason: &reason,
     };
-    host.log(Level::Info, &serde_json::to_string(&line).unwrap_or_default());
+    // Warn, not info: NGINX's default error_log level hides info (and Kong's shows notice up).
+    host.log(Level::Warn, &serde_json::to_string(&line).unwrap_or_default());
     if shadow {
         host.count(metrics::SHADOW_DENIED);
         if let Some((identity, found, raw_path)) = authenticated {
-            forward_identity(loaded, host, identity, None, found, raw_path);
+            forward_identity(loaded, host, identity, None, found, raw_path, path);
         }
         return Flow::Continue;
     }
     let json = [("content-type", "application/json")];
     match refusal {
-        Refusal::Malformed(_) => {
-            host.send_response(400, &json, br#"{"error":"bad_request","message":"the request path is malformed"}"#);
+        Refusal::Malformed { message, .. } => {
+            let body = serde_json::to_string(&ErrorBody { error: "bad_request", message }).unwrap_or_default();
+            host.send_response(400, &json, body.as_bytes());
         }
         Refusal::Unauthenticated { error, description, .. } => {
             let realm = loaded.settings.realm.replace(['"', '\\'], "");

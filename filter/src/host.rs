@@ -9,6 +9,51 @@ pub enum Level {
     Error,
 }
 
+/// The proxy the module runs in, as far as the module knows it (the bundle's `host`, else
+/// what the proxy answered at start). It decides what the module may ask of the proxy and
+/// how it takes a header out of the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proxy {
+    /// Envoy (or Istio): a removed header is gone; an unknown foreign function is `NotFound`;
+    /// a refused configuration keeps the previous one serving.
+    Envoy,
+    /// NGINX with ngx_wasm_module, or Kong: a removed header still reaches the upstream (only
+    /// its hash is zeroed), an unknown foreign function traps, and a refused configuration
+    /// stops every worker.
+    NgxWasmModule,
+    /// A proxy that did not say: treated as the less forgiving of the two in each respect.
+    Unknown,
+}
+
+impl Proxy {
+    /// Whether `proxy_remove_header_map_value` takes the header out of what the upstream
+    /// receives. Where it does not, the module overwrites instead (with an empty value when
+    /// it has nothing to say) and refuses requests that repeat a header it must control.
+    pub fn removal_reaches_upstream(self) -> bool {
+        self == Proxy::Envoy
+    }
+
+    /// Whether calling a foreign function that may not exist is safe (answered `NotFound`).
+    pub fn may_call_foreign_functions(self) -> bool {
+        self == Proxy::Envoy
+    }
+
+    /// Whether refusing a configuration (`on_configure` returning false) leaves the rest of
+    /// the proxy serving. Where it does not, the module accepts it and answers every request
+    /// 503 instead: closed for this filter's routes, without taking down the others.
+    pub fn refusal_keeps_serving(self) -> bool {
+        self == Proxy::Envoy
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Proxy::Envoy => "envoy",
+            Proxy::NgxWasmModule => "ngx_wasm_module",
+            Proxy::Unknown => "an unknown proxy",
+        }
+    }
+}
+
 pub trait Host {
     /// Every request header, in order, names lower-case (pseudo-headers included).
     fn request_headers(&self) -> Vec<(String, String)>;

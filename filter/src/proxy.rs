@@ -14,7 +14,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 use crate::cache::TokenCache;
 use crate::config::{self, Loaded};
 use crate::engine::{self, Flow};
-use crate::host::{Host, Level};
+use crate::host::{Host, Level, Proxy};
 use crate::host_verify;
 
 proxy_wasm::main! {{
@@ -42,8 +42,16 @@ impl RootContext for Root {
         let configuration = self.get_plugin_configuration().unwrap_or_default();
         match config::load(&configuration) {
             Ok(mut loaded) => {
+                if loaded.proxy == Proxy::Unknown {
+                    loaded.proxy = ask_which_proxy();
+                }
                 let wanted = loaded.providers.iter().fold(host_verify::Families::default(), |families, p| families.union(p.host_families()));
-                loaded.host_verifies = host_verify::self_test(&|arguments: &[u8]| foreign_function(host_verify::FUNCTION, arguments), wanted);
+                // ngx_wasm_module traps on a foreign function it does not know
+                // (ngx_proxy_wasm_hfuncs_call_foreign_function), which fails the configuration
+                // and stops every worker: only Envoy is asked.
+                if loaded.proxy.may_call_foreign_functions() && wanted.any() {
+                    loaded.host_verifies = host_verify::self_test(&|arguments: &[u8]| foreign_function(host_verify::FUNCTION, arguments), wanted);
+                }
                 let checker = |trusted: bool| if trusted { "by the proxy (verify_signature)" } else { "in wasm" };
                 if wanted.rsa {
                     log::info!("RS256/384/512 signatures are checked {}", checker(loaded.host_verifies.rsa));
@@ -52,7 +60,8 @@ impl RootContext for Root {
                     log::info!("ES256/384 signatures are checked {}", checker(loaded.host_verifies.ecdsa));
                 }
                 log::info!(
-                    "policy filter configured: {} policies, table {}, {} providers",
+                    "policy filter configured for {}: {} policies, table {}, {} providers",
+                    loaded.proxy.name(),
                     loaded.evaluator.policy_count(),
                     loaded.table_hash.get(..16).unwrap_or_default(),
                     loaded.providers.len()
@@ -64,7 +73,16 @@ impl RootContext for Root {
             Err(reason) => {
                 log::error!("policy filter refused its configuration: {reason}");
                 self.shared = None;
-                false
+                let proxy = ask_which_proxy();
+                if proxy.refusal_keeps_serving() {
+                    // Envoy rejects the update and keeps serving the previous configuration.
+                    return false;
+                }
+                // ngx_wasm_module stops every worker on a refusal, taking down every server
+                // block: accept instead, and answer this filter's requests 503 until a good
+                // configuration is loaded.
+                log::error!("policy filter: on {} a refused configuration would stop the proxy; every request through this filter is answered 503 until a valid configuration is loaded", proxy.name());
+                true
             }
         }
     }
@@ -87,8 +105,8 @@ impl Context for Request {}
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
         let Some(shared) = self.shared.clone() else {
-            // Never configured: fail closed.
-            self.send_http_response(500, vec![("content-type", "application/json")], Some(br#"{"error":"internal","message":"the policy filter is not configured"}"#));
+            // No valid configuration: fail closed.
+            self.send_http_response(503, vec![("content-type", "application/json")], Some(br#"{"error":"unavailable","message":"the policy filter has no valid configuration"}"#));
             return Action::Pause;
         };
         let Ok(mut cache) = shared.cache.try_borrow_mut() else {
@@ -100,6 +118,16 @@ impl HttpContext for Request {
             Flow::Continue => Action::Continue,
             Flow::Answered => Action::Pause,
         }
+    }
+}
+
+/// Which proxy this is, for a bundle that does not say: Envoy's `node` property (the local
+/// node, serialised) is never empty; ngx_wasm_module does not implement it (`NotFound`, and an
+/// error line in its log: `render` names the host so that rendered bundles never ask).
+fn ask_which_proxy() -> Proxy {
+    match hostcalls::get_property(vec!["node"]) {
+        Ok(Some(node)) if !node.is_empty() => Proxy::Envoy,
+        _ => Proxy::Unknown,
     }
 }
 

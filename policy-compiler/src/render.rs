@@ -4,24 +4,65 @@
 //!   double-quoted scalar): Envoy's `StringValue`, Kong's `config`.
 //! - `{{bundle:json}}`: the bundle as compact JSON (a YAML flow mapping): Istio's
 //!   `pluginConfig`, a ConfigMap value.
-//! - `{{bundle:nginx}}`: an NGINX single-quoted string, quotes included (`\` and `'` escaped).
+//! - `{{bundle:nginx}}`: an NGINX single-quoted string, quotes included (`\` and `'` escaped),
+//!   for ngx_wasm_module.
+//!
+//! A placeholder may name the proxy the bundle is for, `{{bundle:json-string:envoy}}` or
+//! `{{bundle:json-string:ngx_wasm_module}}` (`{{bundle:nginx}}` always means ngx_wasm_module):
+//! the bundle's `host` setting is then set to it, so the module knows its host without asking
+//! (what it may call, how it removes a header). A bundle compiled for another host is an error.
 
 use decision_table::Bundle;
+use decision_table::bundle::ProxyHost;
+
+const FORMATS: [&str; 3] = ["json-string", "json", "nginx"];
 
 pub fn render(template: &str, bundle: &Bundle) -> Result<String, String> {
-    let compact = serde_json::to_string(bundle).map_err(|e| e.to_string())?;
-    let json_string = serde_json::to_string(&compact).map_err(|e| e.to_string())?;
-    let nginx = format!("'{}'", compact.replace('\\', "\\\\").replace('\'', "\\'"));
-    let rendered = template
-        .replace("{{bundle:json-string}}", &json_string)
-        .replace("{{bundle:json}}", &compact)
-        .replace("{{bundle:nginx}}", &nginx);
-    if let Some(at) = rendered.find("{{bundle:") {
-        let rest = rendered.get(at..).unwrap_or_default();
-        let end = rest.find("}}").map_or(rest.len(), |e| e + 2);
-        return Err(format!("unknown placeholder {}", rest.get(..end).unwrap_or(rest)));
+    let mut rendered = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(at) = rest.find("{{bundle:") {
+        rendered.push_str(rest.get(..at).unwrap_or_default());
+        let tail = rest.get(at..).unwrap_or_default();
+        let end = tail.find("}}").map_or(tail.len(), |e| e + 2);
+        let placeholder = tail.get(..end).unwrap_or(tail);
+        let inner = placeholder.trim_start_matches("{{bundle:").trim_end_matches("}}");
+        let (format, named) = inner.split_once(':').map_or((inner, None), |(f, h)| (f, Some(h)));
+        let host = match (format, named) {
+            ("nginx", None | Some("ngx_wasm_module")) => Some(ProxyHost::NgxWasmModule),
+            (_, None) => None,
+            (_, Some("envoy")) => Some(ProxyHost::Envoy),
+            (_, Some("ngx_wasm_module")) => Some(ProxyHost::NgxWasmModule),
+            (_, Some(_)) => return Err(format!("unknown placeholder {placeholder} (hosts: envoy, ngx_wasm_module)")),
+        };
+        if !FORMATS.contains(&format) {
+            return Err(format!("unknown placeholder {placeholder}"));
+        }
+        rendered.push_str(&quoted(format, &for_host(bundle, host)?)?);
+        rest = tail.get(end..).unwrap_or_default();
     }
+    rendered.push_str(rest);
     Ok(rendered)
+}
+
+/// The bundle with its `host` set to the template's proxy.
+fn for_host(bundle: &Bundle, host: Option<ProxyHost>) -> Result<Bundle, String> {
+    let mut bundle = bundle.clone();
+    if let Some(host) = host {
+        if bundle.settings.host != ProxyHost::Auto && bundle.settings.host != host {
+            return Err(format!("the bundle is for {:?} (filter.host) but the template renders it for {host:?}", bundle.settings.host));
+        }
+        bundle.settings.host = host;
+    }
+    Ok(bundle)
+}
+
+fn quoted(format: &str, bundle: &Bundle) -> Result<String, String> {
+    let compact = serde_json::to_string(bundle).map_err(|e| e.to_string())?;
+    Ok(match format {
+        "json-string" => serde_json::to_string(&compact).map_err(|e| e.to_string())?,
+        "nginx" => format!("'{}'", compact.replace('\\', "\\\\").replace('\'', "\\'")),
+        _ => compact,
+    })
 }
 
 /// Reads an NGINX single-quoted string back (the inverse of `{{bundle:nginx}}`).

@@ -14,6 +14,8 @@ pub struct Stats {
     pub median_ns: u64,
     pub p99_ns: u64,
     pub median_fuel: u64,
+    /// proxy-wasm hostcalls per request (median).
+    pub median_hostcalls: u64,
 }
 
 /// Times `timed` (a module compiled without fuel metering, as proxies run it): every request
@@ -25,7 +27,13 @@ pub fn measure(timed: &mut Plugin, metered: &mut Plugin, requests: &[Request], i
         timed.send(request);
         metered.send(request);
     }
-    let mut fuel: Vec<u64> = requests.iter().map(|request| metered.send(request).fuel).collect();
+    let (mut fuel, mut hostcalls): (Vec<u64>, Vec<u64>) = requests
+        .iter()
+        .map(|request| {
+            let outcome = metered.send(request);
+            (outcome.fuel, outcome.hostcalls.len() as u64)
+        })
+        .unzip();
     let mut times = Vec::with_capacity(requests.len() * iterations);
     for _ in 0..iterations {
         for request in requests {
@@ -39,6 +47,7 @@ pub fn measure(timed: &mut Plugin, metered: &mut Plugin, requests: &[Request], i
         median_ns: percentile(&mut times, 50),
         p99_ns: percentile(&mut times, 99),
         median_fuel: percentile(&mut fuel, 50),
+        median_hostcalls: percentile(&mut hostcalls, 50),
     }
 }
 

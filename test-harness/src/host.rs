@@ -142,6 +142,9 @@ pub type Cluster = Arc<dyn Fn(&HttpCallRequest) -> CallReply + Send + Sync>;
 #[derive(Debug, Default)]
 pub(crate) struct Stream {
     pub request_headers: Headers,
+    /// Request headers the module removed that the host still forwards (ngx_wasm_module
+    /// only hides them: see `hosts::ngx_wasm_module`).
+    pub request_headers_hidden: Headers,
     pub request_body: Vec<u8>,
     pub request_trailers: Headers,
     pub response_headers: Headers,
@@ -168,6 +171,7 @@ pub(crate) struct Queue {
 }
 
 pub struct HostState {
+    pub(crate) profile: crate::hosts::HostProfile,
     pub(crate) wasi: WasiP1Ctx,
     pub(crate) limits: StoreLimits,
     pub(crate) clock: Clock,
@@ -203,6 +207,7 @@ pub struct HostState {
 impl HostState {
     pub(crate) fn new(wasi: WasiP1Ctx, limits: StoreLimits, clock: Clock) -> Self {
         HostState {
+            profile: crate::hosts::HostProfile::Envoy,
             wasi,
             limits,
             clock,

@@ -65,17 +65,6 @@ impl Request {
         self
     }
 
-    /// The headers Envoy gives a filter: pseudo-headers first, then the request's own.
-    pub(crate) fn envoy_headers(&self) -> Headers {
-        let mut headers = vec![
-            (":authority".to_string(), self.authority.clone()),
-            (":path".to_string(), self.path.clone()),
-            (":method".to_string(), self.method.clone()),
-            (":scheme".to_string(), self.scheme.clone()),
-        ];
-        headers.extend(self.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())));
-        headers
-    }
 }
 
 /// A property value, encoded as Envoy encodes it: strings as bytes, integers as 8-byte
@@ -190,6 +179,9 @@ pub struct Outcome {
     pub guest_failure: Option<String>,
     /// Fuel the guest burnt on this request, over every callback.
     pub fuel: u64,
+    /// The proxy-wasm hostcalls the guest made for this request, in order, over every
+    /// callback.
+    pub hostcalls: Vec<&'static str>,
 }
 
 impl Outcome {
@@ -204,6 +196,17 @@ impl Outcome {
     /// The first value of a header the upstream received.
     pub fn upstream_header(&self, name: &str) -> Option<&str> {
         self.upstream.as_ref().and_then(|up| find_header(&up.headers, name))
+    }
+
+    /// Every value of a header the upstream received, in order (a host may forward a header
+    /// twice, or one the module removed).
+    pub fn upstream_header_values(&self, name: &str) -> Vec<&str> {
+        self.upstream
+            .iter()
+            .flat_map(|up| up.headers.iter())
+            .filter(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+            .collect()
     }
 
     /// The first value of a header in the response the client received.

@@ -27,6 +27,7 @@ pub mod cases;
 pub mod envoy_functions;
 mod guest;
 mod host;
+pub mod hosts;
 mod http;
 mod plugin;
 mod status;
@@ -36,5 +37,6 @@ pub use host::{Clock, LogEntry, LogLevel, Metric, MetricKind, property_path};
 pub use http::{
     CallReply, Headers, HttpCallRequest, LocalReply, Outcome, PropertyValue, Request, Response, UpstreamRequest,
 };
+pub use hosts::HostProfile;
 pub use plugin::{Limits, LoadError, Plugin, PluginBuilder, ProxyWasmModule, Upstream};
 pub use status::Status;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use proxy_wasm_harness::cases::{self, CaseFile};
-use proxy_wasm_harness::{Limits, Plugin, ProxyWasmModule, Request, bench, workspace};
+use proxy_wasm_harness::{HostProfile, Limits, Plugin, ProxyWasmModule, Request, bench, workspace};
 
 #[derive(Parser)]
 #[command(name = "pw-harness", version, about = "Run proxy-wasm 0.2.1 modules offline, the way Envoy does")]
@@ -62,10 +62,21 @@ struct LoadArgs {
     /// The host clock at start, in Unix seconds (overrides the case file's `now`).
     #[arg(long)]
     now: Option<u64>,
-    /// Withdraw one of Envoy's foreign functions (`verify_signature`), to play a host without
-    /// it (NGINX, Kong). Repeatable.
+    /// The proxy to play: envoy (default), ngx_wasm_module (NGINX or Kong, configured as
+    /// `policy-compiler render nginx` renders it), ngx_wasm_module_plain_proxy_pass. Overrides
+    /// the case file's `host`.
+    #[arg(long, value_parser = parse_host)]
+    host: Option<HostProfile>,
+    /// Withdraw one of the host's foreign functions (Envoy's `verify_signature`). Repeatable.
     #[arg(long, value_name = "NAME")]
     without_foreign_function: Vec<String>,
+}
+
+fn parse_host(name: &str) -> Result<HostProfile, String> {
+    HostProfile::parse(name).ok_or_else(|| {
+        let known: Vec<&str> = HostProfile::ALL.iter().map(|h| h.name()).collect();
+        format!("unknown host {name:?}; known: {}", known.join(", "))
+    })
 }
 
 /// A failure before any case ran: exit 2.
@@ -94,6 +105,7 @@ fn start(wasm: &Path, load: &LoadArgs, file: &CaseFile, verbose: bool, limits: L
     let module = ProxyWasmModule::from_bytes(&read(wasm)?, limits).map_err(|e| LoadFailure(format!("{}: {e}", wasm.display())))?;
     let mut builder = module
         .plugin()
+        .host(load.host.or(file.host).unwrap_or_default())
         .plugin_config(read(&load.plugin_config)?)
         .now(load.now.or(file.now).unwrap_or(1_800_000_000))
         .echo_logs(verbose);
@@ -121,7 +133,7 @@ fn run(load: &LoadArgs, json: bool, verbose: bool) -> Result<ExitCode, LoadFailu
             println!("{}", serde_json::to_string(&result).unwrap_or_default());
         } else {
             let verdict = if result.passed { "PASS" } else { "FAIL" };
-            let route = if result.forwarded { "forwarded" } else { "answered by the module" };
+            let route = if result.forwarded { "forwarded" } else { "answered by the module or host" };
             println!("{verdict}  {}  ({} {route})", result.name, result.status);
             if let Some(reason) = &result.reason {
                 println!("      {reason}");
@@ -159,14 +171,15 @@ fn bench(load: &LoadArgs, iterations: usize, baseline: Option<PathBuf>, json: bo
         });
         println!("{report}");
     } else {
-        println!("{:<12} {:>10} {:>12} {:>10} {:>14}", "module", "requests", "median µs", "p99 µs", "median fuel");
+        println!("{:<12} {:>10} {:>12} {:>10} {:>14} {:>10}", "module", "requests", "median µs", "p99 µs", "median fuel", "hostcalls");
         for (name, stats) in [("module", &module_stats), ("passthrough", &baseline_stats)] {
             println!(
-                "{name:<12} {:>10} {:>12.1} {:>10.1} {:>14}",
+                "{name:<12} {:>10} {:>12.1} {:>10.1} {:>14} {:>10}",
                 stats.requests,
                 stats.median_ns as f64 / 1000.0,
                 stats.p99_ns as f64 / 1000.0,
-                stats.median_fuel
+                stats.median_fuel,
+                stats.median_hostcalls
             );
         }
         println!("median time ratio module/passthrough: {ratio:.2}");

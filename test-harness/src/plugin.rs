@@ -15,6 +15,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use crate::host::{Clock, Cluster, ForeignFunction, HostState, LogEntry, LogLevel, Metric, Stream, property_path};
+use crate::hosts::{HostProfile, encode_all};
 use crate::http::{CallReply, HttpCallRequest, LocalReply, Outcome, PropertyValue, Request, Response, UpstreamRequest};
 use crate::{Status, abi};
 
@@ -48,8 +49,8 @@ pub enum LoadError {
     UnsupportedAbi,
     #[error("cannot instantiate the module: {0}")]
     Instantiate(String),
-    #[error("the module refused its configuration ({phase} returned false){}", render_logs(logs))]
-    Refused { phase: &'static str, logs: Vec<LogEntry> },
+    #[error("the module refused its configuration ({phase} returned false); on this host: {}{}", host.refused_configuration(), render_logs(logs))]
+    Refused { phase: &'static str, host: HostProfile, logs: Vec<LogEntry> },
     #[error("the module failed during {phase}: {reason}{}", render_logs(logs))]
     Failed { phase: &'static str, reason: String, logs: Vec<LogEntry> },
 }
@@ -106,17 +107,22 @@ impl ProxyWasmModule {
             plugin_config: Vec::new(),
             vm_config: Vec::new(),
             now_unix_seconds: 1_800_000_000,
+            host: HostProfile::Envoy,
             properties: BTreeMap::new(),
             clusters: Vec::new(),
-            foreign_functions: crate::envoy_functions::defaults()
-                .into_iter()
-                .map(|(name, function)| (name.to_string(), Arc::new(function) as ForeignFunction))
-                .collect(),
+            foreign_functions: envoy_foreign_functions(),
             upstream: Arc::new(|_| Response::new(200)),
             log_level: LogLevel::Trace,
             echo_logs: false,
         }
     }
+}
+
+fn envoy_foreign_functions() -> Vec<(String, ForeignFunction)> {
+    crate::envoy_functions::defaults()
+        .into_iter()
+        .map(|(name, function)| (name.to_string(), Arc::new(function) as ForeignFunction))
+        .collect()
 }
 
 /// The upstream behind the proxy: answers every request the module lets through.
@@ -128,6 +134,7 @@ pub struct PluginBuilder<'m> {
     plugin_config: Vec<u8>,
     vm_config: Vec<u8>,
     now_unix_seconds: u64,
+    host: HostProfile,
     properties: BTreeMap<String, PropertyValue>,
     clusters: Vec<(String, Cluster)>,
     foreign_functions: Vec<(String, ForeignFunction)>,
@@ -153,6 +160,14 @@ impl PluginBuilder<'_> {
         self
     }
 
+    /// Which proxy to play ([`HostProfile`]; Envoy unless set). Set it before adding foreign
+    /// functions: it resets them to the host's own (Envoy's `verify_signature`, or none).
+    pub fn host(mut self, host: HostProfile) -> Self {
+        self.host = host;
+        self.foreign_functions = if host.has_envoy_functions() { envoy_foreign_functions() } else { Vec::new() };
+        self
+    }
+
     /// A plugin-wide property (`plugin_root_id`, `source.address`, ...).
     pub fn property(mut self, path: &str, value: impl Into<PropertyValue>) -> Self {
         self.properties.insert(path.to_string(), value.into());
@@ -175,8 +190,8 @@ impl PluginBuilder<'_> {
         self
     }
 
-    /// Withdraws a foreign function, Envoy's own included (`verify_signature`), to play a host
-    /// that lacks it: the module's call then answers `NotFound`.
+    /// Withdraws a foreign function, Envoy's own included (`verify_signature`): the module's
+    /// call then answers `NotFound` (Envoy) or traps (ngx_wasm_module).
     pub fn without_foreign_function(mut self, name: &str) -> Self {
         self.foreign_functions.retain(|(known, _)| known != name);
         self
@@ -218,9 +233,12 @@ impl PluginBuilder<'_> {
         state.echo_logs = self.echo_logs;
         state.vm_config = self.vm_config;
         state.plugin_config = self.plugin_config;
-        state.properties = default_properties();
+        state.profile = self.host;
+        state.properties = encode_all(self.host.default_properties());
         for (path, value) in &self.properties {
-            state.properties.insert(property_path(path), value.encode());
+            for (path, value) in self.host.reported_property(path, value) {
+                state.properties.insert(property_path(&path), value.encode());
+            }
         }
         state.clusters = self.clusters.into_iter().collect();
         state.foreign_functions = self.foreign_functions.into_iter().collect();
@@ -250,21 +268,6 @@ impl PluginBuilder<'_> {
         plugin.boot()?;
         Ok(plugin)
     }
-}
-
-/// Envoy's properties for a plain connection; a request or the builder overrides them.
-fn default_properties() -> BTreeMap<Vec<String>, Vec<u8>> {
-    let defaults: [(&str, PropertyValue); 8] = [
-        ("plugin_name", "".into()),
-        ("plugin_root_id", "".into()),
-        ("plugin_vm_id", "".into()),
-        ("source.address", "127.0.0.1:40000".into()),
-        ("source.port", PropertyValue::Int(40000)),
-        ("destination.address", "127.0.0.1:10000".into()),
-        ("destination.port", PropertyValue::Int(10000)),
-        ("connection.mtls", PropertyValue::Bool(false)),
-    ];
-    defaults.into_iter().map(|(path, value)| (property_path(path), value.encode())).collect()
 }
 
 /// Turns what the guest writes to stdout/stderr into log lines, as Envoy does.
@@ -389,6 +392,11 @@ pub struct Plugin {
 }
 
 impl Plugin {
+    /// The proxy this plugin plays.
+    pub fn host(&self) -> HostProfile {
+        self.store.data().profile
+    }
+
     fn root(&self) -> i32 {
         self.store.data().root_context as i32
     }
@@ -448,14 +456,14 @@ impl Plugin {
         let vm_config_size = self.store.data().vm_config.len() as i32;
         let started = self.call(|e| &e.vm_start, root, (root, vm_config_size)).map_err(|e| failed(self, "proxy_on_vm_start", e))?;
         if started == Some(0) {
-            return Err(LoadError::Refused { phase: "proxy_on_vm_start", logs: self.logs().to_vec() });
+            return Err(LoadError::Refused { phase: "proxy_on_vm_start", host: self.host(), logs: self.logs().to_vec() });
         }
         let plugin_config_size = self.store.data().plugin_config.len() as i32;
         let configured = self
             .call(|e| &e.configure, root, (root, plugin_config_size))
             .map_err(|e| failed(self, "proxy_on_configure", e))?;
         if configured == Some(0) {
-            return Err(LoadError::Refused { phase: "proxy_on_configure", logs: self.logs().to_vec() });
+            return Err(LoadError::Refused { phase: "proxy_on_configure", host: self.host(), logs: self.logs().to_vec() });
         }
         self.pump_events().map_err(|e| failed(self, "start-up callouts", e))?;
         Ok(())
@@ -463,16 +471,23 @@ impl Plugin {
 
     /// Sends one request through the module and the stub upstream, and reports how it ended.
     pub fn send(&mut self, request: &Request) -> Outcome {
+        let host = self.host();
+        if let Some((response, reason)) = host.answers_before_filters(request) {
+            self.store.data_mut().log(LogLevel::Info, reason.clone());
+            let reply = LocalReply { status: response.status, details: reason, grpc_status: -1 };
+            return Outcome { response, upstream: None, local_reply: Some(reply), reset: false, stalled: false, guest_failure: None, fuel: 0, hostcalls: Vec::new() };
+        }
         let fuel_before = self.fuel_burnt;
+        crate::status::start_recording_hostcalls();
         let context = self.next_context as i32;
         self.next_context = self.next_context.wrapping_add(1).max(2);
         let mut stream = Stream {
-            request_headers: request.envoy_headers(),
+            request_headers: host.filter_headers(request),
             request_body: request.body.clone(),
             request_trailers: request.trailers.clone(),
             ..Stream::default()
         };
-        stream.properties = request_properties(request);
+        stream.properties = request_properties(host, request);
         self.store.data_mut().streams.insert(context as u32, stream);
 
         let mut outcome = match self.run_stream(context, request) {
@@ -491,6 +506,7 @@ impl Plugin {
         }
         self.store.data_mut().streams.remove(&(context as u32));
         outcome.fuel = self.fuel_burnt.saturating_sub(fuel_before);
+        outcome.hostcalls = crate::status::recorded_hostcalls();
         outcome
     }
 
@@ -500,9 +516,10 @@ impl Plugin {
         let flow = self.request_phase(context, request)?;
         let upstream = match flow {
             Flow::Continue => {
+                let host = self.host();
                 let stream = self.stream(context);
                 let sent = UpstreamRequest {
-                    headers: stream.request_headers.clone(),
+                    headers: host.upstream_headers(request, &stream.request_headers, &stream.request_headers_hidden),
                     body: stream.request_body.clone(),
                     trailers: stream.request_trailers.clone(),
                 };
@@ -538,7 +555,7 @@ impl Plugin {
             body: stream.response_body.clone(),
             trailers: stream.response_trailers.clone(),
         };
-        Ok(Outcome { response, upstream, local_reply, reset: false, stalled: false, guest_failure: None, fuel: 0 })
+        Ok(Outcome { response, upstream, local_reply, reset: false, stalled: false, guest_failure: None, fuel: 0, hostcalls: Vec::new() })
     }
 
     fn request_phase(&mut self, context: i32, request: &Request) -> Result<Flow, GuestFailure> {
@@ -707,19 +724,9 @@ impl Plugin {
     }
 }
 
-fn request_properties(request: &Request) -> BTreeMap<Vec<String>, Vec<u8>> {
-    let (url_path, query) = request.path.split_once('?').unwrap_or((&request.path, ""));
+fn request_properties(host: HostProfile, request: &Request) -> BTreeMap<Vec<String>, Vec<u8>> {
     let header = |name: &str| crate::http::find_header(&request.headers, name).map(str::to_string);
-    let mut values: Vec<(&str, PropertyValue)> = vec![
-        ("request.path", request.path.clone().into()),
-        ("request.url_path", url_path.into()),
-        ("request.query", query.into()),
-        ("request.method", request.method.clone().into()),
-        ("request.host", request.authority.clone().into()),
-        ("request.scheme", request.scheme.clone().into()),
-        ("request.protocol", "HTTP/1.1".into()),
-        ("request.total_size", PropertyValue::Int(request.body.len() as i64)),
-    ];
+    let mut values = host.request_properties(request);
     for (property, name) in [("request.id", "x-request-id"), ("request.useragent", "user-agent"), ("request.referer", "referer")] {
         if let Some(value) = header(name) {
             values.push((property, value.into()));
@@ -727,7 +734,9 @@ fn request_properties(request: &Request) -> BTreeMap<Vec<String>, Vec<u8>> {
     }
     let mut properties: BTreeMap<_, _> = values.into_iter().map(|(path, value)| (property_path(path), value.encode())).collect();
     for (path, value) in &request.properties {
-        properties.insert(property_path(path), value.encode());
+        for (path, value) in host.reported_property(path, value) {
+            properties.insert(property_path(&path), value.encode());
+        }
     }
     properties
 }
@@ -754,6 +763,7 @@ fn failed_closed(reason: String) -> Outcome {
         stalled: false,
         guest_failure: Some(reason),
         fuel: 0,
+        hostcalls: Vec::new(),
     }
 }
 
@@ -766,6 +776,7 @@ fn reset_outcome(upstream: Option<UpstreamRequest>) -> Outcome {
         stalled: false,
         guest_failure: None,
         fuel: 0,
+        hostcalls: Vec::new(),
     }
 }
 
@@ -780,6 +791,7 @@ fn stalled_outcome() -> Outcome {
         stalled: true,
         guest_failure: None,
         fuel: 0,
+        hostcalls: Vec::new(),
     }
 }
 

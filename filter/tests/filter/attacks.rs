@@ -1,20 +1,54 @@
 //! Every attack on the token the issue names, each refused with 401 (and none reaching the
-//! upstream), plus the cases that must still pass.
+//! upstream), plus the cases that must still pass. Each attempt runs natively and in the real
+//! module under every host profile of the harness, which must answer alike.
+
+use std::cell::RefCell;
 
 use jwt_minter::{encode, mint, mint_raw};
 use policy_filter::engine::Flow;
+use proxy_wasm_harness::{HostProfile, Plugin, Request};
 use serde_json::json;
 
 use crate::mock::{MockHost, NOW, ana_token, claims, example_bundle, load, platform, run, signer};
 
-/// Sends `token` for ana's profile and returns (status or 200 when forwarded, the challenge).
+thread_local! {
+    /// The module under each host, started once per test thread (a token cache between
+    /// attempts is harmless: a forged token is never the cached one).
+    static IN_WASM: RefCell<Vec<(HostProfile, Plugin)>> = RefCell::new(
+        [HostProfile::Envoy, HostProfile::NgxWasmModule]
+            .into_iter()
+            .map(|host| {
+                let bundle = serde_json::to_string(&example_bundle()).unwrap();
+                (host, crate::wasm::filter().plugin().host(host).plugin_config(bundle).now(NOW).start().unwrap())
+            })
+            .collect(),
+    );
+}
+
+/// Sends `token` for ana's profile and returns (status or 200 when forwarded, the challenge),
+/// after checking that the module answers the same under every host.
 fn attempt(token: &str) -> (u32, String) {
     let loaded = load(&example_bundle());
     let (flow, host) = run(&loaded, MockHost::request("GET", "/users/me").bearer(token));
-    match flow {
+    let native = match flow {
         Flow::Continue => (200, String::new()),
         Flow::Answered => (host.status().unwrap(), host.response_header("www-authenticate").unwrap_or_default().to_string()),
-    }
+    };
+    IN_WASM.with(|plugins| {
+        for (host, plugin) in plugins.borrow_mut().iter_mut() {
+            let outcome = plugin.send(&Request::get("/users/me").header("authorization", &format!("Bearer {token}")));
+            let by_host = outcome.local_reply.as_ref().is_some_and(|reply| reply.details.starts_with("nginx: "));
+            if by_host {
+                // NGINX refused it before the module ran (a NUL in a header): refused either way.
+                assert!(native.0 != 200 && !outcome.forwarded(), "{}: {token:?}", host.name());
+                continue;
+            }
+            let status = if outcome.forwarded() { 200 } else { u32::from(outcome.status()) };
+            let challenge = if outcome.forwarded() { String::new() } else { outcome.response_header("www-authenticate").unwrap_or_default().to_string() };
+            assert_eq!((status, challenge), native, "{}: the module disagrees with the native run on {token:?}", host.name());
+        }
+    });
+    native
 }
 
 fn refused(token: &str, description: &str) {

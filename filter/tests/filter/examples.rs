@@ -2,8 +2,9 @@
 //! hand the module a configuration it accepts and that gives the decisions the walkthrough
 //! promises, so the examples never rot.
 
+use decision_table::bundle::{Bundle, ProxyHost};
 use proxy_wasm_harness::cases::{CaseFile, run_case};
-use proxy_wasm_harness::{ProxyWasmModule, workspace};
+use proxy_wasm_harness::{HostProfile, ProxyWasmModule, workspace};
 use serde_json::Value;
 
 use crate::mock::{example, example_bundle};
@@ -29,8 +30,9 @@ fn string(value: &Value) -> String {
     value.as_str().unwrap_or_else(|| panic!("not a string: {value}")).to_string()
 }
 
-/// The plugin configuration each example hands the module, by example.
-fn configurations() -> Vec<(&'static str, String)> {
+/// The plugin configuration each example hands the module, by example, with the host that
+/// runs it.
+fn configurations() -> Vec<(&'static str, HostProfile, String)> {
     let envoy = yaml(&render("envoy/envoy.yaml"));
     let wasm = ["static_resources", "listeners", "0", "filter_chains", "0", "filters", "0", "typed_config", "http_filters", "0", "typed_config", "config"];
     let ecds_envoy = yaml(&render("envoy/ecds/envoy.yaml"));
@@ -49,25 +51,66 @@ fn configurations() -> Vec<(&'static str, String)> {
     assert_eq!(istio["kind"], "WasmPlugin");
     assert_eq!(istio["spec"]["failStrategy"], "FAIL_CLOSE");
 
-    let line = nginx.lines().find(|l| l.trim_start().starts_with("proxy_wasm policy_filter ")).unwrap();
-    let quoted = line.trim().trim_start_matches("proxy_wasm policy_filter ").trim_end_matches(';');
+    let directive = |name: &str| nginx.lines().map(str::trim).find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("nginx.conf has no {name}")).to_string();
+    // What makes the NGINX example hold (the README's host table): the upstream gets the
+    // module's :path, refusals are logged, and a token of max_token_bytes fits a buffer.
+    assert_eq!(directive("proxy_pass "), "proxy_pass http://users_service$uri$is_args$args;");
+    assert_eq!(directive("error_log "), "error_log logs/error.log warn;");
+    assert_eq!(directive("large_client_header_buffers "), "large_client_header_buffers 4 16k;");
+    let quoted = directive("proxy_wasm policy_filter ");
+    let quoted = quoted.trim_start_matches("proxy_wasm policy_filter ").trim_end_matches(';');
     vec![
-        ("envoy", string(&at(&envoy, &wasm)["configuration"]["value"])),
-        ("envoy-ecds", string(at(&ecds, &["resources", "0", "typed_config", "config", "configuration", "value"]))),
-        ("istio", istio["spec"]["pluginConfig"].to_string()),
-        ("istio-configmap", string(&configmap["data"]["plugin-config.json"])),
-        ("kong", string(at(&kong, &["services", "0", "filter_chains", "0", "filters", "0", "config"]))),
-        ("nginx", policy_compiler::render::nginx_unquote(quoted).unwrap()),
+        ("envoy", HostProfile::Envoy, string(&at(&envoy, &wasm)["configuration"]["value"])),
+        ("envoy-ecds", HostProfile::Envoy, string(at(&ecds, &["resources", "0", "typed_config", "config", "configuration", "value"]))),
+        ("istio", HostProfile::Envoy, istio["spec"]["pluginConfig"].to_string()),
+        ("istio-configmap", HostProfile::Envoy, string(&configmap["data"]["plugin-config.json"])),
+        ("kong", HostProfile::NgxWasmModule, at(&kong, &["services", "0", "filter_chains", "0", "filters", "0", "config"]).to_string()),
+        ("nginx", HostProfile::NgxWasmModule, policy_compiler::render::nginx_unquote(quoted).unwrap()),
     ]
+}
+
+#[test]
+fn each_example_names_its_host_in_the_bundle() {
+    for (proxy, host, configuration) in configurations() {
+        let bundle = Bundle::parse(configuration.as_bytes()).unwrap();
+        let expected = if host == HostProfile::Envoy { ProxyHost::Envoy } else { ProxyHost::NgxWasmModule };
+        assert_eq!(bundle.settings.host, expected, "{proxy}");
+    }
+}
+
+#[test]
+fn kongs_schema_describes_every_field_of_the_bundle_and_no_other() {
+    // Kong validates the filter's config against policy_filter.meta.json: the schema must
+    // accept what `compile` writes, so every key of a full bundle must be in it, and nothing
+    // that a bundle cannot hold.
+    let meta: Value = serde_json::from_str(&std::fs::read_to_string(example("../kong/policy_filter.meta.json")).unwrap()).unwrap();
+    let schema = &meta["config_schema"];
+    let keys = |value: &Value| -> Vec<String> {
+        let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    let mut bundle = example_bundle();
+    bundle.settings.mtls = Some(decision_table::bundle::Mtls { identity: decision_table::bundle::MtlsIdentity::UriSan, roles: Default::default() });
+    let bundle = serde_json::to_value(&bundle).unwrap();
+    assert_eq!(keys(&schema["properties"]), keys(&bundle));
+    assert_eq!(keys(&schema["properties"]["settings"]["properties"]), keys(&bundle["settings"]), "settings");
+    for section in ["claims", "forward", "mtls"] {
+        assert_eq!(keys(&schema["properties"]["settings"]["properties"][section]["properties"]), keys(&bundle["settings"][section]), "{section}");
+    }
+    assert_eq!(keys(&schema["properties"]["providers"]["items"]["properties"]), keys(&bundle["providers"][0]));
+    let required: Vec<&str> = schema["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(required.len(), keys(&bundle).len(), "every top-level field is required");
 }
 
 #[test]
 fn every_example_configuration_gives_the_walkthrough_decisions() {
     let module = ProxyWasmModule::from_file(workspace::package("policy-filter").unwrap()).unwrap();
     let file: CaseFile = serde_json::from_value(jwt_minter::example_cases(&example("keys")).unwrap()).unwrap();
-    for (proxy, configuration) in configurations() {
+    for (proxy, host, configuration) in configurations() {
         let mut plugin = module
             .plugin()
+            .host(host)
             .plugin_config(configuration)
             .now(file.now.unwrap())
             .start()

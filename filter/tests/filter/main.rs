@@ -5,6 +5,7 @@
 
 mod attacks;
 mod examples;
+mod hosts;
 mod mock;
 mod requests;
 mod vectors;

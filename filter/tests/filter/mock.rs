@@ -8,7 +8,7 @@ use jwt_minter::Signer;
 use policy_filter::cache::TokenCache;
 use policy_filter::config::{self, Loaded};
 use policy_filter::engine::{self, Flow};
-use policy_filter::host::{Host, Level};
+use policy_filter::host::{Host, Level, Proxy};
 use serde_json::{Value, json};
 
 pub const NOW: u64 = 1_800_000_000;
@@ -23,8 +23,16 @@ pub fn example_bundle() -> Bundle {
     policy_compiler::compile::bundle(&file).unwrap().0
 }
 
+/// The bundle loaded as on Envoy, whose header semantics the mock host has (a removed header
+/// is gone). The harness profiles (`hosts.rs`) cover the other hosts in the real module.
 pub fn load(bundle: &Bundle) -> Loaded {
-    config::load(&serde_json::to_vec(bundle).unwrap()).unwrap()
+    load_on(bundle, Proxy::Envoy)
+}
+
+pub fn load_on(bundle: &Bundle, proxy: Proxy) -> Loaded {
+    let mut loaded = config::load(&serde_json::to_vec(bundle).unwrap()).unwrap();
+    loaded.proxy = proxy;
+    loaded
 }
 
 pub fn signer(alg: &str, file: &str) -> Signer {

@@ -6,7 +6,9 @@ use policy_filter::cache::TokenCache;
 use policy_filter::engine::{self, Flow, metrics};
 use serde_json::json;
 
-use crate::mock::{MockHost, NOW, ana_token, claims, example_bundle, load, platform, run};
+use policy_filter::host::Proxy;
+
+use crate::mock::{MockHost, NOW, ana_token, claims, example_bundle, load, load_on, platform, run};
 
 fn contractor() -> String {
     jwt_minter::mint(&platform(), "RS256", Some("platform"), &claims(json!({"username": "eve", "roles": "admin,contractor"})))
@@ -72,6 +74,38 @@ fn spoofed_identity_headers_never_reach_the_upstream() {
     let (flow, host) = run(&loaded, spoof(MockHost::request("GET", "/health")));
     assert_eq!(flow, Flow::Continue);
     assert_eq!((host.get("x-auth-username"), host.get("x-auth-roles"), host.get("x-auth-policy")), (None, None, None));
+}
+
+#[test]
+fn where_removal_does_not_reach_the_upstream_the_filter_blanks_and_refuses_repeats() {
+    // ngx_wasm_module (or a proxy that did not say): a removed header would still be sent.
+    for proxy in [Proxy::NgxWasmModule, Proxy::Unknown] {
+        let loaded = load_on(&example_bundle(), proxy);
+        let (flow, host) = run(&loaded, MockHost::request("GET", "/users/me").bearer(&ana_token()).header("x-auth-roles", "admin"));
+        assert_eq!(flow, Flow::Continue);
+        assert_eq!(host.get("authorization"), Some(""), "{proxy:?}: overwritten, not removed");
+        assert_eq!(host.get("x-auth-roles"), Some("user"));
+        let (flow, host) = run(&loaded, MockHost::request("GET", "/health").header("x-auth-username", "root"));
+        assert_eq!((flow, host.get("x-auth-username")), (Flow::Continue, Some("")));
+        let twice = MockHost::request("GET", "/health").header("x-auth-username", "root").header("X-Auth-Username", "root");
+        let (flow, host) = run(&loaded, twice);
+        assert_eq!((flow, host.status()), (Flow::Answered, Some(400)), "{proxy:?}");
+        assert!(host.response.unwrap().2.contains("repeats a header"));
+    }
+    // On Envoy the repeat is simply removed.
+    let twice = MockHost::request("GET", "/health").header("x-auth-username", "root").header("x-auth-username", "root");
+    let (flow, host) = run(&load(&example_bundle()), twice);
+    assert_eq!((flow, host.get("x-auth-username")), (Flow::Continue, None));
+}
+
+#[test]
+fn the_path_decided_on_is_the_path_forwarded() {
+    let loaded = load(&example_bundle());
+    let (flow, host) = run(&loaded, MockHost::request("GET", "/health/../users/./me?a=1").bearer(&ana_token()));
+    assert_eq!((flow, host.get(":path")), (Flow::Continue, Some("/users/me?a=1")));
+    // A path already normal costs no hostcall and stays as sent.
+    let (_, host) = run(&loaded, MockHost::request("GET", "/health?x=%2F"));
+    assert_eq!(host.get(":path"), Some("/health?x=%2F"));
 }
 
 #[test]

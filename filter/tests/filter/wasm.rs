@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::mock::{NOW, ana_token, example, example_bundle};
 use crate::vectors::{DELIBERATE, check_jws, check_signature, contradicted, jws_vectors, signature_vectors};
 
-fn filter() -> &'static ProxyWasmModule {
+pub(crate) fn filter() -> &'static ProxyWasmModule {
     static MODULE: OnceLock<ProxyWasmModule> = OnceLock::new();
     MODULE.get_or_init(|| ProxyWasmModule::from_file(workspace::package("policy-filter").unwrap()).unwrap())
 }
@@ -28,7 +28,7 @@ fn the_example_walkthrough_passes_inside_the_module() {
     let failures: Vec<String> =
         file.cases.iter().map(|case| run_case(&mut plugin, case)).filter(|r| !r.passed).map(|r| format!("{}: {:?}", r.name, r.reason)).collect();
     assert!(failures.is_empty(), "{failures:#?}");
-    assert_eq!(file.cases.len(), 19);
+    assert_eq!(file.cases.len(), 22);
 }
 
 #[test]
@@ -53,7 +53,7 @@ fn metrics_and_the_denial_log_go_through_proxy_wasm() {
 #[test]
 fn a_bad_bundle_is_refused_by_the_module_with_its_reason() {
     let refused = |config: String| match filter().plugin().plugin_config(config).start() {
-        Err(LoadError::Refused { phase, logs }) => {
+        Err(LoadError::Refused { phase, logs, .. }) => {
             assert_eq!(phase, "proxy_on_configure");
             logs.iter().map(|l| l.message.clone()).collect::<Vec<_>>().join("\n")
         }

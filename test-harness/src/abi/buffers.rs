@@ -19,18 +19,18 @@ pub(super) fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_buffer_bytes",
         |mut c: Ctx<'_>, buffer: i32, start: i32, max: i32, ptr_out: i32, size_out: i32| {
-            to_abi(get_bytes(&mut c, buffer, start, max, ptr_out, size_out))
+            to_abi("proxy_get_buffer_bytes", get_bytes(&mut c, buffer, start, max, ptr_out, size_out))
         },
     )?;
     linker.func_wrap(
         "env",
         "proxy_set_buffer_bytes",
         |mut c: Ctx<'_>, buffer: i32, start: i32, size: i32, ptr: i32, len: i32| {
-            to_abi(set_bytes(&mut c, buffer, start, size, ptr, len))
+            to_abi("proxy_set_buffer_bytes", set_bytes(&mut c, buffer, start, size, ptr, len))
         },
     )?;
     linker.func_wrap("env", "proxy_get_buffer_status", |mut c: Ctx<'_>, buffer: i32, len_out: i32, flags_out: i32| {
-        to_abi(status(&mut c, buffer, len_out, flags_out))
+        to_abi("proxy_get_buffer_status", status(&mut c, buffer, len_out, flags_out))
     })?;
     Ok(())
 }

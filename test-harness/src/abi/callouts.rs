@@ -25,7 +25,7 @@ pub(super) fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
          timeout_ms: i32,
          token_out: i32| {
             let args = CallArgs { cluster, cluster_len, headers, headers_len, body, body_len, trailers, trailers_len };
-            to_abi(http_call(&mut c, args, timeout_ms as u32, token_out))
+            to_abi("proxy_http_call", http_call(&mut c, args, timeout_ms as u32, token_out))
         },
     )?;
     linker.func_wrap(

@@ -10,7 +10,7 @@ use crate::status::to_abi;
 pub(super) fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap("env", "proxy_get_current_time_nanoseconds", |mut c: Ctx<'_>, out: i32| {
         let now = c.data().clock.nanos();
-        to_abi(guest::write_u64(&mut c, out, now))
+        to_abi("proxy_get_current_time_nanoseconds", guest::write_u64(&mut c, out, now))
     })?;
     linker.func_wrap("env", "proxy_set_tick_period_milliseconds", |mut c: Ctx<'_>, period: i32| {
         // Ticks go to the root context, whichever context asked.
@@ -20,7 +20,7 @@ pub(super) fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             0 => None,
             ms => Some(state.clock.nanos().saturating_add(u64::from(ms) * 1_000_000)),
         };
-        to_abi(Ok(()))
+        to_abi("proxy_set_tick_period_milliseconds", Ok(()))
     })?;
     Ok(())
 }

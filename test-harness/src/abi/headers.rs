@@ -1,6 +1,9 @@
 //! Header and trailer maps: proxy_{get,set}_header_map_pairs, proxy_get_header_map_value,
 //! proxy_{add,replace,remove}_header_map_value, proxy_get_header_map_size.
-//! Names are lower-cased on the way in, as Envoy's `LowerCaseString` does.
+//! Names are lower-cased on the way in, as Envoy's `LowerCaseString` does. Under the
+//! ngx_wasm_module profile a removed request header (and each repeat a replace drops) is only
+//! hidden from the module: it moves to the stream's hidden list, which the upstream still
+//! receives (`hosts::ngx_wasm_module`).
 
 use wasmtime::Linker;
 
@@ -19,37 +22,37 @@ const CALL_RESPONSE_TRAILERS: i32 = 7;
 
 pub(super) fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap("env", "proxy_get_header_map_pairs", |mut c: Ctx<'_>, map: i32, ptr_out: i32, size_out: i32| {
-        to_abi(get_pairs(&mut c, map, ptr_out, size_out))
+        to_abi("proxy_get_header_map_pairs", get_pairs(&mut c, map, ptr_out, size_out))
     })?;
     linker.func_wrap("env", "proxy_set_header_map_pairs", |mut c: Ctx<'_>, map: i32, ptr: i32, size: i32| {
-        to_abi(set_pairs(&mut c, map, ptr, size))
+        to_abi("proxy_set_header_map_pairs", set_pairs(&mut c, map, ptr, size))
     })?;
     linker.func_wrap("env", "proxy_get_header_map_size", |mut c: Ctx<'_>, map: i32, out: i32| {
-        to_abi(get_size(&mut c, map, out))
+        to_abi("proxy_get_header_map_size", get_size(&mut c, map, out))
     })?;
     linker.func_wrap(
         "env",
         "proxy_get_header_map_value",
         |mut c: Ctx<'_>, map: i32, key: i32, key_len: i32, ptr_out: i32, size_out: i32| {
-            to_abi(get_value(&mut c, map, key, key_len, ptr_out, size_out))
+            to_abi("proxy_get_header_map_value", get_value(&mut c, map, key, key_len, ptr_out, size_out))
         },
     )?;
     linker.func_wrap(
         "env",
         "proxy_add_header_map_value",
         |mut c: Ctx<'_>, map: i32, key: i32, key_len: i32, value: i32, value_len: i32| {
-            to_abi(edit(&mut c, map, key, key_len, Some((value, value_len)), Edit::Add))
+            to_abi("proxy_add_header_map_value", edit(&mut c, map, key, key_len, Some((value, value_len)), Edit::Add))
         },
     )?;
     linker.func_wrap(
         "env",
         "proxy_replace_header_map_value",
         |mut c: Ctx<'_>, map: i32, key: i32, key_len: i32, value: i32, value_len: i32| {
-            to_abi(edit(&mut c, map, key, key_len, Some((value, value_len)), Edit::Replace))
+            to_abi("proxy_replace_header_map_value", edit(&mut c, map, key, key_len, Some((value, value_len)), Edit::Replace))
         },
     )?;
     linker.func_wrap("env", "proxy_remove_header_map_value", |mut c: Ctx<'_>, map: i32, key: i32, key_len: i32| {
-        to_abi(edit(&mut c, map, key, key_len, None, Edit::Remove))
+        to_abi("proxy_remove_header_map_value", edit(&mut c, map, key, key_len, None, Edit::Remove))
     })?;
     Ok(())
 }
@@ -96,9 +99,32 @@ fn get_size(c: &mut Ctx<'_>, map: i32, out: i32) -> HostResult {
 fn set_pairs(c: &mut Ctx<'_>, map: i32, ptr: i32, size: i32) -> HostResult {
     let bytes = guest::read(c, ptr, size)?;
     let pairs = guest::decode_header_map(&bytes)?;
-    *headers_mut(c.data_mut(), map)? =
-        pairs.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
+    let pairs: Headers = pairs.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
+    if let Some(hidden) = hiding_request_headers(c.data_mut(), map) {
+        // ngx_proxy_wasm_maps_set_all: every entry is cleared (hidden), then each pair set.
+        let stream = hidden;
+        let old = std::mem::take(&mut stream.request_headers);
+        let (pseudo, regular): (Headers, Headers) = old.into_iter().partition(|(k, _)| k.starts_with(':'));
+        stream.request_headers_hidden.extend(regular);
+        stream.request_headers = pseudo;
+        for (key, value) in pairs {
+            match stream.request_headers.iter_mut().find(|(k, _)| *k == key && key.starts_with(':')) {
+                Some(slot) => slot.1 = value,
+                None => stream.request_headers.push((key, value)),
+            }
+        }
+        return Ok(());
+    }
+    *headers_mut(c.data_mut(), map)? = pairs;
     Ok(())
+}
+
+/// The stream, when `map` is the request headers of a host whose removals only hide.
+fn hiding_request_headers(state: &mut HostState, map: i32) -> Option<&mut crate::host::Stream> {
+    if map != REQUEST_HEADERS || state.profile.removal_reaches_upstream() {
+        return None;
+    }
+    state.stream_mut()
 }
 
 fn get_value(c: &mut Ctx<'_>, map: i32, key: i32, key_len: i32, ptr_out: i32, size_out: i32) -> HostResult {
@@ -124,6 +150,36 @@ fn edit(c: &mut Ctx<'_>, map: i32, key: i32, key_len: i32, value: Option<(i32, i
         Some((ptr, len)) => guest::read_string(c, ptr, len)?,
         None => String::new(),
     };
+    if let Some(stream) = hiding_request_headers(c.data_mut(), map) {
+        // ngx_http_wasm_set_header_helper: a remove zeroes every match's hash; a set updates
+        // the first live match in place and zeroes the rest; an add appends.
+        let (visible, hidden) = (&mut stream.request_headers, &mut stream.request_headers_hidden);
+        match how {
+            Edit::Add => visible.push((key, value)),
+            Edit::Remove => {
+                let (gone, kept): (Headers, Headers) = std::mem::take(visible).into_iter().partition(|(k, _)| *k == key);
+                hidden.extend(gone);
+                *visible = kept;
+            }
+            Edit::Replace => match visible.iter().position(|(k, _)| *k == key) {
+                Some(first) => {
+                    let mut kept = Headers::new();
+                    for (index, entry) in std::mem::take(visible).into_iter().enumerate() {
+                        if entry.0 == key && index != first {
+                            hidden.push(entry);
+                        } else if index == first {
+                            kept.push((key.clone(), value.clone()));
+                        } else {
+                            kept.push(entry);
+                        }
+                    }
+                    *visible = kept;
+                }
+                None => visible.push((key, value)),
+            },
+        }
+        return Ok(());
+    }
     let headers = headers_mut(c.data_mut(), map)?;
     match how {
         Edit::Add => headers.push((key, value)),

@@ -9,11 +9,11 @@ use crate::status::{HostResult, Status, to_abi};
 
 pub(super) fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap("env", "proxy_log", |mut c: Ctx<'_>, level: i32, ptr: i32, len: i32| {
-        to_abi(log(&mut c, level, ptr, len))
+        to_abi("proxy_log", log(&mut c, level, ptr, len))
     })?;
     linker.func_wrap("env", "proxy_get_log_level", |mut c: Ctx<'_>, out: i32| {
         let level = c.data().log_level as u32;
-        to_abi(guest::write_u32(&mut c, out, level))
+        to_abi("proxy_get_log_level", guest::write_u32(&mut c, out, level))
     })?;
     Ok(())
 }

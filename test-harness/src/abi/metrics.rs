@@ -9,17 +9,17 @@ use crate::status::{HostResult, Status, to_abi};
 
 pub(super) fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap("env", "proxy_define_metric", |mut c: Ctx<'_>, kind: i32, name: i32, name_len: i32, id_out: i32| {
-        to_abi(define(&mut c, kind, name, name_len, id_out))
+        to_abi("proxy_define_metric", define(&mut c, kind, name, name_len, id_out))
     })?;
     linker.func_wrap("env", "proxy_increment_metric", |mut c: Ctx<'_>, id: i32, offset: i64| {
-        to_abi(increment(c.data_mut(), id as u32, offset))
+        to_abi("proxy_increment_metric", increment(c.data_mut(), id as u32, offset))
     })?;
     linker.func_wrap("env", "proxy_record_metric", |mut c: Ctx<'_>, id: i32, value: i64| {
-        to_abi(record(c.data_mut(), id as u32, value as u64))
+        to_abi("proxy_record_metric", record(c.data_mut(), id as u32, value as u64))
     })?;
     linker.func_wrap("env", "proxy_get_metric", |mut c: Ctx<'_>, id: i32, out: i32| {
         let value = metric(c.data_mut(), id as u32).map(|m| m.value);
-        to_abi(value.and_then(|value| guest::write_u64(&mut c, out, value as u64)))
+        to_abi("proxy_get_metric", value.and_then(|value| guest::write_u64(&mut c, out, value as u64)))
     })?;
     Ok(())
 }

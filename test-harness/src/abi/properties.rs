@@ -9,10 +9,10 @@ use crate::status::{HostResult, Status, to_abi};
 
 pub(super) fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap("env", "proxy_get_property", |mut c: Ctx<'_>, path: i32, path_len: i32, ptr_out: i32, size_out: i32| {
-        to_abi(get(&mut c, path, path_len, ptr_out, size_out))
+        to_abi("proxy_get_property", get(&mut c, path, path_len, ptr_out, size_out))
     })?;
     linker.func_wrap("env", "proxy_set_property", |mut c: Ctx<'_>, path: i32, path_len: i32, value: i32, value_len: i32| {
-        to_abi(set(&mut c, path, path_len, value, value_len))
+        to_abi("proxy_set_property", set(&mut c, path, path_len, value, value_len))
     })?;
     Ok(())
 }
@@ -31,6 +31,19 @@ fn decode_path(c: &mut Ctx<'_>, ptr: i32, len: i32) -> HostResult<PropertyPath> 
 
 fn get(c: &mut Ctx<'_>, path: i32, path_len: i32, ptr_out: i32, size_out: i32) -> HostResult {
     let path = decode_path(c, path, path_len)?;
+    let state = c.data_mut();
+    if state.profile.is_ngx() {
+        // ngx_proxy_wasm_properties_get: a dotted property outside a request is an error; the
+        // properties it does not implement are NotFound, logged (not_supported, nyi).
+        if state.stream().is_none() && path.len() > 1 {
+            state.log(crate::LogLevel::Error, "[wasm] cannot get scoped properties outside of a request".into());
+            return Err(Status::InternalFailure.into());
+        }
+        if state.profile.lacks_property(&path) {
+            state.log(crate::LogLevel::Error, format!("[wasm] \"{}\" property not supported", path.join(".")));
+            return Err(Status::NotFound.into());
+        }
+    }
     let value = c.data().property(&path).cloned().ok_or(Status::NotFound)?;
     guest::return_bytes(c, &value, ptr_out, size_out)
 }

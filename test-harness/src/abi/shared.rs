@@ -14,32 +14,32 @@ pub(super) fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_shared_data",
         |mut c: Ctx<'_>, key: i32, key_len: i32, ptr_out: i32, size_out: i32, cas_out: i32| {
-            to_abi(get_data(&mut c, key, key_len, ptr_out, size_out, cas_out))
+            to_abi("proxy_get_shared_data", get_data(&mut c, key, key_len, ptr_out, size_out, cas_out))
         },
     )?;
     linker.func_wrap(
         "env",
         "proxy_set_shared_data",
         |mut c: Ctx<'_>, key: i32, key_len: i32, value: i32, value_len: i32, cas: i32| {
-            to_abi(set_data(&mut c, key, key_len, value, value_len, cas as u32))
+            to_abi("proxy_set_shared_data", set_data(&mut c, key, key_len, value, value_len, cas as u32))
         },
     )?;
     linker.func_wrap("env", "proxy_register_shared_queue", |mut c: Ctx<'_>, name: i32, name_len: i32, id_out: i32| {
-        to_abi(register_queue(&mut c, name, name_len, id_out))
+        to_abi("proxy_register_shared_queue", register_queue(&mut c, name, name_len, id_out))
     })?;
     linker.func_wrap(
         "env",
         "proxy_resolve_shared_queue",
         |mut c: Ctx<'_>, _vm: i32, _vm_len: i32, name: i32, name_len: i32, id_out: i32| {
             // One VM per harness plugin: the vm_id names this one.
-            to_abi(resolve_queue(&mut c, name, name_len, id_out))
+            to_abi("proxy_resolve_shared_queue", resolve_queue(&mut c, name, name_len, id_out))
         },
     )?;
     linker.func_wrap("env", "proxy_enqueue_shared_queue", |mut c: Ctx<'_>, id: i32, value: i32, value_len: i32| {
-        to_abi(enqueue(&mut c, id as u32, value, value_len))
+        to_abi("proxy_enqueue_shared_queue", enqueue(&mut c, id as u32, value, value_len))
     })?;
     linker.func_wrap("env", "proxy_dequeue_shared_queue", |mut c: Ctx<'_>, id: i32, ptr_out: i32, size_out: i32| {
-        to_abi(dequeue(&mut c, id as u32, ptr_out, size_out))
+        to_abi("proxy_dequeue_shared_queue", dequeue(&mut c, id as u32, ptr_out, size_out))
     })?;
     Ok(())
 }

@@ -14,13 +14,13 @@ const HTTP_RESPONSE: i32 = 1;
 
 pub(super) fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap("env", "proxy_continue_stream", |mut c: Ctx<'_>, stream: i32| {
-        to_abi(resume(&mut c, stream))
+        to_abi("proxy_continue_stream", resume(&mut c, stream))
     })?;
     // ABI 0.2.0 spellings.
-    linker.func_wrap("env", "proxy_continue_request", |mut c: Ctx<'_>| to_abi(resume(&mut c, HTTP_REQUEST)))?;
-    linker.func_wrap("env", "proxy_continue_response", |mut c: Ctx<'_>| to_abi(resume(&mut c, HTTP_RESPONSE)))?;
+    linker.func_wrap("env", "proxy_continue_request", |mut c: Ctx<'_>| to_abi("proxy_continue_request", resume(&mut c, HTTP_REQUEST)))?;
+    linker.func_wrap("env", "proxy_continue_response", |mut c: Ctx<'_>| to_abi("proxy_continue_response", resume(&mut c, HTTP_RESPONSE)))?;
     linker.func_wrap("env", "proxy_close_stream", |mut c: Ctx<'_>, stream: i32| {
-        to_abi(close(&mut c, stream))
+        to_abi("proxy_close_stream", close(&mut c, stream))
     })?;
     linker.func_wrap(
         "env",
@@ -35,20 +35,20 @@ pub(super) fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
          headers_len: i32,
          grpc_status: i32| {
             let reply = LocalArgs { status, details, details_len, body, body_len, headers, headers_len, grpc_status };
-            to_abi(send_local_response(&mut c, reply))
+            to_abi("proxy_send_local_response", send_local_response(&mut c, reply))
         },
     )?;
     linker.func_wrap("env", "proxy_done", |mut c: Ctx<'_>| {
         c.data_mut().done_signalled = true;
-        to_abi(Ok(()))
+        to_abi("proxy_done", Ok(()))
     })?;
     linker.func_wrap("env", "proxy_set_effective_context", |mut c: Ctx<'_>, context: i32| {
-        to_abi(set_effective_context(&mut c, context as u32))
+        to_abi("proxy_set_effective_context", set_effective_context(&mut c, context as u32))
     })?;
     linker.func_wrap("env", "proxy_get_status", |mut c: Ctx<'_>, code_out: i32, ptr_out: i32, size_out: i32| {
         // Only gRPC sets a status, and the harness runs no gRPC: always OK, no message.
         let result = guest::write_u32(&mut c, code_out, 0).and_then(|()| guest::return_bytes(&mut c, &[], ptr_out, size_out));
-        to_abi(result)
+        to_abi("proxy_get_status", result)
     })?;
     Ok(())
 }

@@ -55,6 +55,9 @@ pub fn example_cases(keys: &std::path::Path) -> Result<Value, String> {
     spoofed.push(("x-auth-roles", "admin".into()));
     let mut two = bearer(&ana);
     two.push(("authorization", format!("Bearer {root}")));
+    let mut twice = bearer(&ana);
+    twice.push(("x-auth-roles", "admin".into()));
+    twice.push(("x-auth-roles", "admin".into()));
     let challenge_expired = r#"Bearer realm="users-service", error="invalid_token", error_description="the token has expired""#;
     let ana_expect = json!({"status": 200, "headers": {"x-auth-username": "ana", "x-auth-user-id": "u-100", "x-auth-roles": "user", "x-auth-policy": "users-allow-read-access"}, "absent_headers": ["authorization"]});
 
@@ -68,10 +71,23 @@ pub fn example_cases(keys: &std::path::Path) -> Result<Value, String> {
         case("an admin reads any user", "GET", "/users/42", bearer(&root), allowed("root", "users-allow-admin-access")),
         case("a contractor admin is denied the admin API", "GET", "/admin/settings", bearer(&contractor), forbidden.clone()),
         case("dot segments do not dodge the deny", "GET", "/public/../admin/settings", bearer(&contractor), forbidden.clone()),
-        case("an encoded slash is refused", "GET", "/admin%2Fsettings", bearer(&root), json!({"status": 400})),
+        case("the upstream gets the path that was decided on", "GET", "//users/./me", bearer(&ana), json!({"status": 200, "headers": {":path": "/users/me", "x-auth-username": "ana"}})),
+        on_ngx(
+            case("an encoded slash is refused", "GET", "/admin%2Fsettings", bearer(&root), json!({"status": 400})),
+            // NGINX decodes %2F before the module sees the path: the decision and the upstream
+            // are both on /admin/settings.
+            json!({"status": 200, "headers": {":path": "/admin/settings", "x-auth-username": "root"}}),
+        ),
+        case("a spoofed identity on a bypassed path does not reach the upstream", "GET", "/health", vec![("x-auth-username", "root".to_string())], json!({"status": 200, "absent_headers": ["x-auth-username"]})),
+        on_ngx(
+            case("an identity header sent twice is removed", "GET", "/users/me", twice, json!({"status": 200, "headers": {"x-auth-roles": "user"}})),
+            // ngx_wasm_module cannot take the second copy out of what the upstream receives.
+            json!({"status": 400}),
+        ),
         case("an expired token", "GET", "/users/me", bearer(&expired), unauthorized(challenge_expired)),
         case("an unsigned token (alg none)", "GET", "/users/me", bearer(&unsigned), json!({"status": 401})),
-        case("two Authorization headers", "GET", "/users/me", two, json!({"status": 401})),
+        // NGINX refuses a repeated Authorization header itself (400).
+        on_ngx(case("two Authorization headers", "GET", "/users/me", two, json!({"status": 401})), json!({"status": 400})),
         case("the partner reads an invoice (ES256)", "GET", "/billing/inv-1", bearer(&partner_read), allowed("partner-billing", "partner-reads-billing")),
         case("the partner needs billing:write to file one", "POST", "/billing/inv-2", bearer(&partner_read), forbidden.clone()),
         case("the partner files an invoice (EdDSA)", "POST", "/billing/inv-2", bearer(&partner_write), allowed("partner-billing", "partner-writes-billing")),
@@ -80,13 +96,21 @@ pub fn example_cases(keys: &std::path::Path) -> Result<Value, String> {
     ];
     let mut list = list;
     // The client address comes from the proxy, not a header.
-    if let Some(internal) = list.get_mut(17) {
+    if let Some(internal) = list.iter_mut().find(|case| case["name"] == "metrics from the internal network (HS256)") {
         from_address(internal, "10.1.2.3:5000");
     }
     let mut outside = case("metrics from outside", "GET", "/internal/metrics", bearer(&scraper), forbidden);
     from_address(&mut outside, "203.0.113.9:5000");
     list.push(outside);
     Ok(json!({"now": NOW, "cases": list}))
+}
+
+/// The case with another expectation under ngx_wasm_module (NGINX, Kong).
+fn on_ngx(mut case: Value, expect: Value) -> Value {
+    if let Some(object) = case.as_object_mut() {
+        object.insert("expect_on".into(), json!({"ngx_wasm_module": expect}));
+    }
+    case
 }
 
 /// Sets the case's `source.address` property.

@@ -1,0 +1,229 @@
+//! NGINX with Kong's ngx_wasm_module (read at commit 3bed278, the 0.6 line, with NGINX 1.27),
+//! the proxy-wasm host Kong Gateway 3.x embeds. Each rule below names the source it follows.
+//!
+//! - **Unknown foreign functions trap** (`ngx_proxy_wasm_host.c`,
+//!   `ngx_proxy_wasm_hfuncs_call_foreign_function`: anything but `resolve_lua` is
+//!   `ngx_proxy_wasm_result_trap(.., "unknown foreign function")`), so `verify_signature` is
+//!   not offered and asking for it fails the configuration.
+//! - **A removed header still reaches the upstream.** Removal (and every repeat a replace
+//!   drops) only zeroes the entry's `hash` (`ngx_http_wasm_headers.c`,
+//!   `ngx_http_wasm_set_header_helper`: `h[i].hash = 0`); the module's own view skips such
+//!   entries, but `ngx_http_proxy_create_request` (`ngx_http_proxy_module.c`) copies every
+//!   `headers_in` entry, and its `ngx_hash_find(&headers->hash, header[i].hash, ..)` looks a
+//!   zeroed entry up in the wrong bucket, so not even a `proxy_set_header` of the same name
+//!   reliably hides it. A replace updates the first live entry in place.
+//! - **`:path` is NGINX's parsed URI**: `r->uri` (percent-decoded, dot segments resolved,
+//!   slashes merged by `ngx_http_parse_complex_uri`) plus `?` and `r->args`
+//!   (`ngx_proxy_wasm_maps.c`, `ngx_proxy_wasm_maps_get_path`). Setting it sets `r->uri` and
+//!   `r->args`; what the upstream then gets depends on `proxy_pass`: without a URI part NGINX
+//!   sends `r->unparsed_uri`, the client's raw request target (`ngx_http_proxy_create_request`:
+//!   `unparsed_uri = 1` when `r->valid_unparsed_uri`); with variables
+//!   (`proxy_pass http://backend$uri$is_args$args`) it sends the module's `:path`.
+//! - **NGINX answers some requests before any filter** (`ngx_http_request.c`,
+//!   `ngx_http_parse.c`): a repeated unique header such as `Authorization` or `Host` (400,
+//!   "client sent duplicate header line"), a NUL, CR or LF in a header value (400), a header
+//!   line longer than one `large_client_header_buffers` buffer (16k as rendered, 8k by
+//!   default: 400) or such a request line (414), `%00` or a
+//!   `..` above the root in the path (400), `TRACE` (405), a body over `client_max_body_size`
+//!   (1m: 413).
+//! - **Properties**: `source.address` is `$remote_addr`, the bare address, and `source.port`
+//!   is text (`ngx_proxy_wasm_properties.c`); `connection.mtls` is the text `true`/`false`;
+//!   the peer certificate's subject and SANs, `plugin_vm_id` and `node` are not implemented
+//!   (`NotFound`); a dotted property asked for outside a request is an error ("cannot get
+//!   scoped properties outside of a request").
+//! - **A refused configuration** (`proxy_on_configure` returning false) fails the worker's
+//!   start: every worker exits and the server answers nothing, in every server block.
+
+use crate::http::{Headers, PropertyValue, Request, Response};
+
+/// `large_client_header_buffers 4 16k`, as `policy-compiler render` writes it (NGINX's
+/// default is `4 8k`): a request line or one header line must fit a buffer.
+pub const HEADER_BUFFER_BYTES: usize = 16 * 1024;
+/// `client_max_body_size 1m`.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Headers NGINX keeps one of (`ngx_http_headers_in`, handler
+/// `ngx_http_process_unique_header_line`, or `ngx_http_process_host` for Host).
+const UNIQUE_HEADERS: &[&str] = &[
+    "host",
+    "if-modified-since",
+    "if-unmodified-since",
+    "if-match",
+    "if-none-match",
+    "content-length",
+    "content-range",
+    "if-range",
+    "transfer-encoding",
+    "expect",
+    "authorization",
+    "proxy-authorization",
+];
+
+pub(crate) fn default_properties() -> Vec<(&'static str, PropertyValue)> {
+    vec![
+        ("plugin_name", "".into()),
+        ("plugin_root_id", "".into()),
+        ("source.address", "127.0.0.1".into()),
+        ("source.port", "40000".into()),
+        ("connection.mtls", "false".into()),
+    ]
+}
+
+pub(crate) fn request_properties(request: &Request) -> Vec<(&'static str, PropertyValue)> {
+    let (url_path, query) = request.path.split_once('?').unwrap_or((&request.path, ""));
+    vec![
+        // `request.path` is `$request_uri`, the raw target; `request.url_path` is `$uri`.
+        ("request.path", request.path.clone().into()),
+        ("request.url_path", parse_uri(url_path).unwrap_or_default().into()),
+        ("request.query", query.into()),
+        ("request.method", request.method.clone().into()),
+        ("request.host", request.authority.clone().into()),
+        ("request.scheme", request.scheme.clone().into()),
+        ("request.protocol", "HTTP/1.1".into()),
+    ]
+}
+
+/// `source.address` as `$remote_addr` (no port; the port is `source.port`, as text).
+pub(crate) fn reported_property(path: &str, value: &PropertyValue) -> Vec<(String, PropertyValue)> {
+    if path == "source.address"
+        && let PropertyValue::Bytes(bytes) = value
+        && let Ok(address) = std::str::from_utf8(bytes)
+        && let Ok(socket) = address.parse::<std::net::SocketAddr>()
+    {
+        return vec![
+            ("source.address".to_string(), socket.ip().to_string().into()),
+            ("source.port".to_string(), socket.port().to_string().into()),
+        ];
+    }
+    vec![(path.to_string(), value.clone())]
+}
+
+/// Properties ngx_wasm_module does not implement: asked for, they answer `NotFound`.
+pub(crate) fn lacks_property(path: &[String]) -> bool {
+    let dotted = path.join(".");
+    matches!(
+        dotted.as_str(),
+        "node"
+            | "plugin_vm_id"
+            | "connection.subject_peer_certificate"
+            | "connection.uri_san_peer_certificate"
+            | "connection.dns_san_peer_certificate"
+            | "connection.sha256_peer_certificate_digest"
+    )
+}
+
+/// `r->uri` from a raw path (no query): percent-decoded, dot segments resolved, slashes
+/// merged, as `ngx_http_parse_complex_uri` does; `None` where NGINX answers 400.
+pub fn parse_uri(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while let Some(&byte) = bytes.get(at) {
+        if byte == b'%' {
+            let hex = std::str::from_utf8(bytes.get(at + 1..at + 3)?).ok()?;
+            let value = u8::from_str_radix(hex, 16).ok()?;
+            if value == 0 {
+                return None;
+            }
+            decoded.push(value);
+            at += 3;
+        } else {
+            decoded.push(byte);
+            at += 1;
+        }
+    }
+    if decoded.first() != Some(&b'/') {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&decoded).into_owned();
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in text.split('/').skip(1) {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop()?;
+            }
+            other => segments.push(other),
+        }
+    }
+    let trailing = text.ends_with('/') || text.ends_with("/.") || text.ends_with("/..");
+    let mut uri = String::new();
+    for segment in &segments {
+        uri.push('/');
+        uri.push_str(segment);
+    }
+    if uri.is_empty() || trailing {
+        uri.push('/');
+    }
+    Some(uri)
+}
+
+/// NGINX's own answer to a request it refuses before the filter runs, and its error log's
+/// reason.
+pub(crate) fn answers_before_filters(request: &Request) -> Option<(Response, String)> {
+    let refuse = |status: u16, reason: &str| Some((Response::new(status), format!("nginx: {reason}")));
+    let request_line = request.method.len() + 1 + request.path.len() + " HTTP/1.1".len();
+    if request_line > HEADER_BUFFER_BYTES {
+        return refuse(414, "client sent too long URI");
+    }
+    for (name, value) in &request.headers {
+        if name.len() + 2 + value.len() > HEADER_BUFFER_BYTES {
+            return refuse(400, "client sent too large request (header line over large_client_header_buffers)");
+        }
+        // ngx_http_parse_header_line: NUL, CR and LF end or break a header line.
+        if value.bytes().any(|b| matches!(b, b'\0' | b'\r' | b'\n')) {
+            return refuse(400, "client sent invalid header line");
+        }
+    }
+    for unique in UNIQUE_HEADERS {
+        if request.headers.iter().filter(|(name, _)| name.eq_ignore_ascii_case(unique)).count() > 1 {
+            return refuse(400, &format!("client sent duplicate header line: \"{unique}\""));
+        }
+    }
+    let path = request.path.split('?').next().unwrap_or_default();
+    if parse_uri(path).is_none() {
+        return refuse(400, "client sent invalid request (the URI does not parse)");
+    }
+    if request.method == "TRACE" {
+        return refuse(405, "client sent TRACE method");
+    }
+    if request.body.len() > MAX_BODY_BYTES {
+        return refuse(413, "client intended to send too large body");
+    }
+    None
+}
+
+/// The module's view: the pseudo-headers ngx_wasm_module derives (`:path` from `r->uri` and
+/// `r->args`), then the request's headers as the client spelled them (NGINX keeps the case;
+/// the module looks names up case-insensitively).
+pub(crate) fn filter_headers(request: &Request) -> Headers {
+    let (raw_path, args) = match request.path.split_once('?') {
+        Some((path, args)) => (path, Some(args)),
+        None => (request.path.as_str(), None),
+    };
+    let mut path = parse_uri(raw_path).unwrap_or_default();
+    if let Some(args) = args.filter(|a| !a.is_empty()) {
+        path.push('?');
+        path.push_str(args);
+    }
+    let mut headers = vec![
+        (":path".to_string(), path),
+        (":method".to_string(), request.method.clone()),
+        (":scheme".to_string(), request.scheme.clone()),
+        (":authority".to_string(), request.authority.clone()),
+    ];
+    headers.extend(request.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())));
+    headers
+}
+
+/// What `ngx_http_proxy_create_request` sends: every entry of `headers_in`, the hidden ones
+/// too, and as the path either the module's `:path` (`$uri$is_args$args`) or, with a plain
+/// `proxy_pass`, the client's raw request target.
+pub(crate) fn upstream_headers(request: &Request, visible: &Headers, hidden: &Headers, plain_proxy_pass: bool) -> Headers {
+    let mut headers = visible.clone();
+    if plain_proxy_pass && let Some(slot) = headers.iter_mut().find(|(name, _)| name == ":path") {
+        slot.1 = request.path.clone();
+    }
+    headers.extend(hidden.iter().cloned());
+    headers
+}
