@@ -32,7 +32,8 @@ pub enum PathError {
 /// upstream resolves exactly what was decided on (NGINX hands the module an already decoded
 /// `r->uri`, in which a space or a non-ASCII byte stands raw).
 pub fn normalize_path(raw: &str) -> Result<String, PathError> {
-    let path = raw.split(['?', '#']).next().unwrap_or_default();
+    let end = raw.bytes().position(|b| b == b'?' || b == b'#').unwrap_or(raw.len());
+    let path = raw.get(..end).unwrap_or_default();
     if !path.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
@@ -98,7 +99,7 @@ fn normalise_slowly(path: &str) -> Result<String, PathError> {
 /// A byte that may stand raw in a path segment or as its separator (RFC 3986 `pchar` and
 /// `/`): unreserved, sub-delims, `:` and `@`.
 fn is_path_char(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&byte)
+    matches!(byte, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' | b':' | b'@' | b'/')
 }
 
 /// Whether `path` (absolute, no query) is its own normal form, which most paths are: only

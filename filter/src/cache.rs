@@ -69,6 +69,7 @@ mod tests {
             provider: "p".into(),
             subject: "s".into(),
             attributes: decision_table::Attributes::new(),
+            forwarded: Default::default(),
         })
     }
 

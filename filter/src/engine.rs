@@ -3,6 +3,7 @@
 //! certificate, else anonymous), verify it, evaluate the decision table, then answer
 //! (400/401/403) or forward with the caller's identity. Fails closed at every step.
 
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::rc::Rc;
 
@@ -58,9 +59,15 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
     let headers = host.request_headers();
     // Envoy hands names lower-case; NGINX as the client spelled them.
     let header = |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
-    let method = header(":method").unwrap_or_default();
-    let raw_path = header(":path").unwrap_or_default();
-    let request_id = header("x-request-id").unwrap_or_default();
+    let (mut method, mut raw_path, mut request_id) = ("", "", "");
+    for (name, value) in &headers {
+        match name.as_str() {
+            ":method" => method = value,
+            ":path" => raw_path = value,
+            _ if request_id.is_empty() && name.eq_ignore_ascii_case("x-request-id") => request_id = value,
+            _ => {}
+        }
+    }
     let settings = &loaded.settings;
 
     // Where a removed header still reaches the upstream (ngx_wasm_module), a header the
@@ -75,10 +82,9 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
 
     // Whatever the client claims about its own identity never reaches the upstream. Only the
     // headers it actually sent cost a hostcall.
-    for name in identity_headers(settings) {
-        if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
-            clear_header(loaded, host, name);
-        }
+    let client_sent: Vec<&str> = identity_headers(settings).filter(|name| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name))).collect();
+    for name in &client_sent {
+        clear_header(loaded, host, name);
     }
 
     let resource = match normalize_path(raw_path) {
@@ -148,16 +154,16 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
     match decision {
         Some((true, policy)) => {
             host.count(metrics::ALLOWED);
-            forward_identity(loaded, host, &identity, policy.as_deref(), found.as_ref(), raw_path, &resource);
+            forward_identity(loaded, host, &identity, policy.as_deref(), found.as_ref(), raw_path, &resource, &client_sent);
             Flow::Continue
         }
         Some((false, policy)) => {
             let refusal = Refusal::Forbidden { policy, subject: identity.caller.subject.clone() };
-            finish(loaded, host, request_id, method, &resource, refusal, Some((&identity, found.as_ref(), raw_path)))
+            finish(loaded, host, request_id, method, &resource, refusal, Some((&identity, found.as_ref(), raw_path, &client_sent)))
         }
         None => {
             let refusal = Refusal::Forbidden { policy: None, subject: identity.caller.subject.clone() };
-            finish(loaded, host, request_id, method, &resource, refusal, Some((&identity, found.as_ref(), raw_path)))
+            finish(loaded, host, request_id, method, &resource, refusal, Some((&identity, found.as_ref(), raw_path, &client_sent)))
         }
     }
 }
@@ -201,7 +207,7 @@ fn mtls_identity(loaded: &Loaded, host: &mut dyn Host) -> Option<Identity> {
     attributes.insert("roles", roles);
     attributes.insert("username", vec![subject.clone()]);
     attributes.insert("subject", vec![subject.clone()]);
-    let caller = Verified { claims: serde_json::Map::new(), expires_at: 0, provider: "mtls".into(), subject, attributes };
+    let caller = Verified { claims: serde_json::Map::new(), expires_at: 0, provider: "mtls".into(), subject, attributes, forwarded: OnceCell::new() };
     Some(Identity { caller: Rc::new(caller), via: "mtls" })
 }
 
@@ -211,23 +217,43 @@ fn common_name(subject: &str) -> Option<&str> {
 }
 
 /// Identity headers for the upstream, and the credential removed when configured.
-fn forward_identity(loaded: &Loaded, host: &mut dyn Host, identity: &Identity, policy: Option<&str>, found: Option<&Found>, raw_path: &str, resource: &str) {
+#[allow(clippy::too_many_arguments, reason = "one call site per outcome; a struct would only rename the arguments")]
+fn forward_identity(
+    loaded: &Loaded,
+    host: &mut dyn Host,
+    identity: &Identity,
+    policy: Option<&str>,
+    found: Option<&Found>,
+    raw_path: &str,
+    resource: &str,
+    client_sent: &[&str],
+) {
     let forward = &loaded.settings.forward;
     let caller = &identity.caller;
-    let joined = |key: &str| caller.attributes.get(key).join(",");
+    let [user_id, username, roles, organizations, namespaces] = caller.forwarded.get_or_init(|| {
+        let joined = |key: &str| caller.attributes.get(key).join(",");
+        let user_id = caller.attributes.get("userId").first().cloned().unwrap_or_default();
+        [user_id, caller.subject.clone(), joined("roles"), joined("organizations"), joined("namespaces")]
+    });
     let values = [
-        (&forward.user_id, caller.attributes.get("userId").first().cloned().unwrap_or_default()),
-        (&forward.username, caller.subject.clone()),
-        (&forward.roles, joined("roles")),
-        (&forward.organizations, joined("organizations")),
-        (&forward.namespaces, joined("namespaces")),
-        (&forward.policy, policy.unwrap_or_default().to_string()),
+        (&forward.user_id, user_id.as_str()),
+        (&forward.username, username.as_str()),
+        (&forward.roles, roles.as_str()),
+        (&forward.organizations, organizations.as_str()),
+        (&forward.namespaces, namespaces.as_str()),
+        (&forward.policy, policy.unwrap_or_default()),
     ];
     for (name, value) in values {
         if let Some(name) = name
             && !value.is_empty()
         {
-            host.set_request_header(name, Some(&value));
+            // A header the client did not send is appended (NGINX then skips its search of
+            // the header list); one it sent was removed or blanked, and is overwritten.
+            if client_sent.iter().any(|sent| sent.eq_ignore_ascii_case(name)) {
+                host.set_request_header(name, Some(value));
+            } else {
+                host.add_request_header(name, value);
+            }
         }
     }
     let mut strip_parameter = None;
@@ -282,20 +308,18 @@ fn clear_header(loaded: &Loaded, host: &mut dyn Host, name: &str) {
 /// when `proxy_pass` forwards `$uri$is_args$args` (as `policy-compiler render` writes it); a
 /// plain `proxy_pass` sends the client's raw request line.
 fn forward_path(host: &mut dyn Host, raw_path: &str, resource: &str, strip_parameter: Option<&str>) {
-    let query = raw_path.split('#').next().unwrap_or_default().split_once('?').map(|(_, query)| query);
-    let mut forwarded = String::with_capacity(raw_path.len());
-    forwarded.push_str(resource);
-    match (query, strip_parameter) {
-        (Some(query), Some(name)) => forwarded.push_str(&credentials::query_without_parameter(query, name)),
-        (Some(query), None) => {
-            forwarded.push('?');
-            forwarded.push_str(query);
-        }
-        (None, _) => {}
+    let without_fragment = raw_path.bytes().position(|b| b == b'#').and_then(|at| raw_path.get(..at)).unwrap_or(raw_path);
+    // `?` and the query, as forwarded.
+    let query = match (without_fragment.bytes().position(|b| b == b'?'), strip_parameter) {
+        (Some(at), Some(name)) => Cow::Owned(credentials::query_without_parameter(without_fragment.get(at + 1..).unwrap_or_default(), name)),
+        (Some(at), None) => Cow::Borrowed(without_fragment.get(at..).unwrap_or_default()),
+        (None, _) => Cow::Borrowed(""),
+    };
+    // Most requests are already in normal form: compare before building anything.
+    if raw_path.len() == resource.len() + query.len() && raw_path.starts_with(resource) && raw_path.ends_with(&*query) {
+        return;
     }
-    if forwarded != raw_path {
-        host.set_request_header(":path", Some(&forwarded));
-    }
+    host.set_request_header(":path", Some(&format!("{resource}{query}")));
 }
 
 /// The log line of a denied request (serialised directly: a `serde_json::Value` would bring
@@ -327,7 +351,7 @@ fn finish(
     method: &str,
     path: &str,
     refusal: Refusal,
-    authenticated: Option<(&Identity, Option<&Found>, &str)>,
+    authenticated: Option<(&Identity, Option<&Found>, &str, &[&str])>,
 ) -> Flow {
     // `path` is the normalised resource wherever the request got that far.
     let (status, counter, policy, subject, reason) = match &refusal {
@@ -347,7 +371,7 @@ fn finish(
         method,
         path,
         subject: &subject,
-        via: authenticated.map(|(identity, _, _)| identity.via),
+        via: authenticated.map(|(identity, ..)| identity.via),
         policy: policy.as_deref(),
         reason: &reason,
     };
@@ -355,8 +379,8 @@ fn finish(
     host.log(Level::Warn, &serde_json::to_string(&line).unwrap_or_default());
     if shadow {
         host.count(metrics::SHADOW_DENIED);
-        if let Some((identity, found, raw_path)) = authenticated {
-            forward_identity(loaded, host, identity, None, found, raw_path, path);
+        if let Some((identity, found, raw_path, client_sent)) = authenticated {
+            forward_identity(loaded, host, identity, None, found, raw_path, path, client_sent);
         }
         return Flow::Continue;
     }

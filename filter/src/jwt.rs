@@ -110,6 +110,9 @@ pub struct Verified {
     pub provider: String,
     pub subject: String,
     pub attributes: decision_table::Attributes,
+    /// The identity header values (user id, subject, roles, organizations, namespaces), built
+    /// on the first forward and reused while the token is cached.
+    pub forwarded: std::cell::OnceCell<[String; 5]>,
 }
 
 fn decode_field(key: &Value, field: &str) -> Result<Vec<u8>, String> {
@@ -356,5 +359,5 @@ pub fn verify(token: &str, providers: &[ProviderKeys], settings: &Settings, now:
         }
     }
     let (subject, attributes) = decision_table::request::attributes_from_claims(&claims, &settings.claims);
-    Ok(Verified { claims, expires_at, provider: provider.name.clone(), subject, attributes })
+    Ok(Verified { claims, expires_at, provider: provider.name.clone(), subject, attributes, forwarded: Default::default() })
 }
