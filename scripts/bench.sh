@@ -26,12 +26,15 @@ run() { # name, bundle, cases, extra harness arguments...
 }
 run "bypassed path" "$out/cached.json" "$out/bypass.json"
 run "cached RS256 allow" "$out/cached.json" "$out/rs256.json"
-# The harness offers Envoy's verify_signature, so RS256 and ES256 are checked by the host
-# (ring here, BoringSSL in Envoy); the last two runs withdraw it, as NGINX and Kong lack it.
+run "bypassed path, ngx_wasm_module" "$out/cached.json" "$out/bypass.json" --host ngx_wasm_module
+run "cached RS256 allow, ngx_wasm_module" "$out/cached.json" "$out/rs256.json" --host ngx_wasm_module
+# As Envoy, the harness offers verify_signature, so RS256 and ES256 are checked by the host
+# (ring here, BoringSSL in Envoy); the last runs play ngx_wasm_module (NGINX, Kong), which
+# has no such function: the module checks them in wasm.
 for alg in rs256 es256 eddsa hs256; do
   run "uncached $alg allow" "$out/uncached.json" "$out/$alg.json"
 done
 for alg in rs256 es256; do
-  run "uncached $alg allow, in wasm (a host without verify_signature)" "$out/uncached.json" "$out/$alg.json" \
-    --without-foreign-function verify_signature
+  run "uncached $alg allow, in wasm (ngx_wasm_module: no verify_signature)" "$out/uncached.json" "$out/$alg.json" \
+    --host ngx_wasm_module
 done

@@ -7,6 +7,7 @@ use decision_table::Evaluator;
 use decision_table::bundle::{BUNDLE_FORMAT, Bundle, ProxyHost, Settings};
 use decision_table::matcher::RegexMatcher;
 
+use crate::engine;
 use crate::host::Proxy;
 use crate::host_verify;
 use crate::jwt::{self, ProviderKeys};
@@ -23,6 +24,10 @@ pub struct Loaded {
     pub host_verifies: host_verify::Families,
     /// The proxy: from the bundle's `host`, or (for `auto`) what the adapter found out.
     pub proxy: Proxy,
+    /// The identity headers a client's copy of is taken out ([`engine::identity_headers`]).
+    pub identity_headers: Vec<String>,
+    /// The headers whose upstream value the filter decides ([`engine::controlled_headers`]).
+    pub controlled_headers: Vec<String>,
 }
 
 /// A bundle built into the module (`POLICY_FILTER_BUNDLE=path cargo build ...`), used when
@@ -63,6 +68,8 @@ pub fn load(configuration: &[u8]) -> Result<Loaded, String> {
         ProxyHost::Auto => Proxy::Unknown,
     };
     Ok(Loaded {
+        identity_headers: engine::identity_headers(&bundle.settings),
+        controlled_headers: engine::controlled_headers(&bundle.settings),
         evaluator,
         providers,
         ignore,

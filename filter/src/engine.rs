@@ -74,7 +74,7 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
     // filter controls can only be overwritten, and a replace overwrites just the first copy:
     // a request that repeats one is refused rather than forwarded with a copy left over.
     if !loaded.proxy.removal_reaches_upstream()
-        && let Some(name) = controlled_headers(settings).find(|name| headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).nth(1).is_some())
+        && let Some(name) = loaded.controlled_headers.iter().find(|name| headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).nth(1).is_some())
     {
         let refusal = Refusal::Malformed { reason: format!("repeated_header {name}"), message: "the request repeats a header the policy filter controls" };
         return finish(loaded, host, request_id, method, raw_path, refusal, None);
@@ -82,7 +82,8 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
 
     // Whatever the client claims about its own identity never reaches the upstream. Only the
     // headers it actually sent cost a hostcall.
-    let client_sent: Vec<&str> = identity_headers(settings).filter(|name| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name))).collect();
+    let client_sent: Vec<&str> =
+        loaded.identity_headers.iter().filter(|name| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name))).map(String::as_str).collect();
     for name in &client_sent {
         clear_header(loaded, host, name);
     }
@@ -231,9 +232,9 @@ fn forward_identity(
     let forward = &loaded.settings.forward;
     let caller = &identity.caller;
     let [user_id, username, roles, organizations, namespaces] = caller.forwarded.get_or_init(|| {
-        let joined = |key: &str| caller.attributes.get(key).join(",");
-        let user_id = caller.attributes.get("userId").first().cloned().unwrap_or_default();
-        [user_id, caller.subject.clone(), joined("roles"), joined("organizations"), joined("namespaces")]
+        let joined = |key: &str| caller.attributes.get(key).iter().map(|item| header_value(item, true)).collect::<Vec<_>>().join(",");
+        let user_id = caller.attributes.get("userId").first().map(|id| header_value(id, false)).unwrap_or_default();
+        [user_id, header_value(&caller.subject, false), joined("roles"), joined("organizations"), joined("namespaces")]
     });
     let values = [
         (&forward.user_id, user_id.as_str()),
@@ -272,24 +273,60 @@ fn forward_identity(
     forward_path(host, raw_path, resource, strip_parameter);
 }
 
-/// The identity headers the filter sets, by configured name.
-fn identity_headers(settings: &Settings) -> impl Iterator<Item = &str> {
+/// A claim value as it may stand in a header: control characters (a CR LF would start a
+/// header of the client's choosing) and `%` percent-encoded, and in a list item the `,` that
+/// separates items too, so `["x,admin"]` cannot read as two roles upstream.
+fn header_value(value: &str, list_item: bool) -> String {
+    let mut out = String::with_capacity(value.len());
+    for ch in value.chars() {
+        let escape = ch.is_ascii_control() || ch == '%' || (list_item && ch == ',');
+        if escape {
+            out.push_str(&format!("%{:02X}", u32::from(ch)));
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+/// The names the filter emits by default. A client's copy of each is taken out even when the
+/// bundle renames or drops that header, so an upstream that reads the usual names is never
+/// handed a client's claim (`x-auth-policy: forged` with `forward.policy` unset).
+const DEFAULT_IDENTITY_HEADERS: [&str; 6] =
+    ["x-auth-user-id", "x-auth-username", "x-auth-roles", "x-auth-organizations", "x-auth-namespaces", "x-auth-policy"];
+
+/// Every identity header a client's copy of is taken out: the configured names and the
+/// defaults, lower-case, once each (worked out at load, not per request).
+pub fn identity_headers(settings: &Settings) -> Vec<String> {
     let forward = &settings.forward;
-    [&forward.user_id, &forward.username, &forward.roles, &forward.organizations, &forward.namespaces, &forward.policy]
-        .into_iter()
-        .flatten()
-        .map(String::as_str)
+    let configured = [&forward.user_id, &forward.username, &forward.roles, &forward.organizations, &forward.namespaces, &forward.policy];
+    let mut names: Vec<String> = Vec::new();
+    for name in configured.into_iter().flatten().map(String::as_str).chain(DEFAULT_IDENTITY_HEADERS) {
+        let name = name.to_ascii_lowercase();
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
 }
 
 /// Every header whose upstream value the filter decides: the identity headers, and the token's
 /// header (or `cookie`) when the token is stripped.
-fn controlled_headers(settings: &Settings) -> impl Iterator<Item = &str> {
-    let token_headers = settings.token_sources.iter().filter(|_| settings.forward.strip_token).filter_map(|source| match source {
-        TokenSource::Header { name, .. } => Some(name.as_str()),
-        TokenSource::Cookie { .. } => Some("cookie"),
-        TokenSource::Query { .. } => None,
-    });
-    identity_headers(settings).chain(token_headers)
+pub fn controlled_headers(settings: &Settings) -> Vec<String> {
+    let mut names = identity_headers(settings);
+    if settings.forward.strip_token {
+        for source in &settings.token_sources {
+            let name = match source {
+                TokenSource::Header { name, .. } => name.to_ascii_lowercase(),
+                TokenSource::Cookie { .. } => "cookie".to_string(),
+                TokenSource::Query { .. } => continue,
+            };
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names
 }
 
 /// Takes a header out of what the upstream receives: removes it where removal reaches the

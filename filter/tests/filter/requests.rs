@@ -99,6 +99,31 @@ fn where_removal_does_not_reach_the_upstream_the_filter_blanks_and_refuses_repea
 }
 
 #[test]
+fn a_default_identity_header_the_bundle_does_not_use_is_still_taken_out() {
+    // forward.policy unset and the roles header renamed: the usual names still never carry
+    // a client's claim to the upstream.
+    let mut bundle = example_bundle();
+    bundle.settings.forward.policy = None;
+    bundle.settings.forward.roles = Some("x-roles".into());
+    let loaded = load(&bundle);
+    let request = MockHost::request("GET", "/users/me").bearer(&ana_token()).header("x-auth-policy", "forged").header("x-auth-roles", "admin");
+    let (flow, host) = run(&loaded, request);
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!((host.get("x-auth-policy"), host.get("x-auth-roles"), host.get("x-roles")), (None, None, Some("user")));
+}
+
+#[test]
+fn claim_values_cannot_inject_headers_or_list_items() {
+    let claims = claims(json!({"username": "ana", "userId": "u-1\r\nx-injected: yes", "roles": ["user", "x,admin", "50%"]}));
+    let token = jwt_minter::mint(&platform(), "RS256", Some("platform"), &claims);
+    let (flow, host) = run(&load(&example_bundle()), MockHost::request("GET", "/users/me").bearer(&token));
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!(host.get("x-auth-user-id"), Some("u-1%0D%0Ax-injected: yes"));
+    assert_eq!(host.get("x-auth-roles"), Some("user,x%2Cadmin,50%25"));
+    assert_eq!(host.get("x-injected"), None);
+}
+
+#[test]
 fn the_path_decided_on_is_the_path_forwarded() {
     let loaded = load(&example_bundle());
     let (flow, host) = run(&loaded, MockHost::request("GET", "/health/../users/./me?a=1").bearer(&ana_token()));

@@ -40,6 +40,9 @@ fn metrics_and_the_denial_log_go_through_proxy_wasm() {
     let denied = plugin.send(&Request::new("DELETE", "/users/me").header("authorization", &format!("Bearer {}", ana_token())).header("x-request-id", "r-7"));
     assert_eq!(denied.status(), 403);
     assert_eq!(plugin.send(&Request::get("/users/me")).status(), 401);
+    // Requests only count; the counts reach the proxy on the next tick (once a second).
+    assert_eq!(plugin.metric("policy_filter_allowed").map(|m| m.value), Some(0), "defined, not yet flushed");
+    plugin.advance_time(std::time::Duration::from_secs(1)).unwrap();
     let value = |name: &str| plugin.metric(name).map(|m| m.value).unwrap_or(0);
     assert_eq!(value("policy_filter_allowed"), 2);
     assert_eq!(value("policy_filter_denied"), 1);
