@@ -84,6 +84,9 @@ pub struct CaseResult {
     pub passed: bool,
     pub status: u16,
     pub forwarded: bool,
+    /// Who answered: `upstream` (forwarded), `module` (a local reply), or `proxy` (the host
+    /// refused the request before the module ran).
+    pub answered_by: &'static str,
     /// The headers the expectations were checked against (upstream's, or the local reply's).
     pub headers: Headers,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -138,6 +141,7 @@ pub fn run_case(plugin: &mut Plugin, case: &Case) -> CaseResult {
                 passed: false,
                 status: 0,
                 forwarded: false,
+                answered_by: "module",
                 headers: Vec::new(),
                 reason: Some(reason),
                 fuel: 0,
@@ -158,6 +162,13 @@ pub fn run_case(plugin: &mut Plugin, case: &Case) -> CaseResult {
         passed: problems.is_empty(),
         status: outcome.status(),
         forwarded,
+        answered_by: if forwarded {
+            "upstream"
+        } else if outcome.answered_by_proxy {
+            "proxy"
+        } else {
+            "module"
+        },
         headers,
         reason: (!problems.is_empty()).then(|| problems.join("; ")),
         fuel: outcome.fuel,

@@ -168,8 +168,10 @@ pub struct Outcome {
     pub response: Response,
     /// Set when the request reached the upstream; what the upstream received.
     pub upstream: Option<UpstreamRequest>,
-    /// Set when the module answered locally.
+    /// Set when the module answered locally, or the proxy did (`answered_by_proxy`).
     pub local_reply: Option<LocalReply>,
+    /// The proxy answered before the module ran (ngx_wasm_module: a request NGINX refuses).
+    pub answered_by_proxy: bool,
     /// The module reset the stream (`proxy_close_stream`).
     pub reset: bool,
     /// The module paused the stream and never resumed it (answered 408, as Envoy's stream

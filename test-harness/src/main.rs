@@ -133,7 +133,11 @@ fn run(load: &LoadArgs, json: bool, verbose: bool) -> Result<ExitCode, LoadFailu
             println!("{}", serde_json::to_string(&result).unwrap_or_default());
         } else {
             let verdict = if result.passed { "PASS" } else { "FAIL" };
-            let route = if result.forwarded { "forwarded" } else { "answered by the module or host" };
+            let route = match result.answered_by {
+                "upstream" => "forwarded",
+                "proxy" => "answered by the proxy",
+                _ => "answered by the module",
+            };
             println!("{verdict}  {}  ({} {route})", result.name, result.status);
             if let Some(reason) = &result.reason {
                 println!("      {reason}");

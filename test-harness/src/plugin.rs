@@ -475,7 +475,7 @@ impl Plugin {
         if let Some((response, reason)) = host.answers_before_filters(request) {
             self.store.data_mut().log(LogLevel::Info, reason.clone());
             let reply = LocalReply { status: response.status, details: reason, grpc_status: -1 };
-            return Outcome { response, upstream: None, local_reply: Some(reply), reset: false, stalled: false, guest_failure: None, fuel: 0, hostcalls: Vec::new() };
+            return Outcome { response, upstream: None, local_reply: Some(reply), answered_by_proxy: true, reset: false, stalled: false, guest_failure: None, fuel: 0, hostcalls: Vec::new() };
         }
         let fuel_before = self.fuel_burnt;
         crate::status::start_recording_hostcalls();
@@ -555,7 +555,7 @@ impl Plugin {
             body: stream.response_body.clone(),
             trailers: stream.response_trailers.clone(),
         };
-        Ok(Outcome { response, upstream, local_reply, reset: false, stalled: false, guest_failure: None, fuel: 0, hostcalls: Vec::new() })
+        Ok(Outcome { response, upstream, local_reply, answered_by_proxy: false, reset: false, stalled: false, guest_failure: None, fuel: 0, hostcalls: Vec::new() })
     }
 
     fn request_phase(&mut self, context: i32, request: &Request) -> Result<Flow, GuestFailure> {
@@ -759,6 +759,7 @@ fn failed_closed(reason: String) -> Outcome {
         response,
         upstream: None,
         local_reply: Some(reply),
+        answered_by_proxy: false,
         reset: false,
         stalled: false,
         guest_failure: Some(reason),
@@ -772,6 +773,7 @@ fn reset_outcome(upstream: Option<UpstreamRequest>) -> Outcome {
         response: Response::default(),
         upstream,
         local_reply: None,
+        answered_by_proxy: false,
         reset: true,
         stalled: false,
         guest_failure: None,
@@ -787,6 +789,7 @@ fn stalled_outcome() -> Outcome {
         response: Response::new(408),
         upstream: None,
         local_reply: Some(LocalReply { status: 408, details: "stream_idle_timeout".into(), grpc_status: -1 }),
+        answered_by_proxy: false,
         reset: false,
         stalled: true,
         guest_failure: None,

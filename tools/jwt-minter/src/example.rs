@@ -73,21 +73,21 @@ pub fn example_cases(keys: &std::path::Path) -> Result<Value, String> {
         case("dot segments do not dodge the deny", "GET", "/public/../admin/settings", bearer(&contractor), forbidden.clone()),
         case("the upstream gets the path that was decided on", "GET", "//users/./me", bearer(&ana), json!({"status": 200, "headers": {":path": "/users/me", "x-auth-username": "ana"}})),
         on_ngx(
-            case("an encoded slash is refused", "GET", "/admin%2Fsettings", bearer(&root), json!({"status": 400})),
+            case("an encoded slash is refused (NGINX: decoded first, and forwarded as decided)", "GET", "/admin%2Fsettings", bearer(&root), json!({"status": 400})),
             // NGINX decodes %2F before the module sees the path: the decision and the upstream
             // are both on /admin/settings.
             json!({"status": 200, "headers": {":path": "/admin/settings", "x-auth-username": "root"}}),
         ),
         case("a spoofed identity on a bypassed path does not reach the upstream", "GET", "/health", vec![("x-auth-username", "root".to_string())], json!({"status": 200, "absent_headers": ["x-auth-username"]})),
         on_ngx(
-            case("an identity header sent twice is removed", "GET", "/users/me", twice, json!({"status": 200, "headers": {"x-auth-roles": "user"}})),
+            case("an identity header sent twice is removed (NGINX: refused)", "GET", "/users/me", twice, json!({"status": 200, "headers": {"x-auth-roles": "user"}})),
             // ngx_wasm_module cannot take the second copy out of what the upstream receives.
             json!({"status": 400}),
         ),
         case("an expired token", "GET", "/users/me", bearer(&expired), unauthorized(challenge_expired)),
         case("an unsigned token (alg none)", "GET", "/users/me", bearer(&unsigned), json!({"status": 401})),
         // NGINX refuses a repeated Authorization header itself (400).
-        on_ngx(case("two Authorization headers", "GET", "/users/me", two, json!({"status": 401})), json!({"status": 400})),
+        on_ngx(case("two Authorization headers (NGINX refuses them itself)", "GET", "/users/me", two, json!({"status": 401})), json!({"status": 400})),
         case("the partner reads an invoice (ES256)", "GET", "/billing/inv-1", bearer(&partner_read), allowed("partner-billing", "partner-reads-billing")),
         case("the partner needs billing:write to file one", "POST", "/billing/inv-2", bearer(&partner_read), forbidden.clone()),
         case("the partner files an invoice (EdDSA)", "POST", "/billing/inv-2", bearer(&partner_write), allowed("partner-billing", "partner-writes-billing")),
