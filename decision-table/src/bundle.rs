@@ -158,7 +158,8 @@ pub struct Settings {
     /// Anchored regexes on the normalised path; matching requests skip authentication and
     /// authorisation (Microkubes `ignorePatterns`, anchored).
     pub ignore_patterns: Vec<String>,
-    /// Let CORS preflights (OPTIONS with `Origin` and `Access-Control-Request-Method`) through.
+    /// Let CORS preflights (OPTIONS with `Origin` and `Access-Control-Request-Method`) through
+    /// unauthenticated. Off by default: such a request reaches the upstream on any path.
     pub bypass_cors_preflight: bool,
     /// Method to action; a method not listed is denied.
     pub actions: BTreeMap<String, String>,
@@ -191,7 +192,7 @@ impl Default for Settings {
             realm: "api".into(),
             mode: Mode::Enforce,
             ignore_patterns: Vec::new(),
-            bypass_cors_preflight: true,
+            bypass_cors_preflight: false,
             actions: actions.iter().map(|(m, a)| ((*m).to_string(), (*a).to_string())).collect(),
             token_sources: vec![TokenSource::Header { name: "authorization".into(), scheme: Some("Bearer".into()) }],
             clock_skew_seconds: 60,

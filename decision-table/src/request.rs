@@ -117,7 +117,8 @@ fn already_normal(path: &str) -> bool {
 }
 
 /// A claim's values as a list: a JSON array of strings, or a string of comma- or
-/// space-separated values (Microkubes sends `"user,admin"`, OAuth2 `"read write"`).
+/// space-separated values (Microkubes sends `"user,admin"`, OAuth2 `"read write"`); only `,`
+/// and the ASCII space separate.
 pub fn claim_values(value: Option<&Value>) -> Vec<String> {
     match value {
         Some(Value::Array(items)) => items
@@ -130,7 +131,9 @@ pub fn claim_values(value: Option<&Value>) -> Vec<String> {
             .filter(|v| !v.is_empty())
             .collect(),
         Some(Value::String(text)) => {
-            text.split(|c: char| c == ',' || c.is_whitespace()).filter(|v| !v.is_empty()).map(str::to_string).collect()
+            // Only the documented separators: a comma (Microkubes) or an ASCII space (OAuth2).
+            // Any other whitespace (`"user\u{a0}admin"`) is part of one value, never a second.
+            text.split([',', ' ']).filter(|v| !v.is_empty()).map(str::to_string).collect()
         }
         Some(Value::Number(n)) => vec![n.to_string()],
         Some(Value::Bool(b)) => vec![b.to_string()],
@@ -231,6 +234,16 @@ mod tests {
         // `%25` is `%`, which is not unreserved: it stays encoded, so `%252E%252E` can never
         // become a `..` segment here.
         assert_eq!(normalize_path("/admin/%252E%252E/x").unwrap(), "/admin/%252E%252E/x");
+    }
+
+    #[test]
+    fn only_commas_and_ascii_spaces_separate_values() {
+        let values = |text: &str| claim_values(Some(&Value::String(text.into())));
+        assert_eq!(values("user,admin"), ["user", "admin"]);
+        assert_eq!(values("read write"), ["read", "write"]);
+        assert_eq!(values("user\u{a0}admin"), ["user\u{a0}admin"]);
+        assert_eq!(values("user\tadmin"), ["user\tadmin"]);
+        assert_eq!(values("user\u{2003}admin"), ["user\u{2003}admin"]);
     }
 
     #[test]

@@ -52,10 +52,15 @@ fn ignore_patterns_are_anchored_on_the_normalised_path() {
 }
 
 #[test]
-fn cors_preflights_pass_without_credentials_but_plain_options_do_not() {
+fn cors_preflights_need_credentials_unless_the_bypass_is_turned_on() {
+    let preflight = || MockHost::request("OPTIONS", "/users/me").header("origin", "https://app.example").header("access-control-request-method", "PUT");
+    // Off by default: an unauthenticated OPTIONS to any path would reach the upstream.
     let loaded = load(&example_bundle());
-    let preflight = MockHost::request("OPTIONS", "/users/me").header("origin", "https://app.example").header("access-control-request-method", "PUT");
-    assert_eq!(run(&loaded, preflight).0, Flow::Continue);
+    assert_eq!(run(&loaded, preflight()).1.status(), Some(401));
+    let mut bundle = example_bundle();
+    bundle.settings.bypass_cors_preflight = true;
+    let loaded = load(&bundle);
+    assert_eq!(run(&loaded, preflight()).0, Flow::Continue);
     assert_eq!(run(&loaded, MockHost::request("OPTIONS", "/users/me")).1.status(), Some(401));
 }
 
