@@ -138,7 +138,10 @@ impl Default for Forward {
 #[serde(rename_all = "snake_case")]
 pub enum MtlsIdentity {
     UriSan,
+    /// The subject's CN, parsed as RFC 4514 (a subject with none, or two, authenticates no one).
     SubjectCn,
+    /// `connection.dns_san_peer_certificate`: the certificate's first DNS SAN.
+    DnsSan,
 }
 
 /// The mTLS credential: used when a request has no token and the proxy verified a client
@@ -382,7 +385,8 @@ impl Mtls {
         let identity = object.required("identity", |o, name| match o.string(name)?.as_str() {
             "uri_san" => Ok(MtlsIdentity::UriSan),
             "subject_cn" => Ok(MtlsIdentity::SubjectCn),
-            _ => Err(o.wrong(name, "`uri_san` or `subject_cn`")),
+            "dns_san" => Ok(MtlsIdentity::DnsSan),
+            _ => Err(o.wrong(name, "`uri_san`, `dns_san` or `subject_cn`")),
         })?;
         let mut roles = BTreeMap::new();
         object.set(&mut roles, "roles", |o, name| {

@@ -80,6 +80,25 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
         return finish(loaded, host, request_id, method, raw_path, refusal, None);
     }
 
+    // The query is forwarded as it came, so it must be a valid one: visible ASCII only. NGINX
+    // hands the module a decoded `r->uri`, in which `%3F` became the `?` that seems to start
+    // the query and `%0D%0A` a CR LF that `$uri` would copy into the upstream's request line.
+    let before_fragment = raw_path.bytes().position(|b| b == b'#').and_then(|at| raw_path.get(..at)).unwrap_or(raw_path);
+    if let Some(at) = before_fragment.bytes().position(|b| b == b'?')
+        && before_fragment.bytes().skip(at + 1).any(|b| !(0x21..=0x7e).contains(&b))
+    {
+        let refusal = Refusal::Malformed { reason: "query_character".into(), message: "the request's query holds a character that may not stand in it" };
+        return finish(loaded, host, request_id, method, raw_path, refusal, None);
+    }
+
+    // A header spelled with underscores (`x_auth_user_id`) is one the upstream may read as the
+    // identity header (CGI stacks map both to HTTP_X_AUTH_USER_ID): taken out as well.
+    for (name, _) in &headers {
+        if name.contains('_') && loaded.identity_headers.iter().any(|identity| same_but_underscores(name, identity)) {
+            clear_header(loaded, host, name);
+        }
+    }
+
     // Whatever the client claims about its own identity never reaches the upstream. Only the
     // headers it actually sent cost a hostcall.
     let client_sent: Vec<&str> =
@@ -97,7 +116,7 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
     };
     if loaded.ignore.iter().any(|re| re.is_match(&resource)) || is_cors_preflight(settings.bypass_cors_preflight, method, &header) {
         host.count(metrics::BYPASSED);
-        forward_path(host, raw_path, &resource, None);
+        forward_path(loaded, host, raw_path, &resource, None);
         return Flow::Continue;
     }
 
@@ -200,7 +219,8 @@ fn mtls_identity(loaded: &Loaded, host: &mut dyn Host) -> Option<Identity> {
         MtlsIdentity::UriSan => host.property(&["connection", "uri_san_peer_certificate"]).map(|v| String::from_utf8_lossy(&v).into_owned()),
         MtlsIdentity::SubjectCn => host
             .property(&["connection", "subject_peer_certificate"])
-            .and_then(|v| common_name(&String::from_utf8_lossy(&v)).map(str::to_string)),
+            .and_then(|v| crate::subject::common_name(&String::from_utf8_lossy(&v))),
+        MtlsIdentity::DnsSan => host.property(&["connection", "dns_san_peer_certificate"]).map(|v| String::from_utf8_lossy(&v).into_owned()),
     }
     .filter(|s| !s.is_empty())?;
     let roles = mtls.roles.get(&subject).cloned().unwrap_or_default();
@@ -210,11 +230,6 @@ fn mtls_identity(loaded: &Loaded, host: &mut dyn Host) -> Option<Identity> {
     attributes.insert("subject", vec![subject.clone()]);
     let caller = Verified { claims: serde_json::Map::new(), expires_at: 0, provider: "mtls".into(), subject, attributes, forwarded: OnceCell::new() };
     Some(Identity { caller: Rc::new(caller), via: "mtls" })
-}
-
-/// The CN of an RFC 4514 subject (`CN=billing,OU=svc,O=Example`).
-fn common_name(subject: &str) -> Option<&str> {
-    subject.split(',').map(str::trim).find_map(|part| part.strip_prefix("CN="))
 }
 
 /// Identity headers for the upstream, and the credential removed when configured.
@@ -270,7 +285,12 @@ fn forward_identity(
             },
         }
     }
-    forward_path(host, raw_path, resource, strip_parameter);
+    forward_path(loaded, host, raw_path, resource, strip_parameter);
+}
+
+/// Whether `name` is `identity` with some `-` written `_` (case aside).
+fn same_but_underscores(name: &str, identity: &str) -> bool {
+    name.len() == identity.len() && name.bytes().zip(identity.bytes()).all(|(a, b)| a.eq_ignore_ascii_case(&b) || (a == b'_' && b == b'-'))
 }
 
 /// A claim value as it may stand in a header: control characters (a CR LF would start a
@@ -344,7 +364,7 @@ fn clear_header(loaded: &Loaded, host: &mut dyn Host, name: &str) {
 /// when that differs from what the request carries. Under NGINX this reaches the upstream
 /// when `proxy_pass` forwards `$uri$is_args$args` (as `policy-compiler render` writes it); a
 /// plain `proxy_pass` sends the client's raw request line.
-fn forward_path(host: &mut dyn Host, raw_path: &str, resource: &str, strip_parameter: Option<&str>) {
+fn forward_path(loaded: &Loaded, host: &mut dyn Host, raw_path: &str, resource: &str, strip_parameter: Option<&str>) {
     let without_fragment = raw_path.bytes().position(|b| b == b'#').and_then(|at| raw_path.get(..at)).unwrap_or(raw_path);
     // `?` and the query, as forwarded.
     let query = match (without_fragment.bytes().position(|b| b == b'?'), strip_parameter) {
@@ -356,7 +376,12 @@ fn forward_path(host: &mut dyn Host, raw_path: &str, resource: &str, strip_param
     if raw_path.len() == resource.len() + query.len() && raw_path.starts_with(resource) && raw_path.ends_with(&*query) {
         return;
     }
-    host.set_request_header(":path", Some(&format!("{resource}{query}")));
+    // ngx_wasm_module sets `r->args` only from a value that has a `?`
+    // (ngx_proxy_wasm_maps_set_path): a path without one would keep the old query, the
+    // stripped token with it. An empty `?` clears it (`$is_args` is then empty).
+    let clear_query = query.is_empty() && without_fragment.contains('?') && !loaded.proxy.removal_reaches_upstream();
+    let clear = if clear_query { "?" } else { "" };
+    host.set_request_header(":path", Some(&format!("{resource}{query}{clear}")));
 }
 
 /// The log line of a denied request (serialised directly: a `serde_json::Value` would bring
@@ -400,7 +425,9 @@ fn finish(
     if let Refusal::Unauthenticated { reason, .. } = &refusal {
         host.count(&format!("{}_{reason}", metrics::UNAUTHENTICATED));
     }
-    let shadow = loaded.settings.mode == Mode::Shadow;
+    // A request the filter cannot decide on is refused in shadow mode too: it cannot be
+    // forwarded safely (a path that does not normalise, a header it cannot take out).
+    let shadow = loaded.settings.mode == Mode::Shadow && !matches!(refusal, Refusal::Malformed { .. });
     let line = DeniedLine {
         event: if shadow { "shadow_denied" } else { "denied" },
         status,

@@ -7,6 +7,7 @@
 //! - [`config`]: the plugin configuration (bundle) loaded once, in `on_configure`.
 //! - [`engine`]: one request, start to end.
 //! - [`credentials`], [`jwt`], [`cache`]: finding, verifying and remembering tokens.
+//! - [`subject`]: the CN of a client certificate's RFC 4514 subject.
 
 pub mod cache;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod engine;
 pub mod host;
 pub mod host_verify;
 pub mod jwt;
+pub mod subject;
 mod bignum;
 mod montgomery;
 mod ecdsa;

@@ -40,8 +40,10 @@ impl Request {
         Request::new("POST", path)
     }
 
+    /// A header as the client spells it (Envoy hands the module lower-case names; NGINX keeps
+    /// the client's spelling).
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_ascii_lowercase(), value.to_string()));
+        self.headers.push((name.to_string(), value.to_string()));
         self
     }
 
@@ -129,8 +131,10 @@ impl Response {
         }
     }
 
+    /// A header as the client spells it (Envoy hands the module lower-case names; NGINX keeps
+    /// the client's spelling).
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_ascii_lowercase(), value.to_string()));
+        self.headers.push((name.to_string(), value.to_string()));
         self
     }
 

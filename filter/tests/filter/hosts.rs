@@ -229,3 +229,62 @@ fn hostcalls_per_request_stay_few() {
         assert!(cached.len() <= 9, "{}: a cached allow made {cached:?}", host.name());
     }
 }
+
+/// The example bundle for `host`, edited.
+fn edited(host: HostProfile, edit: impl Fn(&mut Bundle)) -> Plugin {
+    let mut bundle: Bundle = example_bundle();
+    bundle.settings.host = if host == HostProfile::Envoy { ProxyHost::Envoy } else { ProxyHost::NgxWasmModule };
+    edit(&mut bundle);
+    start(host, serde_json::to_string(&bundle).unwrap()).unwrap()
+}
+
+#[test]
+fn a_decoded_crlf_after_a_decoded_question_mark_is_refused_not_forwarded() {
+    // NGINX decodes %3F and %0D%0A into r->uri; `$uri` would copy them into the upstream's
+    // request line (a header of the client's choosing). Found by the adversarial review.
+    for host in [HostProfile::Envoy, NGX] {
+        let mut plugin = plugin(host);
+        for path in ["/health%3F%20HTTP/1.1%0D%0AX-Auth-User-Id:%20admin%0D%0AX-Pad:%20", "/users/me%3F%0D%0AX-Auth-Roles:%20admin"] {
+            let mut request = ana();
+            request.path = path.to_string();
+            let outcome = plugin.send(&request);
+            assert_eq!((outcome.status(), outcome.forwarded()), (400, false), "{}: {path}", host.name());
+        }
+    }
+}
+
+#[test]
+fn a_query_token_is_stripped_even_where_setting_the_path_keeps_the_old_query() {
+    // ngx_wasm_module keeps r->args when the new :path has no `?`.
+    for host in [HostProfile::Envoy, NGX] {
+        let mut plugin = edited(host, |b| b.settings.token_sources = vec![decision_table::bundle::TokenSource::Query { name: "access_token".into() }]);
+        let outcome = plugin.send(&Request::get(&format!("/users/me?access_token={}", ana_token())));
+        assert!(outcome.forwarded(), "{}", host.name());
+        let path = outcome.upstream_header(":path").unwrap();
+        assert!(!path.contains("access_token"), "{}: {path}", host.name());
+    }
+}
+
+#[test]
+fn shadow_mode_never_forwards_what_the_filter_cannot_take_out() {
+    // Shadow mode lets denials through, but not a request whose repeated identity header or
+    // unnormalisable path would reach the upstream as the client sent it.
+    let mut plugin = edited(NGX, |b| b.settings.mode = decision_table::bundle::Mode::Shadow);
+    let repeated = ana().header("x-auth-user-id", "admin").header("x-auth-user-id", "admin");
+    assert_eq!(plugin.send(&repeated).status(), 400);
+    let outcome = plugin.send(&Request::get("/users%0D%0AX-Auth-User-Id:%20admin"));
+    assert_eq!((outcome.status(), outcome.forwarded()), (400, false));
+    // A plain denial still goes through in shadow mode.
+    assert!(plugin.send(&Request::get("/users/42")).forwarded());
+}
+
+#[test]
+fn identity_headers_spelled_with_underscores_are_taken_out() {
+    for host in [HostProfile::Envoy, NGX] {
+        let mut plugin = plugin(host);
+        let outcome = plugin.send(&Request::get("/health").header("x_auth_user_id", "admin").header("X_Auth_Roles", "admin"));
+        assert!(outcome.forwarded());
+        assert!(upstream_values(&outcome, "x_auth_user_id").is_empty(), "{}: {:?}", host.name(), outcome.upstream);
+        assert!(upstream_values(&outcome, "x_auth_roles").is_empty(), "{}", host.name());
+    }
+}

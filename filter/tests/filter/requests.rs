@@ -252,6 +252,33 @@ fn an_mtls_client_certificate_authenticates_when_there_is_no_token() {
 }
 
 #[test]
+fn a_spoofed_subject_cn_does_not_authenticate_and_the_dns_san_can() {
+    // admin-svc may read the admin API; the attacker's certificates only spell it inside
+    // another attribute (RFC 4514 escapes), or beside their own CN.
+    let mut bundle = example_bundle();
+    let roles: std::collections::BTreeMap<String, Vec<String>> = [("admin-svc".to_string(), vec!["admin".to_string()])].into();
+    bundle.settings.mtls = Some(Mtls { identity: MtlsIdentity::SubjectCn, roles: roles.clone() });
+    let loaded = load(&bundle);
+    let with_subject = |subject: &str| {
+        MockHost::request("GET", "/admin/settings").property("connection.mtls", &[1]).property("connection.subject_peer_certificate", subject.as_bytes())
+    };
+    assert_eq!(run(&loaded, with_subject("CN=admin-svc,O=Example")).0, Flow::Continue);
+    assert_eq!(run(&loaded, with_subject("O=Evil\\,CN=admin-svc,C=US")).1.status(), Some(401), "no CN at all");
+    // The escaped `CN=admin-svc` is part of the OU: the caller is the real CN, with no roles.
+    for subject in ["OU=x\\,CN=admin-svc,CN=attacker", "OU=x\\,CN=admin-svc+CN=z"] {
+        let (flow, host) = run(&loaded, with_subject(subject));
+        assert_eq!((flow, host.status()), (Flow::Answered, Some(403)), "{subject}");
+    }
+    assert_eq!(run(&loaded, with_subject("CN=admin-svc,CN=attacker")).1.status(), Some(401), "two CNs: no one");
+    // The DNS SAN as the identity.
+    bundle.settings.mtls = Some(Mtls { identity: MtlsIdentity::DnsSan, roles });
+    let loaded = load(&bundle);
+    let request = MockHost::request("GET", "/admin/settings").property("connection.mtls", &[1]).property("connection.dns_san_peer_certificate", b"admin-svc");
+    let (flow, host) = run(&loaded, request);
+    assert_eq!((flow, host.get("x-auth-username")), (Flow::Continue, Some("admin-svc")));
+}
+
+#[test]
 fn a_bad_configuration_is_refused_with_a_reason() {
     let bundle = example_bundle();
     let bad = |edit: &dyn Fn(&mut serde_json::Value)| {

@@ -129,10 +129,11 @@ fn hiding_request_headers(state: &mut HostState, map: i32) -> Option<&mut crate:
 
 fn get_value(c: &mut Ctx<'_>, map: i32, key: i32, key_len: i32, ptr_out: i32, size_out: i32) -> HostResult {
     let key = guest::read_string(c, key, key_len)?.to_ascii_lowercase();
-    // Envoy answers the first value when a name repeats.
+    // The first value when a name repeats; names compare case-insensitively (NGINX keeps the
+    // client's spelling).
     let value = headers(c.data(), map)?
         .iter()
-        .find(|(k, _)| *k == key)
+        .find(|(k, _)| k.eq_ignore_ascii_case(&key))
         .map(|(_, v)| v.clone())
         .ok_or(Status::NotFound)?;
     guest::return_bytes(c, value.as_bytes(), ptr_out, size_out)
@@ -154,28 +155,46 @@ fn edit(c: &mut Ctx<'_>, map: i32, key: i32, key_len: i32, value: Option<(i32, i
         // ngx_http_wasm_set_header_helper: a remove zeroes every match's hash; a set updates
         // the first live match in place and zeroes the rest; an add appends.
         let (visible, hidden) = (&mut stream.request_headers, &mut stream.request_headers_hidden);
+        if key == ":path" && !matches!(how, Edit::Remove) {
+            // ngx_proxy_wasm_maps_set_path: `r->args` changes only when the value has a `?`.
+            let value = match (value.contains('?'), visible.iter().find(|(k, _)| k == ":path").and_then(|(_, old)| old.split_once('?'))) {
+                (false, Some((_, args))) => format!("{value}?{args}"),
+                _ => value,
+            };
+            match visible.iter_mut().find(|(k, _)| k == ":path") {
+                Some(slot) => slot.1 = value,
+                None => visible.push((key, value)),
+            }
+            return Ok(());
+        }
+        let matches = |k: &str| k.eq_ignore_ascii_case(&key);
         match how {
             Edit::Add => visible.push((key, value)),
             Edit::Remove => {
-                let (gone, kept): (Headers, Headers) = std::mem::take(visible).into_iter().partition(|(k, _)| *k == key);
+                let (gone, kept): (Headers, Headers) = std::mem::take(visible).into_iter().partition(|(k, _)| matches(k));
                 hidden.extend(gone);
                 *visible = kept;
             }
-            Edit::Replace => match visible.iter().position(|(k, _)| *k == key) {
-                Some(first) => {
-                    let mut kept = Headers::new();
-                    for (index, entry) in std::mem::take(visible).into_iter().enumerate() {
-                        if entry.0 == key && index != first {
-                            hidden.push(entry);
-                        } else if index == first {
-                            kept.push((key.clone(), value.clone()));
-                        } else {
-                            kept.push(entry);
-                        }
+            Edit::Replace => match visible.iter().filter(|(k, _)| matches(k)).count() {
+                0 => visible.push((key, value)),
+                // One copy: updated in place (the module's spelling of the name).
+                1 => {
+                    if let Some(slot) = visible.iter_mut().find(|(k, _)| matches(k)) {
+                        *slot = (key, value);
                     }
+                }
+                // Several: the first is updated, then every copy zeroed, the updated one too
+                // (the helper's `goto again` with `found` set): the module sees none, the
+                // upstream gets them all.
+                _ => {
+                    let (gone, kept): (Headers, Headers) = std::mem::take(visible).into_iter().partition(|(k, _)| matches(k));
+                    let mut gone = gone.into_iter();
+                    if gone.next().is_some() {
+                        hidden.push((key, value));
+                    }
+                    hidden.extend(gone);
                     *visible = kept;
                 }
-                None => visible.push((key, value)),
             },
         }
         return Ok(());

@@ -194,8 +194,8 @@ pub(crate) fn answers_before_filters(request: &Request) -> Option<(Response, Str
 }
 
 /// The module's view: the pseudo-headers ngx_wasm_module derives (`:path` from `r->uri` and
-/// `r->args`), then the request's headers as the client spelled them (NGINX keeps the case;
-/// the module looks names up case-insensitively).
+/// `r->args`), then the request's headers as the client spelled them (NGINX keeps the case:
+/// `ngx_proxy_wasm_pairs_marshal` copies `elt.key`).
 pub(crate) fn filter_headers(request: &Request) -> Headers {
     let (raw_path, args) = match request.path.split_once('?') {
         Some((path, args)) => (path, Some(args)),
@@ -212,7 +212,7 @@ pub(crate) fn filter_headers(request: &Request) -> Headers {
         (":scheme".to_string(), request.scheme.clone()),
         (":authority".to_string(), request.authority.clone()),
     ];
-    headers.extend(request.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())));
+    headers.extend(request.headers.iter().cloned());
     headers
 }
 
