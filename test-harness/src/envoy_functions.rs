@@ -1,6 +1,7 @@
 //! Envoy's own foreign functions (`source/extensions/common/wasm/foreign.cc`), which every
-//! plugin gets unless a test withdraws them (`PluginBuilder::without_foreign_function`, the
-//! CLI's `--without-foreign-function`) to play a host without them, such as NGINX or Kong.
+//! plugin on the Envoy profile gets unless a test withdraws them
+//! (`PluginBuilder::without_foreign_function`, the CLI's `--without-foreign-function`). The
+//! ngx_wasm_module profile has none (`hosts::ngx_wasm_module`).
 //!
 //! Only `verify_signature` so far: its arguments and result are the protobuf messages of
 //! Envoy's `verify_signature.proto`, and it answers as Envoy's does: a message that does not

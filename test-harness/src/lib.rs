@@ -1,9 +1,10 @@
 //! A proxy-wasm ABI v0.2.1 host on wasmtime, for running proxy-wasm modules offline: in a
 //! user's own `cargo test`, from the `pw-harness` CLI, and in benchmarks.
 //!
-//! It runs a `wasm32-wasip1` module built with the Rust SDK (`proxy-wasm` 0.2.x) the way Envoy
-//! does: WASI preview 1 from `wasmtime-wasi`, every `env` import the module names, one root
-//! context per plugin with `proxy_on_vm_start` and `proxy_on_configure` (a `false` is a refused
+//! It runs a `wasm32-wasip1` module built with the Rust SDK (`proxy-wasm` 0.2.x) the way a
+//! chosen proxy does ([`HostProfile`]: Envoy by default, or NGINX/Kong's ngx_wasm_module):
+//! WASI preview 1 from `wasmtime-wasi`, every `env` import the module names, one root context
+//! per plugin with `proxy_on_vm_start` and `proxy_on_configure` (a `false` is a refused
 //! configuration), one HTTP context per request, callouts answered by stub clusters, and a
 //! host clock that only the test moves.
 //!

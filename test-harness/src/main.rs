@@ -11,7 +11,7 @@ use proxy_wasm_harness::cases::{self, CaseFile};
 use proxy_wasm_harness::{HostProfile, Limits, Plugin, ProxyWasmModule, Request, bench, workspace};
 
 #[derive(Parser)]
-#[command(name = "pw-harness", version, about = "Run proxy-wasm 0.2.1 modules offline, the way Envoy does")]
+#[command(name = "pw-harness", version, about = "Run proxy-wasm 0.2.1 modules offline, the way Envoy or NGINX with ngx_wasm_module does")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -1,6 +1,6 @@
-//! Loading a module and driving it the way Envoy does: one root context per plugin, one HTTP
-//! context per request, callbacks in Envoy's order, and every failure of the guest turned
-//! into a closed request instead of a hang or a panic.
+//! Loading a module and driving it as a proxy does: one root context per plugin, one HTTP
+//! context per request, callbacks in Envoy's order (`hosts` says where another proxy differs),
+//! and every failure of the guest turned into a closed request instead of a hang or a panic.
 
 use std::collections::BTreeMap;
 use std::path::Path;
