@@ -140,7 +140,13 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
                     description: rejection.description(),
                     reason: rejection.reason(),
                 };
-                return finish(loaded, host, request_id, method, &resource, refusal, None);
+                let flow = finish(loaded, host, request_id, method, &resource, refusal, None);
+                if flow == Flow::Continue {
+                    // Shadow mode lets it through: the rejected token still stays behind, as
+                    // an accepted one would.
+                    take_out_credential(loaded, host, Some(found), raw_path, &resource);
+                }
+                return flow;
             }
         },
         None => match mtls_identity(loaded, host) {
@@ -272,8 +278,14 @@ fn forward_identity(
             }
         }
     }
+    take_out_credential(loaded, host, found, raw_path, resource);
+}
+
+/// Forwards the decided path, and takes the credential out of the request first when the
+/// bundle says so (`forward.strip_token`).
+fn take_out_credential(loaded: &Loaded, host: &mut dyn Host, found: Option<&Found>, raw_path: &str, resource: &str) {
     let mut strip_parameter = None;
-    if forward.strip_token
+    if loaded.settings.forward.strip_token
         && let Some(found) = found
     {
         match &found.origin {

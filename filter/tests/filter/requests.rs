@@ -209,6 +209,12 @@ fn shadow_mode_records_the_decision_and_lets_the_request_through() {
     assert_eq!(host.get("x-auth-username"), Some("eve"), "the upstream still learns who called");
     let (flow, host) = run(&loaded, MockHost::request("GET", "/users/me"));
     assert_eq!((flow, host.count(metrics::SHADOW_DENIED)), (Flow::Continue, 1));
+    // A rejected token goes through in shadow mode, but not to the upstream (issue 14, item 8).
+    let (flow, host) = run(&loaded, MockHost::request("GET", "/users/me").bearer("not.a.token"));
+    assert_eq!((flow, host.get("authorization")), (Flow::Continue, None));
+    let expired = jwt_minter::mint(&platform(), "RS256", Some("platform"), &json!({"username": "ana", "iat": NOW - 7200, "exp": NOW - 3600}));
+    let (flow, host) = run(&loaded, MockHost::request("GET", "/users/me").bearer(&expired));
+    assert_eq!((flow, host.get("authorization"), host.count(metrics::UNAUTHENTICATED)), (Flow::Continue, None, 1));
 }
 
 #[test]
