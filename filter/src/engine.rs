@@ -83,7 +83,7 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
     // The query is forwarded as it came, so it must be a valid one: visible ASCII only. NGINX
     // hands the module a decoded `r->uri`, in which `%3F` became the `?` that seems to start
     // the query and `%0D%0A` a CR LF that `$uri` would copy into the upstream's request line.
-    let before_fragment = raw_path.bytes().position(|b| b == b'#').and_then(|at| raw_path.get(..at)).unwrap_or(raw_path);
+    let before_fragment = without_fragment(raw_path);
     if let Some(at) = before_fragment.bytes().position(|b| b == b'?')
         && before_fragment.bytes().skip(at + 1).any(|b| !(0x21..=0x7e).contains(&b))
     {
@@ -300,6 +300,11 @@ fn take_out_credential(loaded: &Loaded, host: &mut dyn Host, found: Option<&Foun
     forward_path(loaded, host, raw_path, resource, strip_parameter);
 }
 
+/// `:path` up to its fragment, if it has one.
+fn without_fragment(raw_path: &str) -> &str {
+    raw_path.bytes().position(|b| b == b'#').and_then(|at| raw_path.get(..at)).unwrap_or(raw_path)
+}
+
 /// Whether `name` is `identity` with some `-` written `_` (case aside).
 fn same_but_underscores(name: &str, identity: &str) -> bool {
     name.len() == identity.len() && name.bytes().zip(identity.bytes()).all(|(a, b)| a.eq_ignore_ascii_case(&b) || (a == b'_' && b == b'-'))
@@ -377,7 +382,7 @@ fn clear_header(loaded: &Loaded, host: &mut dyn Host, name: &str) {
 /// when `proxy_pass` forwards `$uri$is_args$args` (as `policy-compiler render` writes it); a
 /// plain `proxy_pass` sends the client's raw request line.
 fn forward_path(loaded: &Loaded, host: &mut dyn Host, raw_path: &str, resource: &str, strip_parameter: Option<&str>) {
-    let without_fragment = raw_path.bytes().position(|b| b == b'#').and_then(|at| raw_path.get(..at)).unwrap_or(raw_path);
+    let without_fragment = without_fragment(raw_path);
     // `?` and the query, as forwarded.
     let query = match (without_fragment.bytes().position(|b| b == b'?'), strip_parameter) {
         (Some(at), Some(name)) => Cow::Owned(credentials::query_without_parameter(without_fragment.get(at + 1..).unwrap_or_default(), name)),
@@ -427,7 +432,6 @@ fn finish(
     refusal: Refusal,
     authenticated: Option<(&Identity, Option<&Found>, &str, &[&str])>,
 ) -> Flow {
-    // `path` is the normalised resource wherever the request got that far.
     let (status, counter, policy, subject, reason) = match &refusal {
         Refusal::Malformed { reason, .. } => (400, metrics::MALFORMED, None, String::new(), reason.clone()),
         Refusal::Unauthenticated { reason, .. } => (401, metrics::UNAUTHENTICATED, None, String::new(), (*reason).to_string()),
