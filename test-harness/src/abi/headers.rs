@@ -10,6 +10,7 @@ use wasmtime::Linker;
 use super::Ctx;
 use crate::guest;
 use crate::host::HostState;
+use crate::hosts::ngx_wasm_module::{self, HeaderEdit};
 use crate::http::Headers;
 use crate::status::{HostResult, Status, to_abi};
 
@@ -100,19 +101,8 @@ fn set_pairs(c: &mut Ctx<'_>, map: i32, ptr: i32, size: i32) -> HostResult {
     let bytes = guest::read(c, ptr, size)?;
     let pairs = guest::decode_header_map(&bytes)?;
     let pairs: Headers = pairs.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
-    if let Some(hidden) = hiding_request_headers(c.data_mut(), map) {
-        // ngx_proxy_wasm_maps_set_all: every entry is cleared (hidden), then each pair set.
-        let stream = hidden;
-        let old = std::mem::take(&mut stream.request_headers);
-        let (pseudo, regular): (Headers, Headers) = old.into_iter().partition(|(k, _)| k.starts_with(':'));
-        stream.request_headers_hidden.extend(regular);
-        stream.request_headers = pseudo;
-        for (key, value) in pairs {
-            match stream.request_headers.iter_mut().find(|(k, _)| *k == key && key.starts_with(':')) {
-                Some(slot) => slot.1 = value,
-                None => stream.request_headers.push((key, value)),
-            }
-        }
+    if let Some(stream) = hiding_request_headers(c.data_mut(), map) {
+        ngx_wasm_module::set_request_header_pairs(&mut stream.request_headers, &mut stream.request_headers_hidden, pairs);
         return Ok(());
     }
     *headers_mut(c.data_mut(), map)? = pairs;
@@ -152,51 +142,12 @@ fn edit(c: &mut Ctx<'_>, map: i32, key: i32, key_len: i32, value: Option<(i32, i
         None => String::new(),
     };
     if let Some(stream) = hiding_request_headers(c.data_mut(), map) {
-        // ngx_http_wasm_set_header_helper: a remove zeroes every match's hash; a set updates
-        // the first live match in place and zeroes the rest; an add appends.
-        let (visible, hidden) = (&mut stream.request_headers, &mut stream.request_headers_hidden);
-        if key == ":path" && !matches!(how, Edit::Remove) {
-            // ngx_proxy_wasm_maps_set_path: `r->args` changes only when the value has a `?`.
-            let value = match (value.contains('?'), visible.iter().find(|(k, _)| k == ":path").and_then(|(_, old)| old.split_once('?'))) {
-                (false, Some((_, args))) => format!("{value}?{args}"),
-                _ => value,
-            };
-            match visible.iter_mut().find(|(k, _)| k == ":path") {
-                Some(slot) => slot.1 = value,
-                None => visible.push((key, value)),
-            }
-            return Ok(());
-        }
-        let matches = |k: &str| k.eq_ignore_ascii_case(&key);
-        match how {
-            Edit::Add => visible.push((key, value)),
-            Edit::Remove => {
-                let (gone, kept): (Headers, Headers) = std::mem::take(visible).into_iter().partition(|(k, _)| matches(k));
-                hidden.extend(gone);
-                *visible = kept;
-            }
-            Edit::Replace => match visible.iter().filter(|(k, _)| matches(k)).count() {
-                0 => visible.push((key, value)),
-                // One copy: updated in place (the module's spelling of the name).
-                1 => {
-                    if let Some(slot) = visible.iter_mut().find(|(k, _)| matches(k)) {
-                        *slot = (key, value);
-                    }
-                }
-                // Several: the first is updated, then every copy zeroed, the updated one too
-                // (the helper's `goto again` with `found` set): the module sees none, the
-                // upstream gets them all.
-                _ => {
-                    let (gone, kept): (Headers, Headers) = std::mem::take(visible).into_iter().partition(|(k, _)| matches(k));
-                    let mut gone = gone.into_iter();
-                    if gone.next().is_some() {
-                        hidden.push((key, value));
-                    }
-                    hidden.extend(gone);
-                    *visible = kept;
-                }
-            },
-        }
+        let edit = match how {
+            Edit::Add => HeaderEdit::Add(value),
+            Edit::Replace => HeaderEdit::Replace(value),
+            Edit::Remove => HeaderEdit::Remove,
+        };
+        ngx_wasm_module::edit_request_headers(&mut stream.request_headers, &mut stream.request_headers_hidden, key, edit);
         return Ok(());
     }
     let headers = headers_mut(c.data_mut(), map)?;

@@ -227,3 +227,75 @@ pub(crate) fn upstream_headers(request: &Request, visible: &Headers, hidden: &He
     headers.extend(hidden.iter().cloned());
     headers
 }
+
+/// A module's edit of one request header.
+pub(crate) enum HeaderEdit {
+    Add(String),
+    Replace(String),
+    Remove,
+}
+
+/// An edit as ngx_wasm_module applies it: `visible` is what the module sees, `hidden` the
+/// entries whose hash was zeroed, which NGINX still forwards.
+pub(crate) fn edit_request_headers(visible: &mut Headers, hidden: &mut Headers, key: String, edit: HeaderEdit) {
+    if key == ":path"
+        && let HeaderEdit::Add(value) | HeaderEdit::Replace(value) = edit
+    {
+        // ngx_proxy_wasm_maps_set_path: `r->args` changes only when the value has a `?`.
+        let value = match (value.contains('?'), visible.iter().find(|(k, _)| k == ":path").and_then(|(_, old)| old.split_once('?'))) {
+            (false, Some((_, args))) => format!("{value}?{args}"),
+            _ => value,
+        };
+        match visible.iter_mut().find(|(k, _)| k == ":path") {
+            Some(slot) => slot.1 = value,
+            None => visible.push((key, value)),
+        }
+        return;
+    }
+    // ngx_http_wasm_set_header_helper: names compare case-insensitively; a remove zeroes every
+    // match's hash; an add appends.
+    let matches = |k: &str| k.eq_ignore_ascii_case(&key);
+    match edit {
+        HeaderEdit::Add(value) => visible.push((key, value)),
+        HeaderEdit::Remove => {
+            let (gone, kept): (Headers, Headers) = std::mem::take(visible).into_iter().partition(|(k, _)| matches(k));
+            hidden.extend(gone);
+            *visible = kept;
+        }
+        HeaderEdit::Replace(value) => match visible.iter().filter(|(k, _)| matches(k)).count() {
+            0 => visible.push((key, value)),
+            // One copy: updated in place (the module's spelling of the name).
+            1 => {
+                if let Some(slot) = visible.iter_mut().find(|(k, _)| matches(k)) {
+                    *slot = (key, value);
+                }
+            }
+            // Several: the first is updated, then every copy zeroed, the updated one too (the
+            // helper's `goto again` with `found` set): the module sees none, the upstream gets
+            // them all.
+            _ => {
+                let (gone, kept): (Headers, Headers) = std::mem::take(visible).into_iter().partition(|(k, _)| matches(k));
+                let mut gone = gone.into_iter();
+                if gone.next().is_some() {
+                    hidden.push((key, value));
+                }
+                hidden.extend(gone);
+                *visible = kept;
+            }
+        },
+    }
+}
+
+/// `proxy_set_header_map_pairs` as ngx_proxy_wasm_maps_set_all does it: every entry is cleared
+/// (hidden, still forwarded), then each pair set; pseudo-headers are set in place.
+pub(crate) fn set_request_header_pairs(visible: &mut Headers, hidden: &mut Headers, pairs: Headers) {
+    let (pseudo, regular): (Headers, Headers) = std::mem::take(visible).into_iter().partition(|(k, _)| k.starts_with(':'));
+    hidden.extend(regular);
+    *visible = pseudo;
+    for (key, value) in pairs {
+        match visible.iter_mut().find(|(k, _)| *k == key && key.starts_with(':')) {
+            Some(slot) => slot.1 = value,
+            None => visible.push((key, value)),
+        }
+    }
+}
