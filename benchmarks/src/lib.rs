@@ -32,6 +32,7 @@ pub fn policies(count: usize) -> Vec<SourcePolicy> {
                 actions: vec![if i % 3 == 0 { "api:write" } else { "api:read" }.to_string()],
                 effect: if i % 19 == 0 { Effect::Deny } else { Effect::Allow },
                 conditions,
+                providers: Vec::new(),
             }
         })
         .collect()

@@ -14,7 +14,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 /// The bundle format this crate reads and writes.
-pub const BUNDLE_FORMAT: u32 = 1;
+/// 2: providers say what their tokens may assert (`may_assert`); a format-1 bundle trusted
+/// every provider with every claim, so it is refused rather than read with a new meaning.
+pub const BUNDLE_FORMAT: u32 = 2;
 
 /// The RSA modulus sizes, in bits, that the compiler writes and the filter verifies.
 pub const MIN_RSA_BITS: usize = 2048;
@@ -41,7 +43,31 @@ pub struct Provider {
     pub audiences: Vec<String>,
     /// JSON Web Keys, each with `kid` and `alg` (the one algorithm it may verify).
     pub keys: Vec<serde_json::Value>,
+    /// What this provider's tokens may assert about their caller.
+    pub may_assert: MayAssert,
 }
+
+/// What a provider's verified tokens may assert. A partner's identity provider signs tokens
+/// about the partner's callers, not about the platform's admins: a role, scope or claim it may
+/// not assert is dropped before any policy sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MayAssert {
+    /// Every claim, as it comes: the platform's own identity provider.
+    Any,
+    /// Only the attributes named here (`roles`, `scopes`, `userId`, any claim), each value
+    /// only when one of its anchored regexes matches it. The key `subject` limits the subject
+    /// itself: a token naming another subject is refused. The subject (and `username`, set to
+    /// it), `provider` and `clientIP` are always present.
+    Only(BTreeMap<String, Vec<String>>),
+}
+
+/// The attribute naming the provider that verified the caller's credential (`mtls` for a
+/// client certificate). Set by the filter, never taken from a claim.
+pub const PROVIDER_ATTRIBUTE: &str = "provider";
+
+/// The provider name of a caller authenticated by a client certificate.
+pub const MTLS_PROVIDER: &str = "mtls";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -117,6 +143,8 @@ pub struct Forward {
     pub namespaces: Option<String>,
     /// The id of the policy that allowed the request.
     pub policy: Option<String>,
+    /// The provider that verified the credential (`mtls` for a client certificate).
+    pub provider: Option<String>,
 }
 
 impl Default for Forward {
@@ -129,6 +157,7 @@ impl Default for Forward {
             organizations: Some("x-auth-organizations".into()),
             namespaces: Some("x-auth-namespaces".into()),
             policy: None,
+            provider: Some("x-auth-provider".into()),
         }
     }
 }
@@ -178,6 +207,30 @@ pub struct Settings {
     pub cache_entries: usize,
     /// The proxy the module runs in.
     pub host: ProxyHost,
+    /// What a `;` in the path means (Tomcat and Spring read `/a/..;/b` as `/b`).
+    pub path_parameters: PathParameters,
+    /// The upstream resolves paths without regard to case: paths are matched and forwarded
+    /// in lower case, and a character whose case folds to ASCII (`ſ`, the Kelvin sign) is
+    /// refused.
+    pub case_insensitive_paths: bool,
+    /// A token without `kid` is tried against at most this many keys of its algorithm; a
+    /// provider with more such keys refuses it (every trial is a signature check).
+    pub max_key_trials: usize,
+    /// Tokens whose signature failed, remembered (by SHA-256) for a minute, so a replayed
+    /// forgery costs a hash rather than a signature check.
+    pub rejected_cache_entries: usize,
+}
+
+/// What a path parameter (`;` in the path) does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PathParameters {
+    /// Refused (400): an upstream may strip it (Tomcat, Spring), and then resolve `..;` as `..`.
+    #[default]
+    Refuse,
+    /// An ordinary path character, matched and forwarded as it is: for upstreams that give
+    /// `;` no meaning.
+    Keep,
 }
 
 impl Default for Settings {
@@ -206,6 +259,10 @@ impl Default for Settings {
             mtls: None,
             cache_entries: 256,
             host: ProxyHost::Auto,
+            path_parameters: PathParameters::Refuse,
+            case_insensitive_paths: false,
+            max_key_trials: 4,
+            rejected_cache_entries: 1024,
         }
     }
 }
@@ -232,21 +289,58 @@ impl Bundle {
                 .iter()
                 .enumerate()
                 .map(|(i, provider)| Provider::from_json(provider, &format!("providers[{i}]")))
-                .collect::<Result<_, _>>()?,
+                .collect::<Result<_, _>>()
+                .and_then(|providers: Vec<Provider>| check_provider_chain(&providers).map(|()| providers))?,
         })
     }
 }
 
 impl Provider {
     fn from_json(value: &Value, path: &str) -> Result<Provider, String> {
-        let object = Object::new(value, path, &["name", "issuer", "audiences", "keys"])?;
+        let object = Object::new(value, path, &["name", "issuer", "audiences", "keys", "may_assert"])?;
         Ok(Provider {
             name: object.required("name", Object::string)?,
             issuer: object.nullable("issuer", Object::string)?,
             audiences: object.required("audiences", Object::strings)?,
             keys: object.required("keys", Object::array)?.clone(),
+            may_assert: object.required("may_assert", |o, name| match o.value(name)? {
+                Value::String(any) if any == "any" => Ok(MayAssert::Any),
+                Value::Object(_) => {
+                    let at = o.at(name);
+                    let only = Object::new(o.value(name)?, &at, &["only"])?;
+                    let expected = "lists of regexes";
+                    let lists = |list: &Value| only.texts(list.as_array().ok_or_else(|| only.wrong("only", expected))?, "only", expected);
+                    only.required("only", Object::map)?.iter().map(|(attribute, list)| Ok((attribute.clone(), lists(list)?))).collect::<Result<_, String>>().map(MayAssert::Only)
+                }
+                _ => Err(o.wrong(name, "`any` or `{\"only\": {ATTRIBUTE: [regexes]}}`")),
+            })?,
         })
     }
+}
+
+/// The credential chain must be unambiguous: a token's `iss` names at most one provider, and
+/// at most one provider (without an `issuer`) takes the tokens whose `iss` names none. A
+/// second provider for the same issuer could never be reached.
+pub fn check_provider_chain(providers: &[Provider]) -> Result<(), String> {
+    for (at, provider) in providers.iter().enumerate() {
+        let earlier = providers.iter().take(at);
+        if provider.name == MTLS_PROVIDER {
+            return Err(format!("provider name {MTLS_PROVIDER:?} is reserved for client certificates"));
+        }
+        if let Some(same) = earlier.clone().find(|p| p.name == provider.name) {
+            return Err(format!("two providers are named {:?}", same.name));
+        }
+        if let Some(same) = earlier.clone().find(|p| p.issuer == provider.issuer) {
+            return Err(match &provider.issuer {
+                Some(issuer) => format!("providers {:?} and {:?} both have issuer {issuer:?}: the second could never be reached", same.name, provider.name),
+                None => format!(
+                    "providers {:?} and {:?} both have no issuer (both would take every token whose `iss` names no provider): give one an issuer",
+                    same.name, provider.name
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 impl Settings {
@@ -271,6 +365,10 @@ impl Settings {
                 "mtls",
                 "cache_entries",
                 "host",
+                "path_parameters",
+                "case_insensitive_paths",
+                "max_key_trials",
+                "rejected_cache_entries",
             ],
         )?;
         let mut settings = Settings::default();
@@ -289,6 +387,10 @@ impl Settings {
             mtls,
             cache_entries,
             host,
+            path_parameters,
+            case_insensitive_paths,
+            max_key_trials,
+            rejected_cache_entries,
         } = &mut settings;
         object.set(realm, "realm", Object::string)?;
         object.set(mode, "mode", |o, name| match o.string(name)?.as_str() {
@@ -322,6 +424,14 @@ impl Settings {
             "ngx_wasm_module" => Ok(ProxyHost::NgxWasmModule),
             _ => Err(o.wrong(name, "`auto`, `envoy` or `ngx_wasm_module`")),
         })?;
+        object.set(path_parameters, "path_parameters", |o, name| match o.string(name)?.as_str() {
+            "refuse" => Ok(PathParameters::Refuse),
+            "keep" => Ok(PathParameters::Keep),
+            _ => Err(o.wrong(name, "`refuse` or `keep`")),
+        })?;
+        object.set(case_insensitive_paths, "case_insensitive_paths", Object::boolean)?;
+        object.set(max_key_trials, "max_key_trials", Object::size)?;
+        object.set(rejected_cache_entries, "rejected_cache_entries", Object::size)?;
         Ok(settings)
     }
 }
@@ -360,9 +470,9 @@ impl ClaimNames {
 
 impl Forward {
     fn from_json(value: &Value, path: &str) -> Result<Forward, String> {
-        let object = Object::new(value, path, &["strip_token", "user_id", "username", "roles", "organizations", "namespaces", "policy"])?;
+        let object = Object::new(value, path, &["strip_token", "user_id", "username", "roles", "organizations", "namespaces", "policy", "provider"])?;
         let mut forward = Forward::default();
-        let Forward { strip_token, user_id, username, roles, organizations, namespaces, policy } = &mut forward;
+        let Forward { strip_token, user_id, username, roles, organizations, namespaces, policy, provider } = &mut forward;
         object.set(strip_token, "strip_token", Object::boolean)?;
         // A header name, or null for "do not send this header".
         for (field, name) in [
@@ -372,6 +482,7 @@ impl Forward {
             (organizations, "organizations"),
             (namespaces, "namespaces"),
             (policy, "policy"),
+            (provider, "provider"),
         ] {
             object.set(field, name, |o, name| o.nullable(name, Object::string))?;
         }
@@ -530,16 +641,22 @@ mod tests {
                     organizations: None,
                     namespaces: None,
                     policy: Some("x-policy".into()),
+                    provider: None,
                 },
                 mtls: Some(Mtls { identity: MtlsIdentity::SubjectCn, roles: [("billing".to_string(), vec!["service".to_string()])].into() }),
                 cache_entries: 7,
                 host: ProxyHost::NgxWasmModule,
+                path_parameters: PathParameters::Keep,
+                case_insensitive_paths: true,
+                max_key_trials: 1,
+                rejected_cache_entries: 3,
             },
             providers: vec![Provider {
                 name: "corp".into(),
                 issuer: Some("https://id.example".into()),
                 audiences: vec!["api".into()],
                 keys: vec![json!({"kty": "oct", "kid": "k", "alg": "HS256", "k": "AAAA"})],
+                may_assert: MayAssert::Only([("roles".to_string(), vec!["^(?:reader)$".to_string()])].into()),
             }],
         }
     }
@@ -606,6 +723,29 @@ mod tests {
         assert_eq!(Bundle::parse(text.as_bytes()), Ok(every_field_changed()));
         let twice = text.replacen(r#""realm":"shop""#, r#""realm":"shop","realm":"api""#, 1);
         assert!(Bundle::parse(twice.as_bytes()).unwrap_err().contains("duplicate key \"realm\""));
+    }
+
+    #[test]
+    fn may_assert_is_any_or_only_and_never_left_out() {
+        let mut value = serde_json::to_value(every_field_changed()).unwrap();
+        assert_eq!(value["providers"][0]["may_assert"], json!({"only": {"roles": ["^(?:reader)$"]}}));
+        value["providers"][0]["may_assert"] = json!("any");
+        assert_eq!(read(&value).unwrap().providers[0].may_assert, MayAssert::Any);
+        value["providers"][0]["may_assert"] = json!("all");
+        assert!(read(&value).unwrap_err().starts_with("providers[0].may_assert: expected `any`"));
+        value["providers"][0].as_object_mut().unwrap().remove("may_assert");
+        assert_eq!(read(&value).unwrap_err(), "providers[0]: missing field `may_assert`");
+    }
+
+    #[test]
+    fn a_chain_with_an_unreachable_provider_is_refused() {
+        let one = every_field_changed().providers.remove(0);
+        let named = |name: &str, issuer: Option<&str>| Provider { name: name.into(), issuer: issuer.map(str::to_string), ..one.clone() };
+        assert_eq!(check_provider_chain(&[named("a", Some("x")), named("b", Some("y")), named("c", None)]), Ok(()));
+        assert!(check_provider_chain(&[named("a", Some("x")), named("b", Some("x"))]).unwrap_err().contains("could never be reached"));
+        assert!(check_provider_chain(&[named("a", None), named("b", None)]).unwrap_err().contains("both have no issuer"));
+        assert!(check_provider_chain(&[named("a", Some("x")), named("a", Some("y"))]).unwrap_err().contains("two providers are named"));
+        assert!(check_provider_chain(&[named("mtls", Some("x"))]).unwrap_err().contains("reserved"));
     }
 
     #[test]

@@ -43,6 +43,11 @@ impl Attributes {
         self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_slice()).unwrap_or_default()
     }
 
+    /// Keeps the attributes `keep` says yes to; it may also drop some of their values.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &mut Vec<String>) -> bool) {
+        self.entries.retain_mut(|(name, values)| keep(name, values));
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[String])> {
         self.entries.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
     }

@@ -1,13 +1,21 @@
 //! A bounded cache of verified tokens, keyed by the whole token, so a repeated token costs no
 //! signature check. An entry is used only while the token is unexpired (checked on every hit,
 //! on the host clock); the oldest entry makes room for a new one.
+//!
+//! Beside it, the tokens whose signature failed, by SHA-256 (a forger chooses them, so they
+//! are neither stored whole nor hashed with FxHash), for [`REJECTED_SECONDS`]: a replayed
+//! forgery costs a hash instead of a signature check.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
 
 use rustc_hash::FxHashMap;
+use sha2::{Digest, Sha256};
 
 use crate::jwt::Verified;
+
+/// How long a token whose signature failed is remembered, in seconds of host time.
+pub const REJECTED_SECONDS: u64 = 60;
 
 pub struct TokenCache {
     capacity: usize,
@@ -15,11 +23,57 @@ pub struct TokenCache {
     /// colliding ones, and hashing a 600-byte token with SipHash cost more than the lookup.
     entries: FxHashMap<String, Rc<Verified>>,
     order: VecDeque<String>,
+    rejected_capacity: usize,
+    /// SHA-256 of a rejected token to the host time it was rejected; oldest first in
+    /// `rejected_order`.
+    rejected: FxHashMap<[u8; 32], u64>,
+    rejected_order: VecDeque<[u8; 32]>,
 }
 
 impl TokenCache {
     pub fn new(capacity: usize) -> Self {
-        TokenCache { capacity, entries: FxHashMap::default(), order: VecDeque::new() }
+        TokenCache::with_rejected(capacity, 0)
+    }
+
+    /// A cache of `capacity` verified tokens and `rejected_capacity` rejected ones.
+    pub fn with_rejected(capacity: usize, rejected_capacity: usize) -> Self {
+        TokenCache {
+            capacity,
+            entries: FxHashMap::default(),
+            order: VecDeque::new(),
+            rejected_capacity,
+            rejected: FxHashMap::default(),
+            rejected_order: VecDeque::new(),
+        }
+    }
+
+    /// Whether `token`'s signature failed in the last [`REJECTED_SECONDS`] before `now`.
+    pub fn was_rejected(&self, token: &str, now: u64) -> bool {
+        if self.rejected.is_empty() {
+            return false;
+        }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.rejected.get(&digest).is_some_and(|at| now < at.saturating_add(REJECTED_SECONDS))
+    }
+
+    /// Remembers that `token`'s signature failed at `now`, dropping what expired or, when
+    /// full, the oldest.
+    pub fn reject(&mut self, token: &str, now: u64) {
+        if self.rejected_capacity == 0 {
+            return;
+        }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        while let Some(oldest) = self.rejected_order.front().copied() {
+            let expired = self.rejected.get(&oldest).is_none_or(|at| now >= at.saturating_add(REJECTED_SECONDS));
+            if !expired && self.rejected.len() < self.rejected_capacity {
+                break;
+            }
+            self.rejected_order.pop_front();
+            self.rejected.remove(&oldest);
+        }
+        if self.rejected.insert(digest, now).is_none() {
+            self.rejected_order.push_back(digest);
+        }
     }
 
     /// The verified token, if cached and not expired at `now` (with `skew` seconds).
@@ -86,5 +140,23 @@ mod tests {
         assert_eq!(cache.len(), 2);
         assert!(cache.get("a", 0, 0).is_none(), "the oldest made room");
         assert!(cache.get("c", 0, 0).is_some());
+    }
+
+    #[test]
+    fn rejected_tokens_are_remembered_for_a_minute_and_stay_bounded() {
+        let mut cache = TokenCache::with_rejected(2, 2);
+        cache.reject("forged-1", 1000);
+        assert!(cache.was_rejected("forged-1", 1000 + REJECTED_SECONDS - 1));
+        assert!(!cache.was_rejected("forged-1", 1000 + REJECTED_SECONDS), "forgotten after a minute");
+        assert!(!cache.was_rejected("forged-2", 1000));
+        cache.reject("forged-2", 1001);
+        cache.reject("forged-3", 1002);
+        assert!(!cache.was_rejected("forged-1", 1002), "the oldest made room");
+        assert!(cache.was_rejected("forged-2", 1002) && cache.was_rejected("forged-3", 1002));
+        assert_eq!(cache.rejected.len(), 2);
+        assert!(cache.is_empty(), "a rejected token is never a verified one");
+        let mut off = TokenCache::new(2);
+        off.reject("forged-1", 1000);
+        assert!(!off.was_rejected("forged-1", 1000));
     }
 }

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::rc::Rc;
 
-use decision_table::bundle::{Mode, MtlsIdentity, Settings, TokenSource};
+use decision_table::bundle::{MTLS_PROVIDER, Mode, MtlsIdentity, PROVIDER_ATTRIBUTE, Settings, TokenSource};
 use decision_table::request::normalize_path;
 use decision_table::{AccessRequest, Attributes, ClientAddress};
 use serde::Serialize;
@@ -38,6 +38,8 @@ pub mod metrics {
     pub const CACHE_HITS: &str = "policy_filter_cache_hits";
     pub const CACHE_MISSES: &str = "policy_filter_cache_misses";
     pub const SHADOW_DENIED: &str = "policy_filter_shadow_denied";
+    /// A token refused because its signature failed within the last minute.
+    pub const REJECTED_CACHE_HITS: &str = "policy_filter_rejected_cache_hits";
 }
 
 /// Who is calling, once a credential succeeded: the verified token (shared with the cache, so
@@ -83,9 +85,8 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
     // The query is forwarded as it came, so it must be a valid one: visible ASCII only. NGINX
     // hands the module a decoded `r->uri`, in which `%3F` became the `?` that seems to start
     // the query and `%0D%0A` a CR LF that `$uri` would copy into the upstream's request line.
-    let before_fragment = without_fragment(raw_path);
-    if let Some(at) = before_fragment.bytes().position(|b| b == b'?')
-        && before_fragment.bytes().skip(at + 1).any(|b| !(0x21..=0x7e).contains(&b))
+    if let Some(at) = raw_path.bytes().position(|b| b == b'?')
+        && raw_path.bytes().skip(at + 1).any(|b| !(0x21..=0x7e).contains(&b))
     {
         let refusal = Refusal::Malformed { reason: "query_character".into(), message: "the request's query holds a character that may not stand in it" };
         return finish(loaded, host, request_id, method, raw_path, refusal, None);
@@ -107,7 +108,7 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
         clear_header(loaded, host, name);
     }
 
-    let resource = match normalize_path(raw_path) {
+    let resource = match normalize_path(raw_path, settings.path_rules()) {
         Ok(resource) => resource,
         Err(e) => {
             let refusal = Refusal::Malformed { reason: e.to_string(), message: "the request path is malformed" };
@@ -206,13 +207,27 @@ fn verify(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, token: &
         return Ok(hit);
     }
     host.count(metrics::CACHE_MISSES);
+    if cache.was_rejected(token, now) {
+        host.count(metrics::REJECTED_CACHE_HITS);
+        return Err(Rejection::BadSignature);
+    }
     let proxy: &dyn Host = host;
     let ask_proxy = |arguments: &[u8]| proxy.call_foreign_function(host_verify::FUNCTION, arguments);
     let trusted = loaded.host_verifies;
     let offload = trusted.any().then_some(host_verify::Offload { call: &ask_proxy, trusted });
-    let verified = Rc::new(jwt::verify(token, &loaded.providers, &loaded.settings, now, offload)?);
-    cache.insert(token, Rc::clone(&verified));
-    Ok(verified)
+    match jwt::verify(token, &loaded.providers, &loaded.settings, now, offload) {
+        Ok(verified) => {
+            let verified = Rc::new(verified);
+            cache.insert(token, Rc::clone(&verified));
+            Ok(verified)
+        }
+        Err(Rejection::BadSignature) => {
+            // The one refusal that cost a signature check: a replay of it costs a hash.
+            cache.reject(token, now);
+            Err(Rejection::BadSignature)
+        }
+        Err(rejection) => Err(rejection),
+    }
 }
 
 /// The client certificate the proxy verified, when mTLS is configured.
@@ -234,7 +249,8 @@ fn mtls_identity(loaded: &Loaded, host: &mut dyn Host) -> Option<Identity> {
     attributes.insert("roles", roles);
     attributes.insert("username", vec![subject.clone()]);
     attributes.insert("subject", vec![subject.clone()]);
-    let caller = Verified { claims: serde_json::Map::new(), expires_at: 0, provider: "mtls".into(), subject, attributes, forwarded: OnceCell::new() };
+    attributes.insert(PROVIDER_ATTRIBUTE, vec![MTLS_PROVIDER.to_string()]);
+    let caller = Verified { claims: serde_json::Map::new(), expires_at: 0, provider: MTLS_PROVIDER.into(), subject, attributes, forwarded: OnceCell::new() };
     Some(Identity { caller: Rc::new(caller), via: "mtls" })
 }
 
@@ -252,10 +268,11 @@ fn forward_identity(
 ) {
     let forward = &loaded.settings.forward;
     let caller = &identity.caller;
-    let [user_id, username, roles, organizations, namespaces] = caller.forwarded.get_or_init(|| {
+    let [user_id, username, roles, organizations, namespaces, provider] = caller.forwarded.get_or_init(|| {
         let joined = |key: &str| caller.attributes.get(key).iter().map(|item| header_value(item, true)).collect::<Vec<_>>().join(",");
         let user_id = caller.attributes.get("userId").first().map(|id| header_value(id, false)).unwrap_or_default();
-        [user_id, header_value(&caller.subject, false), joined("roles"), joined("organizations"), joined("namespaces")]
+        let subject = header_value(&caller.subject, false);
+        [user_id, subject, joined("roles"), joined("organizations"), joined("namespaces"), header_value(&caller.provider, false)]
     });
     let values = [
         (&forward.user_id, user_id.as_str()),
@@ -264,6 +281,7 @@ fn forward_identity(
         (&forward.organizations, organizations.as_str()),
         (&forward.namespaces, namespaces.as_str()),
         (&forward.policy, policy.unwrap_or_default()),
+        (&forward.provider, provider.as_str()),
     ];
     for (name, value) in values {
         if let Some(name) = name
@@ -300,11 +318,6 @@ fn take_out_credential(loaded: &Loaded, host: &mut dyn Host, found: Option<&Foun
     forward_path(loaded, host, raw_path, resource, strip_parameter);
 }
 
-/// `:path` up to its fragment, if it has one.
-fn without_fragment(raw_path: &str) -> &str {
-    raw_path.bytes().position(|b| b == b'#').and_then(|at| raw_path.get(..at)).unwrap_or(raw_path)
-}
-
 /// Whether `name` is `identity` with some `-` written `_` (case aside).
 fn same_but_underscores(name: &str, identity: &str) -> bool {
     name.len() == identity.len() && name.bytes().zip(identity.bytes()).all(|(a, b)| a.eq_ignore_ascii_case(&b) || (a == b'_' && b == b'-'))
@@ -329,14 +342,15 @@ fn header_value(value: &str, list_item: bool) -> String {
 /// The names the filter emits by default. A client's copy of each is taken out even when the
 /// bundle renames or drops that header, so an upstream that reads the usual names is never
 /// handed a client's claim (`x-auth-policy: forged` with `forward.policy` unset).
-const DEFAULT_IDENTITY_HEADERS: [&str; 6] =
-    ["x-auth-user-id", "x-auth-username", "x-auth-roles", "x-auth-organizations", "x-auth-namespaces", "x-auth-policy"];
+const DEFAULT_IDENTITY_HEADERS: [&str; 7] =
+    ["x-auth-user-id", "x-auth-username", "x-auth-roles", "x-auth-organizations", "x-auth-namespaces", "x-auth-policy", "x-auth-provider"];
 
 /// Every identity header a client's copy of is taken out: the configured names and the
 /// defaults, lower-case, once each (worked out at load, not per request).
 pub fn identity_headers(settings: &Settings) -> Vec<String> {
     let forward = &settings.forward;
-    let configured = [&forward.user_id, &forward.username, &forward.roles, &forward.organizations, &forward.namespaces, &forward.policy];
+    let configured =
+        [&forward.user_id, &forward.username, &forward.roles, &forward.organizations, &forward.namespaces, &forward.policy, &forward.provider];
     let mut names: Vec<String> = Vec::new();
     for name in configured.into_iter().flatten().map(String::as_str).chain(DEFAULT_IDENTITY_HEADERS) {
         let name = name.to_ascii_lowercase();
@@ -382,11 +396,10 @@ fn clear_header(loaded: &Loaded, host: &mut dyn Host, name: &str) {
 /// when `proxy_pass` forwards `$uri$is_args$args` (as `policy-compiler render` writes it); a
 /// plain `proxy_pass` sends the client's raw request line.
 fn forward_path(loaded: &Loaded, host: &mut dyn Host, raw_path: &str, resource: &str, strip_parameter: Option<&str>) {
-    let without_fragment = without_fragment(raw_path);
-    // `?` and the query, as forwarded.
-    let query = match (without_fragment.bytes().position(|b| b == b'?'), strip_parameter) {
-        (Some(at), Some(name)) => Cow::Owned(credentials::query_without_parameter(without_fragment.get(at + 1..).unwrap_or_default(), name)),
-        (Some(at), None) => Cow::Borrowed(without_fragment.get(at..).unwrap_or_default()),
+    // `?` and the query, as forwarded (`normalize_path` refused a fragment).
+    let query = match (raw_path.bytes().position(|b| b == b'?'), strip_parameter) {
+        (Some(at), Some(name)) => Cow::Owned(credentials::query_without_parameter(raw_path.get(at + 1..).unwrap_or_default(), name)),
+        (Some(at), None) => Cow::Borrowed(raw_path.get(at..).unwrap_or_default()),
         (None, _) => Cow::Borrowed(""),
     };
     // Most requests are already in normal form: compare before building anything.
@@ -396,7 +409,7 @@ fn forward_path(loaded: &Loaded, host: &mut dyn Host, raw_path: &str, resource: 
     // ngx_wasm_module sets `r->args` only from a value that has a `?`
     // (ngx_proxy_wasm_maps_set_path): a path without one would keep the old query, the
     // stripped token with it. An empty `?` clears it (`$is_args` is then empty).
-    let clear_query = query.is_empty() && without_fragment.contains('?') && !loaded.proxy.removal_reaches_upstream();
+    let clear_query = query.is_empty() && raw_path.contains('?') && !loaded.proxy.removal_reaches_upstream();
     let clear = if clear_query { "?" } else { "" };
     host.set_request_header(":path", Some(&format!("{resource}{query}{clear}")));
 }

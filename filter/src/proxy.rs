@@ -72,7 +72,7 @@ impl RootContext for Root {
                     loaded.table_hash.get(..16).unwrap_or_default(),
                     loaded.providers.len()
                 );
-                let cache = TokenCache::new(loaded.settings.cache_entries);
+                let cache = TokenCache::with_rejected(loaded.settings.cache_entries, loaded.settings.rejected_cache_entries);
                 self.shared = Some(Rc::new(Shared { loaded, cache: RefCell::new(cache), metrics: RefCell::default() }));
                 let _ = hostcalls::set_tick_period(std::time::Duration::from_millis(u64::from(METRICS_FLUSH_MS)));
                 true

@@ -1,18 +1,22 @@
 //! Risks `check` reports beyond hard errors: policies that can never apply, allows fully
-//! shadowed by an unconditional deny, and suspiciously broad allows.
+//! shadowed by an unconditional deny, suspiciously broad allows, allows any of several
+//! providers' tokens can satisfy, and providers no allow can ever admit.
 
-use decision_table::bundle::Settings;
+use std::collections::BTreeMap;
+
+use decision_table::bundle::{MTLS_PROVIDER, MayAssert, PROVIDER_ATTRIBUTE, Provider, Settings};
+use decision_table::pattern::{self, CompiledPattern};
 
 use crate::diagnostics::Problem;
 use crate::reference::ladon_match;
-use crate::source::{Effect, PolicyFile, SourcePolicy};
+use crate::source::{Effect, PolicyFile, SourceCondition, SourcePolicy};
 
 /// Patterns that match every value (`<.*>`), or every non-empty one (`<.+>`).
 fn catch_all(pattern: &str) -> bool {
     matches!(pattern, "<.*>" | "<.+>" | "<.*?>" | "<.+?>")
 }
 
-pub fn lint(file: &PolicyFile, policies: &[SourcePolicy], settings: &Settings) -> Vec<Problem> {
+pub fn lint(file: &PolicyFile, policies: &[SourcePolicy], settings: &Settings, providers: &[Provider]) -> Vec<Problem> {
     let mut found = Vec::new();
     let warn = |policy: &SourcePolicy, code: &str, message: String, help: &str| {
         let problem = Problem::warning(code, format!("policy {:?}: {message}", policy.id)).help(help);
@@ -60,7 +64,131 @@ pub fn lint(file: &PolicyFile, policies: &[SourcePolicy], settings: &Settings) -
             }
         }
     }
+    found.extend(provider_lints(file, policies, settings, providers));
     found
+}
+
+/// Who can authenticate, and what each may assert: the token providers, and `mtls` with the
+/// roles the bundle gives certificates.
+fn sources(settings: &Settings, providers: &[Provider]) -> Vec<(String, MayAssert)> {
+    let mut sources: Vec<(String, MayAssert)> = providers.iter().map(|p| (p.name.clone(), p.may_assert.clone())).collect();
+    if let Some(mtls) = &settings.mtls {
+        let mut roles: Vec<String> = mtls.roles.values().flatten().map(|role| format!("^(?:{})$", regex_lite::escape(role))).collect();
+        roles.sort();
+        roles.dedup();
+        let identities = mtls.roles.keys().map(|id| format!("^(?:{})$", regex_lite::escape(id))).collect();
+        sources.push((MTLS_PROVIDER.into(), MayAssert::Only(BTreeMap::from([("roles".to_string(), roles), ("subject".to_string(), identities)]))));
+    }
+    sources
+}
+
+fn provider_lints(file: &PolicyFile, policies: &[SourcePolicy], settings: &Settings, providers: &[Provider]) -> Vec<Problem> {
+    let mut found = Vec::new();
+    let sources = sources(settings, providers);
+    let at_policy = |problem: Problem, policy: &SourcePolicy| match file.source.locate(&policy.id, &policy.id) {
+        Some((offset, len)) => problem.at(&file.source, offset, len, "this policy"),
+        None => problem.in_file(&file.source),
+    };
+    let allows: Vec<&SourcePolicy> = policies.iter().filter(|p| p.effect == Effect::Allow).collect();
+    if sources.len() > 1 {
+        for policy in allows.iter().filter(|p| p.providers.is_empty()) {
+            let satisfied_by: Vec<&str> = sources.iter().filter(|(name, may)| can_satisfy(policy, name, may)).map(|(name, _)| name.as_str()).collect();
+            if satisfied_by.len() > 1 {
+                found.push(at_policy(
+                    Problem::warning(
+                        "any-provider",
+                        format!("policy {:?} can be satisfied by the callers of several providers ({})", policy.id, satisfied_by.join(", ")),
+                    )
+                    .help("bind it to the providers it is meant for with `providers: [...]`, or narrow what they may assert (`may_assert`)"),
+                    policy,
+                ));
+            }
+        }
+        for provider in providers.iter().filter(|p| p.may_assert == MayAssert::Only(BTreeMap::new())) {
+            found.push(
+                Problem::warning(
+                    "asserts-nothing",
+                    format!("provider {:?} may assert nothing but its subject: in a bundle of several providers, one without `may_assert` is trusted with no claim", provider.name),
+                )
+                .in_file(&file.source)
+                .help("say what its tokens may carry: `\"may_assert\": {\"scopes\": [\"billing:.*\"]}`, or `\"any\"` for the platform's own identity provider"),
+            );
+        }
+    }
+    for (name, may) in &sources {
+        if !allows.iter().any(|policy| can_satisfy(policy, name, may)) {
+            found.push(
+                Problem::warning("unreachable-provider", format!("no allow policy can be satisfied by a caller of provider {name:?}: its tokens authenticate but are always denied"))
+                    .in_file(&file.source)
+                    .help("bind a policy to it (`providers`), let it assert what a policy needs, or remove it"),
+            );
+        }
+    }
+    if settings.token_sources.is_empty() {
+        for provider in providers {
+            found.push(
+                Problem::warning("unreachable-provider", format!("provider {:?} can never be reached: `token_sources` is empty", provider.name)).in_file(&file.source),
+            );
+        }
+    }
+    found
+}
+
+/// Whether a caller of `provider`, asserting no more than `may`, could satisfy every
+/// condition of `policy`. Generous where it cannot tell (two regexes are taken to overlap).
+fn can_satisfy(policy: &SourcePolicy, provider: &str, may: &MayAssert) -> bool {
+    if !policy.providers.is_empty() && !policy.providers.iter().any(|p| p == provider) {
+        return false;
+    }
+    let MayAssert::Only(limits) = may else { return true };
+    if let Some(subjects) = limits.get("subject")
+        && !policy.subjects.iter().any(|s| subjects.iter().any(|allowed| ladon_overlaps(s, allowed)))
+    {
+        return false;
+    }
+    policy.conditions.iter().all(|(key, condition)| {
+        if [PROVIDER_ATTRIBUTE, decision_table::eval::CLIENT_IP, "subject", "username"].contains(&key.as_str()) {
+            return true;
+        }
+        match (condition, limits.get(key)) {
+            (SourceCondition::Owner | SourceCondition::NoneOf { .. }, _) => true,
+            (_, None) => false,
+            (SourceCondition::AnyOf { values, .. }, Some(allowed)) => values.iter().any(|v| allowed.iter().any(|a| condition_overlaps(v, a))),
+            (SourceCondition::StringEqual(text), Some(allowed)) => allowed.iter().any(|a| regex_lite::Regex::new(a).is_ok_and(|re| re.is_match(text))),
+            (_, Some(allowed)) => !allowed.is_empty(),
+        }
+    })
+}
+
+/// The literal an anchored regex `^(?:...)$` the compiler wrote for an exact value stands for.
+fn literal_of(anchored: &str) -> Option<String> {
+    let inner = anchored.strip_prefix("^(?:")?.strip_suffix(")$")?;
+    let mut literal = String::new();
+    let mut chars = inner.chars();
+    while let Some(ch) = chars.next() {
+        literal.push(if ch == '\\' { chars.next()? } else { ch });
+    }
+    (regex_lite::escape(&literal) == inner).then_some(literal)
+}
+
+/// Could a value match both condition value `condition` and the anchored regex `allowed`?
+fn condition_overlaps(condition: &str, allowed: &str) -> bool {
+    let matches = |re: &str, text: &str| regex_lite::Regex::new(re).is_ok_and(|re| re.is_match(text));
+    match (pattern::condition_value(condition), literal_of(allowed)) {
+        (Ok(CompiledPattern::Exact(text)), _) => matches(allowed, &text),
+        (Ok(CompiledPattern::Regex { source, .. }), Some(literal)) => matches(&source, &literal),
+        _ => true,
+    }
+}
+
+/// Could a subject match both Ladon pattern `subject` and the anchored regex `allowed`?
+fn ladon_overlaps(subject: &str, allowed: &str) -> bool {
+    let matches = |re: &str, text: &str| regex_lite::Regex::new(re).is_ok_and(|re| re.is_match(text));
+    match (pattern::ladon(subject), literal_of(allowed)) {
+        (Ok(CompiledPattern::Exact(text)), _) => matches(allowed, &text),
+        (Ok(CompiledPattern::Regex { source, .. }), Some(literal)) => matches(&source, &literal),
+        _ => true,
+    }
 }
 
 /// Does unconditional deny `deny` cover every (action, subject, resource) of `allow`?

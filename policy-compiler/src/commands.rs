@@ -5,7 +5,8 @@ use std::path::Path;
 
 use base64::Engine as _;
 use decision_table::bundle::{Bundle, Settings};
-use decision_table::request::{attributes_from_claims, normalize_path};
+use decision_table::bundle::MTLS_PROVIDER;
+use decision_table::request::{Trust, attributes_from_claims, normalize_path, provider_for_issuer};
 use decision_table::{AccessRequest, ClientAddress, Evaluator, Table};
 use serde_json::{Map, Value, json};
 
@@ -88,12 +89,15 @@ pub fn check(path: &Path, strict: bool, format: Format) -> Exit {
         Err(exit) => return exit,
     };
     let mut problems = file.warnings.clone();
-    match build::bundle(&file) {
-        Ok(_) => {}
-        Err(errors) => problems.extend(errors),
-    }
+    let providers = match build::bundle(&file) {
+        Ok((bundle, _)) => bundle.providers,
+        Err(errors) => {
+            problems.extend(errors);
+            Vec::new()
+        }
+    };
     if let Ok(settings) = build::settings(&file) {
-        problems.extend(lints::lint(&file, &build::all_policies(&file), &settings));
+        problems.extend(lints::lint(&file, &build::all_policies(&file), &settings, &providers));
     }
     let errors = problems.iter().filter(|p| p.is_error()).count();
     let warnings = problems.len() - errors;
@@ -117,6 +121,15 @@ pub struct Ask {
     pub claims: Option<String>,
     pub token: Option<String>,
     pub client_ip: Option<String>,
+    /// The provider that verified the token; else the one its `iss` chooses.
+    pub provider: Option<String>,
+}
+
+/// A provider as `explain` and `test` apply it: what its tokens may assert.
+pub struct ProviderTrust {
+    pub name: String,
+    pub issuer: Option<String>,
+    pub trust: Trust,
 }
 
 /// A policy file ready to answer requests two ways: the compiled table and the reference.
@@ -124,6 +137,7 @@ pub struct Prepared {
     pub settings: Settings,
     pub policies: Vec<SourcePolicy>,
     pub evaluator: Evaluator,
+    pub providers: Vec<ProviderTrust>,
     ignore: Vec<regex_lite::Regex>,
 }
 
@@ -134,7 +148,16 @@ pub fn prepare(file: &PolicyFile) -> Result<Prepared, Vec<Problem>> {
     let table = build::table(&policies, &mapped, Some(&file.source))?;
     let evaluator = Evaluator::new(&table).map_err(|e| vec![Problem::error("table", e.to_string())])?;
     let ignore = settings.ignore_patterns.iter().filter_map(|p| regex_lite::Regex::new(p).ok()).collect();
-    Ok(Prepared { settings, policies, evaluator, ignore })
+    // A file of policies alone (no keys) still answers: its claims are taken as they are.
+    let declared = if file.providers.is_empty() && file.keys_dir.is_none() { Vec::new() } else { build::providers(file, settings.mtls.is_some())? };
+    let providers = declared
+        .iter()
+        .map(|p| {
+            let trust = Trust::new(&p.may_assert).map_err(|e| vec![Problem::error("may-assert", format!("provider {:?}: {e}", p.name))])?;
+            Ok(ProviderTrust { name: p.name.clone(), issuer: p.issuer.clone(), trust })
+        })
+        .collect::<Result<_, Vec<Problem>>>()?;
+    Ok(Prepared { settings, policies, evaluator, providers, ignore })
 }
 
 /// Reads and prepares a policy file, reporting any problem.
@@ -150,6 +173,9 @@ fn load_prepared(path: &Path, format: Format) -> Result<Prepared, Exit> {
 /// evaluator's trace.
 pub enum Answer {
     Malformed(String),
+    /// The module would answer 401: no provider for the token, or one that may not assert
+    /// its subject.
+    Unauthenticated(String),
     Bypassed(String),
     UnmappedMethod,
     Decided { allowed: bool, policy: Option<String>, trace: reference::Outcome },
@@ -159,6 +185,7 @@ impl Answer {
     pub fn label(&self) -> &'static str {
         match self {
             Answer::Malformed(_) => "malformed",
+            Answer::Unauthenticated(_) => "unauthenticated",
             Answer::Bypassed(_) => "bypass",
             Answer::UnmappedMethod => "deny",
             Answer::Decided { allowed: true, .. } => "allow",
@@ -176,8 +203,9 @@ pub fn decide(
     path: &str,
     claims: &Map<String, Value>,
     client_ip: Option<&str>,
+    provider: Option<&str>,
 ) -> Result<Answer, Disagreement> {
-    let resource = match normalize_path(path) {
+    let resource = match normalize_path(path, prepared.settings.path_rules()) {
         Ok(resource) => resource,
         Err(e) => return Ok(Answer::Malformed(e.to_string())),
     };
@@ -187,7 +215,23 @@ pub fn decide(
     let Some(action) = prepared.settings.actions.get(&method.to_ascii_uppercase()) else {
         return Ok(Answer::UnmappedMethod);
     };
-    let (subject, mut attributes) = attributes_from_claims(claims, &prepared.settings.claims);
+    // The provider as the module chooses it (by `iss`), unless the caller names it; `mtls`
+    // stands for a client certificate, whose roles the claims then give.
+    let chosen = match provider {
+        Some(MTLS_PROVIDER) => Ok((MTLS_PROVIDER, &Trust::Any)),
+        None if prepared.providers.is_empty() => Ok(("", &Trust::Any)),
+        Some(name) => prepared.providers.iter().find(|p| p.name == name).map(|p| (p.name.as_str(), &p.trust)).ok_or(format!("the bundle has no provider {name:?}")),
+        None => provider_for_issuer(&prepared.providers, |p| p.issuer.as_deref(), claims.get("iss").and_then(Value::as_str))
+            .map(|p| (p.name.as_str(), &p.trust))
+            .ok_or("401: no provider takes the token's issuer".to_string()),
+    };
+    let (provider, trust) = match chosen {
+        Ok(chosen) => chosen,
+        Err(why) => return Ok(Answer::Unauthenticated(why)),
+    };
+    let Ok((subject, mut attributes)) = attributes_from_claims(claims, &prepared.settings.claims, provider, trust) else {
+        return Ok(Answer::Unauthenticated(format!("401: provider {provider:?} may not assert the subject")));
+    };
     if let Some(ip) = client_ip {
         attributes.insert("clientIP", vec![ip.to_string()]);
     }
@@ -229,7 +273,7 @@ pub fn explain(path: &Path, ask: &Ask, format: Format) -> Exit {
             return Exit::InvalidInput;
         }
     };
-    let answer = match decide(&prepared, &ask.method, &ask.path, &claims, ask.client_ip.as_deref()) {
+    let answer = match decide(&prepared, &ask.method, &ask.path, &claims, ask.client_ip.as_deref(), ask.provider.as_deref()) {
         Ok(answer) => answer,
         Err(Disagreement(message)) => {
             eprintln!("internal error, please report: {message}");
@@ -246,6 +290,7 @@ pub fn explain(path: &Path, ask: &Ask, format: Format) -> Exit {
 fn print_answer(answer: &Answer, ask: &Ask, format: Format) {
     let (reason, trace) = match answer {
         Answer::Malformed(why) => (format!("400: malformed path: {why}"), None),
+        Answer::Unauthenticated(why) => (why.clone(), None),
         Answer::Bypassed(pattern) => (format!("bypassed: the path matches ignore pattern {pattern}"), None),
         Answer::UnmappedMethod => (format!("denied: method {} is not mapped to an action", ask.method), None),
         Answer::Decided { allowed: true, policy, trace } => {
@@ -303,7 +348,8 @@ pub fn test(path: &Path, tests: &Path, format: Format) -> Exit {
     };
     let (mut passed, mut failed) = (0usize, 0usize);
     for case in &suite.tests {
-        let answer = decide(&prepared, &case.request.method, &case.request.path, &case.request.claims, case.request.client_ip.as_deref());
+        let request = &case.request;
+        let answer = decide(&prepared, &request.method, &request.path, &request.claims, request.client_ip.as_deref(), request.provider.as_deref());
         let answer = match answer {
             Ok(answer) => answer,
             Err(Disagreement(message)) => {

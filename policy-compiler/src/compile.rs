@@ -2,13 +2,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use decision_table::bundle::{BUNDLE_FORMAT, Bundle, Provider, Settings};
+use decision_table::bundle::{self as bundle_format, BUNDLE_FORMAT, Bundle, MTLS_PROVIDER, MayAssert, Provider, Settings};
 use decision_table::format::{self, Condition, Network, Pattern, StrId, Table, Test};
 use decision_table::pattern::{self, CompiledPattern};
 
 use crate::diagnostics::{Problem, Source};
 use crate::keys;
-use crate::source::{Effect, PolicyFile, SourceCondition, SourcePolicy};
+use crate::source::{Effect, MayAssertSource, PolicyFile, SourceCondition, SourcePolicy};
 
 /// Prefix of the deny policies that required-scope rules become.
 pub const REQUIRED_SCOPES_PREFIX: &str = "required-scopes#";
@@ -27,6 +27,7 @@ pub fn all_policies(file: &PolicyFile) -> Vec<SourcePolicy> {
             actions: rule.actions.clone(),
             effect: Effect::Deny,
             conditions,
+            providers: Vec::new(),
         });
     }
     policies.sort_by(|a, b| a.id.cmp(&b.id));
@@ -214,6 +215,7 @@ pub fn bundle(file: &PolicyFile) -> Result<(Bundle, Table), Vec<Problem>> {
     let mapped: Vec<String> = settings.actions.values().cloned().collect();
     let table = table(&all_policies(file), &mapped, Some(&file.source))?;
     let providers = providers(file, settings.mtls.is_some())?;
+    policy_providers_exist(file, &providers, settings.mtls.is_some())?;
     let bundle = Bundle {
         format: BUNDLE_FORMAT,
         table: table.encode_base64(),
@@ -224,11 +226,68 @@ pub fn bundle(file: &PolicyFile) -> Result<(Bundle, Table), Vec<Problem>> {
     Ok((bundle, table))
 }
 
+/// Every provider a policy names exists (a misspelt one would make the policy never apply).
+fn policy_providers_exist(file: &PolicyFile, providers: &[Provider], mtls: bool) -> Result<(), Vec<Problem>> {
+    let known: Vec<&str> = providers.iter().map(|p| p.name.as_str()).chain(mtls.then_some(MTLS_PROVIDER)).collect();
+    let problems: Vec<Problem> = file
+        .policies
+        .iter()
+        .flat_map(|policy| policy.providers.iter().filter(|name| !known.contains(&name.as_str())).map(move |name| (policy, name)))
+        .map(|(policy, name)| {
+            let problem = Problem::error("unknown-provider", format!("policy {:?} names provider {name:?}, which the bundle does not have", policy.id))
+                .help(&format!("the providers are {}", known.join(", ")));
+            match file.source.locate(&policy.id, name) {
+                Some((offset, len)) => problem.at(&file.source, offset, len, "this provider"),
+                None => problem.in_file(&file.source),
+            }
+        })
+        .collect();
+    if problems.is_empty() { Ok(()) } else { Err(problems) }
+}
+
+/// A provider's `may_assert` as the bundle carries it: each value a condition regex (as in
+/// `RolesCondition`) made an anchored regex the module runs. Left out, a bundle's only
+/// provider may assert anything (the platform's own identity provider, as in Microkubes),
+/// and in a bundle of several, nothing but the subject: adding a partner's identity provider
+/// never hands it the platform's roles.
+fn may_assert(declared: Option<&MayAssertSource>, name: &str, providers: usize) -> Result<MayAssert, String> {
+    let limits = match declared {
+        None if providers == 1 => return Ok(MayAssert::Any),
+        None => return Ok(MayAssert::Only(BTreeMap::new())),
+        Some(MayAssertSource::Any(any)) if any == "any" => return Ok(MayAssert::Any),
+        Some(MayAssertSource::Any(other)) => return Err(format!("provider {name:?}: may_assert is \"any\" or an object, not {other:?}")),
+        Some(MayAssertSource::Only(limits)) => limits,
+    };
+    let mut only = BTreeMap::new();
+    for (attribute, values) in limits {
+        if ["username", bundle_format::PROVIDER_ATTRIBUTE, decision_table::eval::CLIENT_IP].contains(&attribute.as_str()) {
+            return Err(format!("provider {name:?}: may_assert.{attribute}: the filter sets {attribute} itself (limit `subject` instead of `username`)"));
+        }
+        let regexes = values
+            .iter()
+            .map(|value| match pattern::condition_value(value) {
+                Ok(CompiledPattern::Exact(text)) => Ok(format!("^(?:{})$", regex_lite::escape(&text))),
+                Ok(CompiledPattern::Regex { source, .. }) => Ok(source),
+                Err(e) => Err(format!("provider {name:?}: may_assert.{attribute}: {e}")),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        only.insert(attribute.clone(), regexes);
+    }
+    Ok(MayAssert::Only(only))
+}
+
 /// The token providers; none is an error unless mTLS can authenticate (`mtls_configured`).
 pub fn providers(file: &PolicyFile, mtls_configured: bool) -> Result<Vec<Provider>, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut providers = Vec::new();
     let key_problem = |e: String| Problem::error("key", e).in_file(&file.source);
+    let count = file.providers.len() + usize::from(file.keys_dir.is_some());
+    let trust = |declared: Option<&MayAssertSource>, name: &str, problems: &mut Vec<Problem>| {
+        may_assert(declared, name, count).unwrap_or_else(|e| {
+            problems.push(Problem::error("may-assert", e).in_file(&file.source));
+            MayAssert::Only(BTreeMap::new())
+        })
+    };
     for source in &file.providers {
         let mut keys = Vec::new();
         for entry in &source.keys {
@@ -240,12 +299,14 @@ pub fn providers(file: &PolicyFile, mtls_configured: bool) -> Result<Vec<Provide
         if keys.is_empty() {
             problems.push(key_problem(format!("provider {:?} has no keys", source.name)));
         }
-        providers.push(Provider { name: source.name.clone(), issuer: source.issuer.clone(), audiences: source.audiences.clone(), keys });
+        let may_assert = trust(source.may_assert.as_ref(), &source.name, &mut problems);
+        providers.push(Provider { name: source.name.clone(), issuer: source.issuer.clone(), audiences: source.audiences.clone(), keys, may_assert });
     }
     if let Some(dir) = &file.keys_dir {
         // Microkubes keysDir: every *.pub key, named by its file stem (the Python library's
         // `<kid>.pub`), bound to one algorithm.
         let dir = file.dir.join(dir);
+        let settings = &file.keys_dir_provider;
         match std::fs::read_dir(&dir) {
             Ok(entries) => {
                 let mut paths: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "pub")).collect();
@@ -256,7 +317,7 @@ pub fn providers(file: &PolicyFile, mtls_configured: bool) -> Result<Vec<Provide
                         jwks: None,
                         pem: Some(path.clone()),
                         hmac_secret_file: None,
-                        alg: Some(file.keys_dir_algorithm.clone()),
+                        alg: Some(settings.algorithm.clone()),
                         kid: None,
                     };
                     match keys::load(&entry, std::path::Path::new("")) {
@@ -267,10 +328,14 @@ pub fn providers(file: &PolicyFile, mtls_configured: bool) -> Result<Vec<Provide
                 if keys.is_empty() {
                     problems.push(key_problem(format!("keysDir {} holds no *.pub key", dir.display())));
                 }
-                providers.push(Provider { name: "keysDir".into(), issuer: None, audiences: Vec::new(), keys });
+                let may_assert = trust(settings.may_assert.as_ref(), KEYS_DIR_PROVIDER, &mut problems);
+                providers.push(Provider { name: KEYS_DIR_PROVIDER.into(), issuer: None, audiences: settings.audiences.clone(), keys, may_assert });
             }
             Err(e) => problems.push(key_problem(format!("keysDir {}: {e}", dir.display()))),
         }
+    }
+    if let Err(e) = bundle_format::check_provider_chain(&providers) {
+        problems.push(Problem::error("provider-chain", e).in_file(&file.source).help("a token's `iss` chooses one provider; see \"Credential chain\" in README.md"));
     }
     if providers.is_empty() && !mtls_configured {
         problems.push(
@@ -281,3 +346,6 @@ pub fn providers(file: &PolicyFile, mtls_configured: bool) -> Result<Vec<Provide
     }
     if problems.is_empty() { Ok(providers) } else { Err(problems) }
 }
+
+/// The name of the provider Microkubes' `keysDir` becomes.
+pub const KEYS_DIR_PROVIDER: &str = "keysDir";

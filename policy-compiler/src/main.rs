@@ -58,6 +58,10 @@ enum Command {
         /// The client address, for CIDR conditions.
         #[arg(long)]
         client_ip: Option<String>,
+        /// The provider that verified the token (`mtls` for a client certificate); by
+        /// default the one the claims' `iss` chooses, as in the filter.
+        #[arg(long)]
+        provider: Option<String>,
     },
     /// Run a file of expected decisions against the policies (for CI, like `opa test`).
     Test { policies: PathBuf, tests: PathBuf },
@@ -80,8 +84,8 @@ fn main() -> ExitCode {
     let exit = match cli.command {
         Command::Compile { policies, output } => commands::compile(&policies, output.as_deref(), cli.format),
         Command::Check { policies, strict } => commands::check(&policies, strict, cli.format),
-        Command::Explain { policies, method, path, claims, token, client_ip } => {
-            let ask = commands::Ask { method, path, claims, token, client_ip };
+        Command::Explain { policies, method, path, claims, token, client_ip, provider } => {
+            let ask = commands::Ask { method, path, claims, token, client_ip, provider };
             commands::explain(&policies, &ask, cli.format)
         }
         Command::Test { policies, tests } => commands::test(&policies, &tests, cli.format),

@@ -29,6 +29,9 @@ pub struct SourcePolicy {
     pub effect: Effect,
     /// By attribute key; a key holds one condition, as in Ladon.
     pub conditions: BTreeMap<String, SourceCondition>,
+    /// The providers whose callers it is for (`providers`), compiled into a condition on the
+    /// `provider` attribute; empty: any provider's.
+    pub providers: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +86,41 @@ pub struct ProviderSource {
     #[serde(default)]
     pub audiences: Vec<String>,
     pub keys: Vec<KeySource>,
+    /// What its tokens may assert; left out, see [`crate::compile::providers`].
+    #[serde(default)]
+    pub may_assert: Option<MayAssertSource>,
+}
+
+/// `"any"`, or the attributes a provider may assert with the values (condition regexes, as in
+/// `RolesCondition`) each may take: `{"roles": ["partner-.*"], "subject": ["svc-.*"]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum MayAssertSource {
+    Any(String),
+    Only(BTreeMap<String, Vec<String>>),
+}
+
+/// The Microkubes `keysDir` provider's settings (`filter.keys_dir`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysDirSource {
+    /// The one algorithm every key in the folder verifies.
+    #[serde(default = "rs256")]
+    pub algorithm: String,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    #[serde(default)]
+    pub may_assert: Option<MayAssertSource>,
+}
+
+impl Default for KeysDirSource {
+    fn default() -> Self {
+        KeysDirSource { algorithm: rs256(), audiences: Vec::new(), may_assert: None }
+    }
+}
+
+fn rs256() -> String {
+    "RS256".into()
 }
 
 /// Everything a policy file says.
@@ -93,11 +131,12 @@ pub struct PolicyFile {
     pub policies: Vec<SourcePolicy>,
     pub ignore_patterns: Vec<String>,
     pub keys_dir: Option<PathBuf>,
-    /// The `filter` section without `providers`, `required_scopes`, `keys_dir_algorithm`.
+    /// The `filter` section without `providers`, `required_scopes`, `keys_dir`, `keys_dir_algorithm`.
     pub settings: Value,
     pub providers: Vec<ProviderSource>,
     pub required_scopes: Vec<RequiredScopes>,
-    pub keys_dir_algorithm: String,
+    /// `filter.keys_dir` (or the older `filter.keys_dir_algorithm`).
+    pub keys_dir_provider: KeysDirSource,
     /// Problems that do not stop compilation (unknown fields, ...).
     pub warnings: Vec<Problem>,
 }
@@ -203,9 +242,21 @@ impl Reader<'_> {
         let required_scopes = take(&mut filter, "required_scopes")
             .map(|v| self.typed::<Vec<RequiredScopes>>(v, "filter.required_scopes"))
             .unwrap_or_default();
-        let keys_dir_algorithm = take(&mut filter, "keys_dir_algorithm")
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_else(|| "RS256".to_string());
+        let keys_dir_section = take(&mut filter, "keys_dir");
+        let given_both = keys_dir_section.is_some();
+        let mut keys_dir_provider = keys_dir_section.map(|v| self.typed::<KeysDirSource>(v, "filter.keys_dir")).unwrap_or_default();
+        // The older spelling of `keys_dir.algorithm`.
+        if let Some(algorithm) = take(&mut filter, "keys_dir_algorithm") {
+            match algorithm.as_str() {
+                Some(algorithm) if !given_both => keys_dir_provider.algorithm = algorithm.to_string(),
+                _ => self.error(
+                    "settings",
+                    "filter.keys_dir_algorithm must be a string, and cannot stand beside filter.keys_dir".into(),
+                    Some(("keys_dir_algorithm", "keys_dir_algorithm")),
+                    Some("write it as keys_dir.algorithm"),
+                ),
+            }
+        }
         PolicyFile {
             source: self.source.clone(),
             dir,
@@ -215,7 +266,7 @@ impl Reader<'_> {
             settings: filter,
             providers,
             required_scopes,
-            keys_dir_algorithm,
+            keys_dir_provider,
             warnings: Vec::new(),
         }
     }
@@ -261,8 +312,8 @@ impl Reader<'_> {
             self.error("missing-id", "a policy has no `id`".into(), near, Some("give every policy a unique string id"));
             return None;
         };
-        const KNOWN: [&str; 10] =
-            ["id", "description", "subjects", "resources", "actions", "effect", "conditions", "roles", "organizations", "namespaces"];
+        const KNOWN: [&str; 11] =
+            ["id", "description", "subjects", "resources", "actions", "effect", "conditions", "roles", "organizations", "namespaces", "providers"];
         for key in object.keys().filter(|k| !KNOWN.contains(&k.as_str())) {
             self.warn("unknown-field", format!("policy {id:?}: unknown field `{key}` is ignored"), Some((&id, key)));
         }
@@ -301,6 +352,19 @@ impl Reader<'_> {
         if let Some(raw) = object.get("conditions") {
             self.conditions(&id, raw, &mut conditions);
         }
+        let providers = self.strings(object.get("providers"), "providers", &id);
+        if !providers.is_empty() {
+            let names = providers.iter().map(|name| regex_lite::escape(name)).collect();
+            let condition = SourceCondition::AnyOf { kind: "ProviderCondition".into(), values: names };
+            if conditions.insert(decision_table::bundle::PROVIDER_ATTRIBUTE.to_string(), condition).is_some() {
+                self.error(
+                    "condition",
+                    format!("policy {id:?} has both `providers` and a condition on `provider`"),
+                    Some((&id, "providers")),
+                    Some("say it once: `providers` is the condition"),
+                );
+            }
+        }
         Some(SourcePolicy {
             description: object.get("description").and_then(Value::as_str).unwrap_or_default().to_string(),
             resources: self.strings(object.get("resources"), "resources", &id),
@@ -308,6 +372,7 @@ impl Reader<'_> {
             subjects,
             effect,
             conditions,
+            providers,
             id,
         })
     }

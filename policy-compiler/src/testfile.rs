@@ -4,7 +4,7 @@
 //! tests:
 //!   - name: ana reads her todos
 //!     request: {method: GET, path: /todos, claims: {username: ana, roles: [user]}}
-//!     expect: allow              # allow | deny | bypass | malformed
+//!     expect: allow              # allow | deny | bypass | malformed | unauthenticated
 //!     policy: user-ana-allow-access   # optional: the deciding policy
 //! ```
 
@@ -39,6 +39,9 @@ pub struct CaseRequest {
     #[serde(default)]
     pub claims: Map<String, Value>,
     pub client_ip: Option<String>,
+    /// The provider that verified the token (`mtls` for a client certificate); else the one
+    /// the claims' `iss` chooses, as in the module.
+    pub provider: Option<String>,
 }
 
 fn get() -> String {
@@ -52,6 +55,7 @@ pub enum Expected {
     Deny,
     Bypass,
     Malformed,
+    Unauthenticated,
 }
 
 impl Expected {
@@ -61,6 +65,7 @@ impl Expected {
             Expected::Deny => "deny",
             Expected::Bypass => "bypass",
             Expected::Malformed => "malformed",
+            Expected::Unauthenticated => "unauthenticated",
         }
     }
 }

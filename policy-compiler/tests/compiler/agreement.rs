@@ -60,6 +60,7 @@ fn policy_set() -> impl Strategy<Value = Vec<SourcePolicy>> {
                 actions,
                 effect: if deny { Effect::Deny } else { Effect::Allow },
                 conditions: conditions.into_iter().collect::<BTreeMap<_, _>>(),
+                providers: Vec::new(),
             })
             .collect()
     })
@@ -160,6 +161,7 @@ proptest! {
             actions: vec!["<.*>".into()],
             effect: Effect::Deny,
             conditions: BTreeMap::new(),
+            providers: Vec::new(),
         });
         let evaluator = evaluator(&with_deny);
         for ask in &asks {

@@ -42,8 +42,10 @@ fn inspect_refuses_a_tampered_table() {
     run(&["compile", path(&example("config.json")), "-o", path(&out)]);
     let mut bundle: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     let table = bundle["table"].as_str().unwrap().to_string();
-    let flipped = if table.ends_with('A') { "B" } else { "A" };
-    bundle["table"] = serde_json::Value::String(format!("{}{flipped}", &table[..table.len() - 1]));
+    // One character in the middle, so the base64 stays valid and the hash must catch it.
+    let middle = table.len() / 2;
+    let flipped = if &table[middle..=middle] == "A" { "B" } else { "A" };
+    bundle["table"] = serde_json::Value::String(format!("{}{flipped}{}", &table[..middle], &table[middle + 1..]));
     std::fs::write(&out, bundle.to_string()).unwrap();
     let inspected = run(&["inspect", path(&out)]);
     assert_eq!(inspected.status.code(), Some(1));
@@ -132,7 +134,7 @@ fn explain_reads_claims_from_an_unverified_token() {
 fn test_runs_the_example_suite_and_reports_failures() {
     let passing = run(&["test", path(&example("config.json")), path(&example("policy-tests.yaml"))]);
     assert_eq!(passing.status.code(), Some(0), "{}", text(&passing.stdout));
-    assert_eq!(text(&passing.stdout).lines().last(), Some("18 passed, 0 failed"));
+    assert_eq!(text(&passing.stdout).lines().last(), Some("24 passed, 0 failed"));
 
     let suite = scratch(
         "failing.yaml",

@@ -14,7 +14,7 @@ fn claims(value: Value) -> Map<String, Value> {
 fn decide(path: &std::path::Path, method: &str, resource: &str, who: Value) -> String {
     let file = source::read(path).unwrap();
     let prepared = commands::prepare(&file).unwrap();
-    let answer = commands::decide(&prepared, method, resource, &claims(who), None).ok().unwrap();
+    let answer = commands::decide(&prepared, method, resource, &claims(who), None, None).ok().unwrap();
     match answer {
         Answer::Decided { allowed, policy, .. } => format!("{}:{}", if allowed { "allow" } else { "deny" }, policy.unwrap_or_default()),
         other => other.label().to_string(),
