@@ -108,6 +108,13 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
         clear_header(loaded, host, name);
     }
 
+    // Where the proxy decoded the path already, any `%` in it was a `%25` from the client: the
+    // double encoding `normalize_path` refuses in a raw path.
+    let path_part = raw_path.split('?').next().unwrap_or_default();
+    if loaded.proxy.path_is_decoded() && path_part.contains('%') {
+        let refusal = Refusal::Malformed { reason: "encoded_percent".into(), message: "the request path is malformed" };
+        return finish(loaded, host, request_id, method, raw_path, refusal, None);
+    }
     let resource = match normalize_path(raw_path, settings.path_rules()) {
         Ok(resource) => resource,
         Err(e) => {

@@ -45,6 +45,14 @@ impl Proxy {
         self == Proxy::Envoy
     }
 
+    /// Whether `:path` holds the path already percent-decoded once. ngx_wasm_module hands over
+    /// NGINX's `r->uri` (`ngx_proxy_wasm_maps_get_path`), decoded by
+    /// `ngx_http_parse_complex_uri`: an escape left in it was an encoded `%` the client sent
+    /// (`%252e`), which a second decoding would turn into a character.
+    pub fn path_is_decoded(self) -> bool {
+        self != Proxy::Envoy
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Proxy::Envoy => "envoy",

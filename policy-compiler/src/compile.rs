@@ -215,7 +215,7 @@ pub fn bundle(file: &PolicyFile) -> Result<(Bundle, Table), Vec<Problem>> {
     let mapped: Vec<String> = settings.actions.values().cloned().collect();
     let table = table(&all_policies(file), &mapped, Some(&file.source))?;
     let providers = providers(file, settings.mtls.is_some())?;
-    policy_providers_exist(file, &providers, settings.mtls.is_some())?;
+    policy_providers_exist(file, &providers)?;
     let bundle = Bundle {
         format: BUNDLE_FORMAT,
         table: table.encode_base64(),
@@ -226,9 +226,10 @@ pub fn bundle(file: &PolicyFile) -> Result<(Bundle, Table), Vec<Problem>> {
     Ok((bundle, table))
 }
 
-/// Every provider a policy names exists (a misspelt one would make the policy never apply).
-fn policy_providers_exist(file: &PolicyFile, providers: &[Provider], mtls: bool) -> Result<(), Vec<Problem>> {
-    let known: Vec<&str> = providers.iter().map(|p| p.name.as_str()).chain(mtls.then_some(MTLS_PROVIDER)).collect();
+/// Every provider a policy names exists (a misspelt one would make the policy never apply);
+/// `mtls`, the client certificate, always does.
+fn policy_providers_exist(file: &PolicyFile, providers: &[Provider]) -> Result<(), Vec<Problem>> {
+    let known: Vec<&str> = providers.iter().map(|p| p.name.as_str()).chain([MTLS_PROVIDER]).collect();
     let problems: Vec<Problem> = file
         .policies
         .iter()

@@ -8,5 +8,6 @@ mod examples;
 mod hosts;
 mod mock;
 mod requests;
+mod trust;
 mod vectors;
 mod wasm;

@@ -26,13 +26,12 @@ fn no_spelling_of_a_path_reaches_a_denied_resource() {
         "/%61dmin/settings",
         "/admin/%2e%2e/admin/settings",
         "/admin/settings?x=/users/me",
-        "/admin/settings#/users/me",
         "/ADMIN/../admin/settings",
     ] {
         let (flow, host) = run(&loaded, MockHost::request("GET", path).bearer(&contractor()));
         assert_eq!((flow, host.status()), (Flow::Answered, Some(403)), "{path}");
     }
-    for path in ["/admin%2Fsettings", "/admin%5csettings", "/admin\\settings", "/admin%00", "/a%zz", "admin/settings"] {
+    for path in ["/admin%2Fsettings", "/admin%5csettings", "/admin\\settings", "/admin%00", "/a%zz", "admin/settings", "/admin/settings#/users/me"] {
         let (flow, host) = run(&loaded, MockHost::request("GET", path).bearer(&contractor()));
         assert_eq!((flow, host.status()), (Flow::Answered, Some(400)), "{path}");
         assert_eq!(host.count(metrics::MALFORMED), 1);

@@ -70,7 +70,8 @@ pub(crate) fn default_properties() -> Vec<(&'static str, PropertyValue)> {
 }
 
 pub(crate) fn request_properties(request: &Request) -> Vec<(&'static str, PropertyValue)> {
-    let (url_path, query) = request.path.split_once('?').unwrap_or((&request.path, ""));
+    let (url_path, query) = split_target(&request.path);
+    let query = query.unwrap_or_default();
     vec![
         // `request.path` is `$request_uri`, the raw target; `request.url_path` is `$uri`.
         ("request.path", request.path.clone().into()),
@@ -112,13 +113,28 @@ pub(crate) fn lacks_property(path: &[String]) -> bool {
     )
 }
 
+/// The request target split as NGINX does: the path, and `r->args` when a `?` comes before
+/// any raw `#`. `ngx_http_parse_request_line` starts the args at the first `?` (they then run
+/// to the end of the target, a `#` included) but, once a `#` was seen, no longer looks for
+/// one; `ngx_http_parse_complex_uri` ends the URI at a raw `#` (`case '#': goto done`).
+pub fn split_target(target: &str) -> (&str, Option<&str>) {
+    match (target.find('?'), target.find('#')) {
+        (Some(question), hash) if hash.is_none_or(|hash| question < hash) => (target.get(..question).unwrap_or_default(), target.get(question + 1..)),
+        _ => (target, None),
+    }
+}
+
 /// `r->uri` from a raw path (no query): percent-decoded, dot segments resolved, slashes
-/// merged, as `ngx_http_parse_complex_uri` does; `None` where NGINX answers 400.
+/// merged, ended at a raw `#` (a decoded `%23` stays in it), as `ngx_http_parse_complex_uri`
+/// does; `None` where NGINX answers 400.
 pub fn parse_uri(raw: &str) -> Option<String> {
     let bytes = raw.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut at = 0;
     while let Some(&byte) = bytes.get(at) {
+        if byte == b'#' {
+            break;
+        }
         if byte == b'%' {
             let hex = std::str::from_utf8(bytes.get(at + 1..at + 3)?).ok()?;
             let value = u8::from_str_radix(hex, 16).ok()?;
@@ -180,8 +196,7 @@ pub(crate) fn answers_before_filters(request: &Request) -> Option<(Response, Str
             return refuse(400, &format!("client sent duplicate header line: \"{unique}\""));
         }
     }
-    let path = request.path.split('?').next().unwrap_or_default();
-    if parse_uri(path).is_none() {
+    if parse_uri(split_target(&request.path).0).is_none() {
         return refuse(400, "client sent invalid request (the URI does not parse)");
     }
     if request.method == "TRACE" {
@@ -197,10 +212,7 @@ pub(crate) fn answers_before_filters(request: &Request) -> Option<(Response, Str
 /// `r->args`), then the request's headers as the client spelled them (NGINX keeps the case:
 /// `ngx_proxy_wasm_pairs_marshal` copies `elt.key`).
 pub(crate) fn filter_headers(request: &Request) -> Headers {
-    let (raw_path, args) = match request.path.split_once('?') {
-        Some((path, args)) => (path, Some(args)),
-        None => (request.path.as_str(), None),
-    };
+    let (raw_path, args) = split_target(&request.path);
     let mut path = parse_uri(raw_path).unwrap_or_default();
     if let Some(args) = args.filter(|a| !a.is_empty()) {
         path.push('?');
