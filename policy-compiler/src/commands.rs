@@ -423,6 +423,8 @@ pub fn inspect(path: &Path, format: Format) -> Exit {
         .iter()
         .flat_map(|p| p.keys.iter().map(move |k| json!({"provider": p.name, "issuer": p.issuer, "kid": k.get("kid"), "alg": k.get("alg"), "kty": k.get("kty")})))
         .collect();
+    let providers: Vec<Value> =
+        bundle.providers.iter().map(|p| json!({"name": p.name, "issuer": p.issuer, "audiences": p.audiences, "may_assert": p.may_assert})).collect();
     let summary = json!({
         "format": bundle.format,
         "bytes": text.len(),
@@ -437,6 +439,7 @@ pub fn inspect(path: &Path, format: Format) -> Exit {
         "actions": table.actions.iter().map(|a| table.string(*a)).collect::<Vec<_>>(),
         "mode": bundle.settings.mode,
         "ignore_patterns": bundle.settings.ignore_patterns,
+        "providers": providers,
         "keys": keys,
     });
     match format {
@@ -447,6 +450,19 @@ pub fn inspect(path: &Path, format: Format) -> Exit {
             println!("  policies: {} ({} allow, {} deny); {} strings, {} regexes", table.policies.len(), table.policies.len() - denies, denies, table.strings.len(), regexes);
             println!("  actions: {}", table.actions.iter().map(|a| table.string(*a)).collect::<Vec<_>>().join(", "));
             println!("  mode: {:?}; ignore patterns: {}", bundle.settings.mode, bundle.settings.ignore_patterns.len());
+            for provider in &bundle.providers {
+                let issuer = provider.issuer.as_deref().map_or("any issuer no other provider names".to_string(), |i| format!("issuer {i}"));
+                let audiences = if provider.audiences.is_empty() { "no audience check".to_string() } else { format!("audiences {}", provider.audiences.join(", ")) };
+                let may_assert = match &provider.may_assert {
+                    decision_table::bundle::MayAssert::Any => "may assert any claim".to_string(),
+                    decision_table::bundle::MayAssert::Only(limits) if limits.is_empty() => "may assert nothing but its subject".to_string(),
+                    decision_table::bundle::MayAssert::Only(limits) => {
+                        let limits: Vec<String> = limits.iter().map(|(name, values)| format!("{name} {}", values.join("|"))).collect();
+                        format!("may assert only: {}", limits.join("; "))
+                    }
+                };
+                println!("  provider {}: {issuer}; {audiences}; {may_assert}", provider.name);
+            }
             for key in &keys {
                 println!("  key: provider {} kid {} alg {} ({})", key["provider"], key["kid"], key["alg"], key["kty"]);
             }

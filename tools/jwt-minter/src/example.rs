@@ -43,10 +43,16 @@ pub fn example_cases(keys: &std::path::Path) -> Result<Value, String> {
     let partner_read = partner(&es256, "ES256", "partner-es256", "billing:read", "api.example");
     let partner_write = partner(&eddsa, "EdDSA", "partner-eddsa", "billing:read billing:write", "api.example");
     let partner_elsewhere = partner(&es384, "ES384", "partner-es384", "billing:read", "another.example");
+    // The review's token: the partner's own key, a platform user's name and the admin role.
+    let partner_as_root = mint(&es256, "ES256", Some("partner-es256"), &claims(json!({"iss": "https://partner.example", "aud": ["api.example"], "username": "root", "roles": "admin"})));
+    let partner_admin = mint(&es256, "ES256", Some("partner-es256"), &claims(json!({"iss": "https://partner.example", "aud": ["api.example"], "username": "partner-billing", "roles": "admin"})));
     let scraper = mint(&internal, "HS256", Some("internal-1"), &claims(json!({"iss": "internal", "username": "scraper", "roles": ["service"]})));
     let unsigned = format!("{}.{}.", encode(br#"{"alg":"none"}"#), encode(claims(json!({"username": "root", "roles": "admin"})).to_string().as_bytes()));
 
     let allowed = |user: &str, policy: &str| json!({"status": 200, "headers": {"x-auth-username": user, "x-auth-policy": policy}, "absent_headers": ["authorization"]});
+    let partner_allowed = |policy: &str| {
+        json!({"status": 200, "headers": {"x-auth-username": "partner-billing", "x-auth-policy": policy, "x-auth-provider": "partner"}, "absent_headers": ["authorization", "x-auth-roles"]})
+    };
     let unauthorized = |error: &str| json!({"status": 401, "headers": {"www-authenticate": error}});
     let forbidden = json!({"status": 403, "body_contains": "forbidden"});
 
@@ -59,7 +65,7 @@ pub fn example_cases(keys: &std::path::Path) -> Result<Value, String> {
     twice.push(("x-auth-roles", "admin".into()));
     twice.push(("x-auth-roles", "admin".into()));
     let challenge_expired = r#"Bearer realm="users-service", error="invalid_token", error_description="the token has expired""#;
-    let ana_expect = json!({"status": 200, "headers": {"x-auth-username": "ana", "x-auth-user-id": "u-100", "x-auth-roles": "user", "x-auth-policy": "users-allow-read-access"}, "absent_headers": ["authorization"]});
+    let ana_expect = json!({"status": 200, "headers": {"x-auth-username": "ana", "x-auth-user-id": "u-100", "x-auth-roles": "user", "x-auth-policy": "users-allow-read-access", "x-auth-provider": "keysDir"}, "absent_headers": ["authorization"]});
 
     let list = vec![
         case("health checks skip authentication", "GET", "/health", vec![], json!({"status": 200})),
@@ -88,9 +94,18 @@ pub fn example_cases(keys: &std::path::Path) -> Result<Value, String> {
         case("an unsigned token (alg none)", "GET", "/users/me", bearer(&unsigned), json!({"status": 401})),
         // NGINX refuses a repeated Authorization header itself (400).
         on_ngx(case("two Authorization headers (NGINX refuses them itself)", "GET", "/users/me", two, json!({"status": 401})), json!({"status": 400})),
-        case("the partner reads an invoice (ES256)", "GET", "/billing/inv-1", bearer(&partner_read), allowed("partner-billing", "partner-reads-billing")),
+        case("the partner reads an invoice (ES256)", "GET", "/billing/inv-1", bearer(&partner_read), partner_allowed("partner-reads-billing")),
         case("the partner needs billing:write to file one", "POST", "/billing/inv-2", bearer(&partner_read), forbidden.clone()),
-        case("the partner files an invoice (EdDSA)", "POST", "/billing/inv-2", bearer(&partner_write), allowed("partner-billing", "partner-writes-billing")),
+        case("the partner files an invoice (EdDSA)", "POST", "/billing/inv-2", bearer(&partner_write), partner_allowed("partner-writes-billing")),
+        case(
+            "the partner cannot mint a platform user",
+            "GET",
+            "/users/42",
+            bearer(&partner_as_root),
+            unauthorized(r#"Bearer realm="users-service", error="invalid_token", error_description="the token's issuer may not assert its subject""#),
+        ),
+        case("the partner cannot mint the admin role", "POST", "/admin/users", bearer(&partner_admin), forbidden.clone()),
+        case("a path parameter is refused (Tomcat reads ..; as ..)", "GET", "/swagger/..;/admin/users", bearer(&ana), json!({"status": 400})),
         case("a token for another audience (ES384)", "GET", "/billing/inv-1", bearer(&partner_elsewhere), json!({"status": 401})),
         case("metrics from the internal network (HS256)", "GET", "/internal/metrics", bearer(&scraper), json!({"status": 200})),
     ];
