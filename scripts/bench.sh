@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks of the module in the harness (release build), each beside the passthrough module
 # measured in the same run: a bypassed path, a cached-token allow, and uncached RS256, ES256,
-# EdDSA and HS256 checks (token cache off). Writes target/bench/report.txt.
+# EdDSA and HS256 checks (token cache off), and refused forgeries: a flood of distinct ones
+# (rejected-token cache off, so each costs a signature check), a replayed one, an expired one.
+# Writes target/bench/report.txt.
 # Needs python3 (to switch the cache off in a copy of the bundle).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +16,7 @@ cargo build --quiet --release -p test-harness --bin pw-harness
 cargo build --quiet --target wasm32-wasip1 --profile wasm -p policy-filter
 cargo build --quiet --target wasm32-wasip1 --profile wasm -p harness-fixtures --example passthrough
 cargo run --quiet -p policy-compiler -- compile envoy-examples/policy/config.json -o "$out/cached.json"
-python3 -c 'import json,sys; b=json.load(open(sys.argv[1])); b["settings"]["cache_entries"]=0; json.dump(b, open(sys.argv[2],"w"))' "$out/cached.json" "$out/uncached.json"
+python3 -c 'import json,sys; b=json.load(open(sys.argv[1])); b["settings"]["cache_entries"]=0; b["settings"]["rejected_cache_entries"]=0; json.dump(b, open(sys.argv[2],"w"))' "$out/cached.json" "$out/uncached.json"
 cargo run --quiet -p jwt-minter --bin bench-requests -- envoy-examples/policy/keys "$out"
 harness=target/release/pw-harness
 module=target/wasm32-wasip1/wasm/policy_filter.wasm
@@ -38,3 +40,7 @@ for alg in rs256 es256; do
   run "uncached $alg allow, in wasm (ngx_wasm_module: no verify_signature)" "$out/uncached.json" "$out/$alg.json" \
     --host ngx_wasm_module
 done
+# Refused forgeries, in wasm (ngx_wasm_module): what an unauthenticated caller costs.
+run "forged es256, a flood of distinct tokens (each checked), in wasm" "$out/uncached.json" "$out/forged-es256.json" --host ngx_wasm_module
+run "forged es256, replayed (rejected-token cache), in wasm" "$out/cached.json" "$out/forged-es256.json" --host ngx_wasm_module
+run "forged es256, expired (refused on its claims), in wasm" "$out/uncached.json" "$out/expired-es256.json" --host ngx_wasm_module

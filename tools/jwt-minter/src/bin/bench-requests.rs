@@ -4,7 +4,9 @@
 //!     cargo run -p jwt-minter --bin bench-requests -- envoy-examples/policy/keys OUT_DIR
 //!
 //! Scenarios: bypass (an ignored path), rs256, es256, eddsa, hs256 (an allowed request
-//! carrying a token of that algorithm).
+//! carrying a token of that algorithm); forged-es256 (a partner token whose signature is
+//! another token's: refused after a signature check) and expired-es256 (the same forgery,
+//! expired: refused on its claims).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,9 +15,20 @@ use jwt_minter::{NOW, Signer, mint};
 use serde_json::{Value, json};
 
 fn case_file(path: &str, token: Option<&str>, address: &str) -> Value {
+    answered(path, token, address, 200)
+}
+
+fn answered(path: &str, token: Option<&str>, address: &str, status: u16) -> Value {
     let headers: Vec<Value> = token.map(|t| vec![json!(["authorization", format!("Bearer {t}")])]).unwrap_or_default();
     json!({"now": NOW, "cases": [{"name": path, "request": {"method": "GET", "path": path, "headers": headers,
-        "properties": {"source.address": address}}, "expect": {"status": 200}}]})
+        "properties": {"source.address": address}}, "expect": {"status": status}}]})
+}
+
+/// `token` with the signature of `other`: well formed, claims valid, signature wrong.
+fn forged(token: &str, other: &str) -> String {
+    let head = token.rsplit_once('.').map_or(token, |(head, _)| head);
+    let signature = other.rsplit_once('.').map_or("", |(_, signature)| signature);
+    format!("{head}.{signature}")
 }
 
 fn run(keys: &std::path::Path, out: &std::path::Path) -> Result<(), String> {
@@ -29,6 +42,9 @@ fn run(keys: &std::path::Path, out: &std::path::Path) -> Result<(), String> {
     let partner = json!({"iss": "https://partner.example", "aud": "api.example", "username": "partner-billing", "scope": "billing:read"});
     let rs256 = mint(&Signer::from_file("RS256", &keys.join("platform.EXAMPLE-ONLY.key"))?, "RS256", Some("platform"), &claims(json!({"username": "ana", "roles": "user"})));
     let es256 = mint(&Signer::from_file("ES256", &keys.join("partner-es256.EXAMPLE-ONLY.key"))?, "ES256", Some("partner-es256"), &claims(partner.clone()));
+    let es256_key = Signer::from_file("ES256", &keys.join("partner-es256.EXAMPLE-ONLY.key"))?;
+    let another = mint(&es256_key, "ES256", Some("partner-es256"), &claims(json!({"iss": "https://partner.example", "aud": "api.example", "username": "partner-billing", "scope": "billing:write"})));
+    let expired = mint(&es256_key, "ES256", Some("partner-es256"), &json!({"iss": "https://partner.example", "aud": "api.example", "username": "partner-billing", "iat": NOW - 7200, "exp": NOW - 3600}));
     let eddsa = mint(&Signer::from_file("EdDSA", &keys.join("partner-eddsa.EXAMPLE-ONLY.key"))?, "EdDSA", Some("partner-eddsa"), &claims(partner));
     let hs256 = mint(&Signer::from_file("HS256", &keys.join("internal-hs256.secret"))?, "HS256", Some("internal-1"), &claims(json!({"iss": "internal", "username": "scraper", "roles": ["service"]})));
     let files = [
@@ -37,6 +53,8 @@ fn run(keys: &std::path::Path, out: &std::path::Path) -> Result<(), String> {
         ("es256", case_file("/billing/inv-1", Some(&es256), "10.1.2.3:5000")),
         ("eddsa", case_file("/billing/inv-1", Some(&eddsa), "10.1.2.3:5000")),
         ("hs256", case_file("/internal/metrics", Some(&hs256), "10.1.2.3:5000")),
+        ("forged-es256", answered("/billing/inv-1", Some(&forged(&es256, &another)), "10.1.2.3:5000", 401)),
+        ("expired-es256", answered("/billing/inv-1", Some(&forged(&expired, &another)), "10.1.2.3:5000", 401)),
     ];
     std::fs::create_dir_all(out).map_err(|e| e.to_string())?;
     for (name, file) in files {
