@@ -393,11 +393,7 @@ impl Settings {
             rejected_cache_entries,
         } = &mut settings;
         object.set(realm, "realm", Object::string)?;
-        object.set(mode, "mode", |o, name| match o.string(name)?.as_str() {
-            "enforce" => Ok(Mode::Enforce),
-            "shadow" => Ok(Mode::Shadow),
-            _ => Err(o.wrong(name, "`enforce` or `shadow`")),
-        })?;
+        object.set(mode, "mode", |o, name| o.choice(name, &[("enforce", Mode::Enforce), ("shadow", Mode::Shadow)]))?;
         object.set(ignore_patterns, "ignore_patterns", Object::strings)?;
         object.set(bypass_cors_preflight, "bypass_cors_preflight", Object::boolean)?;
         object.set(actions, "actions", |o, name| {
@@ -418,17 +414,10 @@ impl Settings {
         object.set(claims, "claims", |o, name| ClaimNames::from_json(o.value(name)?, &o.at(name)))?;
         object.set(forward, "forward", |o, name| Forward::from_json(o.value(name)?, &o.at(name)))?;
         object.set(mtls, "mtls", |o, name| o.nullable(name, |o, name| Mtls::from_json(o.value(name)?, &o.at(name))))?;
-        object.set(host, "host", |o, name| match o.string(name)?.as_str() {
-            "auto" => Ok(ProxyHost::Auto),
-            "envoy" => Ok(ProxyHost::Envoy),
-            "ngx_wasm_module" => Ok(ProxyHost::NgxWasmModule),
-            _ => Err(o.wrong(name, "`auto`, `envoy` or `ngx_wasm_module`")),
+        object.set(host, "host", |o, name| {
+            o.choice(name, &[("auto", ProxyHost::Auto), ("envoy", ProxyHost::Envoy), ("ngx_wasm_module", ProxyHost::NgxWasmModule)])
         })?;
-        object.set(path_parameters, "path_parameters", |o, name| match o.string(name)?.as_str() {
-            "refuse" => Ok(PathParameters::Refuse),
-            "keep" => Ok(PathParameters::Keep),
-            _ => Err(o.wrong(name, "`refuse` or `keep`")),
-        })?;
+        object.set(path_parameters, "path_parameters", |o, name| o.choice(name, &[("refuse", PathParameters::Refuse), ("keep", PathParameters::Keep)]))?;
         object.set(case_insensitive_paths, "case_insensitive_paths", Object::boolean)?;
         object.set(max_key_trials, "max_key_trials", Object::size)?;
         object.set(rejected_cache_entries, "rejected_cache_entries", Object::size)?;
@@ -493,11 +482,8 @@ impl Forward {
 impl Mtls {
     fn from_json(value: &Value, path: &str) -> Result<Mtls, String> {
         let object = Object::new(value, path, &["identity", "roles"])?;
-        let identity = object.required("identity", |o, name| match o.string(name)?.as_str() {
-            "uri_san" => Ok(MtlsIdentity::UriSan),
-            "subject_cn" => Ok(MtlsIdentity::SubjectCn),
-            "dns_san" => Ok(MtlsIdentity::DnsSan),
-            _ => Err(o.wrong(name, "`uri_san`, `dns_san` or `subject_cn`")),
+        let identity = object.required("identity", |o, name| {
+            o.choice(name, &[("uri_san", MtlsIdentity::UriSan), ("dns_san", MtlsIdentity::DnsSan), ("subject_cn", MtlsIdentity::SubjectCn)])
         })?;
         let mut roles = BTreeMap::new();
         object.set(&mut roles, "roles", |o, name| {
@@ -567,6 +553,20 @@ impl<'a> Object<'a> {
 
     fn string(&self, name: &str) -> Result<String, String> {
         self.map.get(name).and_then(Object::text).ok_or_else(|| self.wrong(name, "a string"))
+    }
+
+    /// One of the named values: `choices` pairs each spelling with its value.
+    fn choice<T: Copy>(&self, name: &str, choices: &[(&str, T)]) -> Result<T, String> {
+        let text = self.string(name)?;
+        choices.iter().find(|(spelling, _)| *spelling == text).map(|(_, value)| *value).ok_or_else(|| {
+            let spellings: Vec<String> = choices.iter().map(|(spelling, _)| format!("`{spelling}`")).collect();
+            let expected = match spellings.split_last() {
+                Some((last, [])) => last.clone(),
+                Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+                None => String::new(),
+            };
+            self.wrong(name, &expected)
+        })
     }
 
     fn boolean(&self, name: &str) -> Result<bool, String> {

@@ -142,7 +142,7 @@ fn can_satisfy(policy: &SourcePolicy, provider: &str, may: &MayAssert) -> bool {
     }
     let MayAssert::Only(limits) = may else { return true };
     if let Some(subjects) = limits.get("subject")
-        && !policy.subjects.iter().any(|s| subjects.iter().any(|allowed| ladon_overlaps(s, allowed)))
+        && !policy.subjects.iter().any(|s| subjects.iter().any(|allowed| overlaps(pattern::ladon(s), allowed)))
     {
         return false;
     }
@@ -153,7 +153,7 @@ fn can_satisfy(policy: &SourcePolicy, provider: &str, may: &MayAssert) -> bool {
         match (condition, limits.get(key)) {
             (SourceCondition::Owner | SourceCondition::NoneOf { .. }, _) => true,
             (_, None) => false,
-            (SourceCondition::AnyOf { values, .. }, Some(allowed)) => values.iter().any(|v| allowed.iter().any(|a| condition_overlaps(v, a))),
+            (SourceCondition::AnyOf { values, .. }, Some(allowed)) => values.iter().any(|v| allowed.iter().any(|a| overlaps(pattern::condition_value(v), a))),
             (SourceCondition::StringEqual(text), Some(allowed)) => allowed.iter().any(|a| regex_lite::Regex::new(a).is_ok_and(|re| re.is_match(text))),
             (_, Some(allowed)) => !allowed.is_empty(),
         }
@@ -171,20 +171,11 @@ fn literal_of(anchored: &str) -> Option<String> {
     (regex_lite::escape(&literal) == inner).then_some(literal)
 }
 
-/// Could a value match both condition value `condition` and the anchored regex `allowed`?
-fn condition_overlaps(condition: &str, allowed: &str) -> bool {
+/// Could a value match both `pattern` (a compiled condition value or Ladon pattern) and the
+/// anchored regex `allowed`? Two regexes are taken to overlap.
+fn overlaps(pattern: Result<CompiledPattern, pattern::PatternError>, allowed: &str) -> bool {
     let matches = |re: &str, text: &str| regex_lite::Regex::new(re).is_ok_and(|re| re.is_match(text));
-    match (pattern::condition_value(condition), literal_of(allowed)) {
-        (Ok(CompiledPattern::Exact(text)), _) => matches(allowed, &text),
-        (Ok(CompiledPattern::Regex { source, .. }), Some(literal)) => matches(&source, &literal),
-        _ => true,
-    }
-}
-
-/// Could a subject match both Ladon pattern `subject` and the anchored regex `allowed`?
-fn ladon_overlaps(subject: &str, allowed: &str) -> bool {
-    let matches = |re: &str, text: &str| regex_lite::Regex::new(re).is_ok_and(|re| re.is_match(text));
-    match (pattern::ladon(subject), literal_of(allowed)) {
+    match (pattern, literal_of(allowed)) {
         (Ok(CompiledPattern::Exact(text)), _) => matches(allowed, &text),
         (Ok(CompiledPattern::Regex { source, .. }), Some(literal)) => matches(&source, &literal),
         _ => true,
