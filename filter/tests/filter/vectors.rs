@@ -1,20 +1,38 @@
-//! Known-answer vectors from ../shared/vectors, against the module's verification code:
-//! Wycheproof RSA PKCS#1 v1.5, RSA-PSS, ECDSA P-256/P-384 (P1363, the JWS form) and Ed25519
-//! signatures; the Wycheproof JSON Web Signature suite; RFC 7520 and RFC 8037 JWS examples.
-//! Natively here; inside the module in `wasm.rs`, through the same loader.
+//! Known-answer vectors against the module's verification code: Wycheproof RSA PKCS#1 v1.5,
+//! RSA-PSS, ECDSA P-256/P-384 (P1363, the JWS form) and Ed25519 signatures, from the
+//! `wycheproof` crate; the Wycheproof JSON Web Signature suite, RFC 7520 and RFC 8037 JWS
+//! examples, which that crate does not carry, from ../shared/vectors when it sits beside the
+//! repository (CI has it, and there a missing copy is a failure; on a clone alone those tests
+//! say they were skipped, and why). Natively here; inside the module in `wasm.rs`, through
+//! the same loader.
 
 use std::path::PathBuf;
 
 use policy_filter::jwt::{key_from_jwk, verify_jws};
 use serde_json::{Value, json};
+use wycheproof::{ecdsa, eddsa, rsa_pkcs1_verify as pkcs1, rsa_pss_verify as pss};
 
-fn root() -> PathBuf {
+fn shared_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors")
 }
 
-fn read(file: &str) -> Value {
-    let path = root().join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (the shared vectors must sit beside the repository)", path.display()));
+/// Whether the vectors beside the repository are there. When not, a test that needs them
+/// says so and passes, except in CI (`CI` set), which must run them.
+pub fn shared_vectors_present(test: &str) -> bool {
+    if shared_root().is_dir() {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "{test}: CI must have the shared vectors at {}", shared_root().display());
+    eprintln!(
+        "skipped: {test}: the JSON Web Signature suite, RFC 7520 and RFC 8037 vectors live in {} (beside the repository, as in CI), which is absent",
+        shared_root().display()
+    );
+    false
+}
+
+fn read_shared(file: &str) -> Value {
+    let path = shared_root().join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
 }
 
@@ -41,17 +59,39 @@ pub struct JwsVector {
     pub valid: bool,
 }
 
-const RAW_FILES: [(&str, &str); 9] = [
-    ("wycheproof/rsa_signature_2048_sha256_test.json", "RS256"),
-    ("wycheproof/rsa_signature_3072_sha256_test.json", "RS256"),
-    ("wycheproof/rsa_signature_4096_sha256_test.json", "RS256"),
-    ("wycheproof/rsa_signature_2048_sha384_test.json", "RS384"),
-    ("wycheproof/rsa_signature_2048_sha512_test.json", "RS512"),
-    ("wycheproof/rsa_pss_2048_sha256_mgf1_32_test.json", "PS256"),
-    ("wycheproof/ecdsa_secp256r1_sha256_p1363_test.json", "ES256"),
-    ("wycheproof/ecdsa_secp384r1_sha384_p1363_test.json", "ES384"),
-    ("wycheproof/ed25519_test.json", "EdDSA"),
-];
+/// The Wycheproof groups whose parameters are a JWS algorithm's (for PSS: MGF1 with the same
+/// hash, salt as long as the hash), as (name, JSON, algorithm). Sizes up to the module's
+/// largest key (8,192 bits).
+fn raw_suites() -> Vec<(String, &'static str, &'static str)> {
+    let mut suites = Vec::new();
+    for (name, alg) in [
+        (pkcs1::TestName::Rsa2048Sha256, "RS256"),
+        (pkcs1::TestName::Rsa3072Sha256, "RS256"),
+        (pkcs1::TestName::Rsa4096Sha256, "RS256"),
+        (pkcs1::TestName::Rsa8192Sha256, "RS256"),
+        (pkcs1::TestName::Rsa2048Sha384, "RS384"),
+        (pkcs1::TestName::Rsa3072Sha384, "RS384"),
+        (pkcs1::TestName::Rsa4096Sha384, "RS384"),
+        (pkcs1::TestName::Rsa2048Sha512, "RS512"),
+        (pkcs1::TestName::Rsa3072Sha512, "RS512"),
+        (pkcs1::TestName::Rsa4096Sha512, "RS512"),
+    ] {
+        suites.push((format!("{name:?}"), name.json_data(), alg));
+    }
+    for (name, alg) in [
+        (pss::TestName::RsaPss2048Sha256Mgf1SaltLen32, "PS256"),
+        (pss::TestName::RsaPss2048Sha384Mgf1SaltLen48, "PS384"),
+        (pss::TestName::RsaPss4096Sha384Mgf1SaltLen48, "PS384"),
+        (pss::TestName::RsaPss4096Sha512Mgf1SaltLen64, "PS512"),
+    ] {
+        suites.push((format!("{name:?}"), name.json_data(), alg));
+    }
+    for (name, alg) in [(ecdsa::TestName::EcdsaSecp256r1Sha256P1363, "ES256"), (ecdsa::TestName::EcdsaSecp384r1Sha384P1363, "ES384")] {
+        suites.push((format!("{name:?}"), name.json_data(), alg));
+    }
+    suites.push((format!("{:?}", eddsa::TestName::Ed25519), eddsa::TestName::Ed25519.json_data(), "EdDSA"));
+    suites
+}
 
 fn bind(jwk: &Value, alg: &str) -> Value {
     let mut jwk = jwk.clone();
@@ -88,8 +128,8 @@ fn group_key(group: &Value) -> Value {
 /// skipped: either answer is correct).
 pub fn signature_vectors() -> Vec<SignatureVector> {
     let mut vectors = Vec::new();
-    for (file, alg) in RAW_FILES {
-        let suite = read(file);
+    for (file, json, alg) in raw_suites() {
+        let suite: Value = serde_json::from_str(json).unwrap();
         for group in suite["testGroups"].as_array().unwrap() {
             let jwk = bind(&group_key(group), alg);
             for test in group["tests"].as_array().unwrap() {
@@ -111,10 +151,11 @@ pub fn signature_vectors() -> Vec<SignatureVector> {
     vectors
 }
 
-/// JWS vectors whose key algorithm the module supports.
+/// JWS vectors whose key algorithm the module supports (from ../shared/vectors: see
+/// [`shared_vectors_present`]).
 pub fn jws_vectors() -> Vec<JwsVector> {
     let mut vectors = Vec::new();
-    let suite = read("wycheproof/json_web_signature_test.json");
+    let suite = read_shared("wycheproof/json_web_signature_test.json");
     for group in suite["testGroups"].as_array().unwrap() {
         let private = &group["private"];
         let Some(alg) = private["alg"].as_str() else { continue };
@@ -133,7 +174,7 @@ pub fn jws_vectors() -> Vec<JwsVector> {
         }
     }
     for file in ["jose-cookbook/jws/4_1.rsa_v15_signature.json", "jose-cookbook/jws/4_2.rsa-pss_signature.json", "jose-cookbook/jws/4_4.hmac-sha2_integrity_protection.json"] {
-        let example = read(file);
+        let example = read_shared(file);
         let alg = example["input"]["alg"].as_str().unwrap();
         vectors.push(JwsVector {
             id: file.to_string(),
@@ -142,7 +183,7 @@ pub fn jws_vectors() -> Vec<JwsVector> {
             valid: true,
         });
     }
-    let rfc8037 = read("rfc-vectors/rfc8037_a4_ed25519.json");
+    let rfc8037 = read_shared("rfc-vectors/rfc8037_a4_ed25519.json");
     vectors.push(JwsVector {
         id: "rfc8037-a4".into(),
         jwk: bind(&rfc8037["jwk"], "EdDSA"),
@@ -203,6 +244,9 @@ fn wycheproof_signatures_natively_with_no_mismatch() {
 
 #[test]
 fn jws_suites_natively_with_no_mismatch() {
+    if !shared_vectors_present("jws_suites_natively_with_no_mismatch") {
+        return;
+    }
     let vectors = jws_vectors();
     assert!(vectors.iter().filter(|v| v.valid).count() >= 5, "valid JWS vectors present");
     let contradicted = contradicted(&vectors);
