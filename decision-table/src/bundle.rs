@@ -49,16 +49,16 @@ pub struct Provider {
 
 /// What a provider's verified tokens may assert. A partner's identity provider signs tokens
 /// about the partner's callers, not about the platform's admins: a role, scope or claim it may
-/// not assert is dropped before any policy sees it.
+/// not assert is dropped before any policy sees it, and a subject it may not name is refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MayAssert {
     /// Every claim, as it comes: the platform's own identity provider.
     Any,
     /// Only the attributes named here (`roles`, `scopes`, `userId`, any claim), each value
-    /// only when one of its anchored regexes matches it. The key `subject` limits the subject
-    /// itself: a token naming another subject is refused. The subject (and `username`, set to
-    /// it), `provider` and `clientIP` are always present.
+    /// only when one of its regexes matches the whole of it. The key `subject` lists the
+    /// subjects the provider may name; without it, none (every token is refused). `username`
+    /// is the subject, and `provider` and `clientIP` are set by the filter.
     Only(BTreeMap<String, Vec<String>>),
 }
 
@@ -656,7 +656,7 @@ mod tests {
                 issuer: Some("https://id.example".into()),
                 audiences: vec!["api".into()],
                 keys: vec![json!({"kty": "oct", "kid": "k", "alg": "HS256", "k": "AAAA"})],
-                may_assert: MayAssert::Only([("roles".to_string(), vec!["^(?:reader)$".to_string()])].into()),
+                may_assert: MayAssert::Only([("roles".to_string(), vec!["reader".to_string()])].into()),
             }],
         }
     }
@@ -728,7 +728,7 @@ mod tests {
     #[test]
     fn may_assert_is_any_or_only_and_never_left_out() {
         let mut value = serde_json::to_value(every_field_changed()).unwrap();
-        assert_eq!(value["providers"][0]["may_assert"], json!({"only": {"roles": ["^(?:reader)$"]}}));
+        assert_eq!(value["providers"][0]["may_assert"], json!({"only": {"roles": ["reader"]}}));
         value["providers"][0]["may_assert"] = json!("any");
         assert_eq!(read(&value).unwrap().providers[0].may_assert, MayAssert::Any);
         value["providers"][0]["may_assert"] = json!("all");

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::bundle::{ClaimNames, MayAssert, PROVIDER_ATTRIBUTE, PathParameters, Settings};
+use crate::bundle::{ClaimNames, MTLS_PROVIDER, MayAssert, Mtls, PROVIDER_ATTRIBUTE, PathParameters, Settings};
 use crate::eval::Attributes;
 use crate::matcher::RegexMatcher;
 
@@ -25,8 +25,8 @@ pub enum PathError {
     TrailingDotOrSpace,
     #[error("the path holds a path parameter (`;`)")]
     PathParameter,
-    #[error("the path holds a character whose case folds to ASCII")]
-    CaseFoldsToAscii,
+    #[error("the path holds a letter outside ASCII, or a `::$` suffix, that a case-insensitive upstream may read as another path")]
+    CaseFolding,
 }
 
 /// The settings that change how a path normalises ([`Settings::path_rules`]).
@@ -165,9 +165,11 @@ fn check_segment(segment: &str, rules: PathRules) -> Result<(), PathError> {
     Ok(())
 }
 
-/// A normalised path in lower case (its escapes' hex digits stay upper case), refused when a
-/// character outside ASCII has a case form inside it: a case-insensitive upstream could read
-/// `/ſecret` as `/secret`.
+/// A normalised path in lower case (its escapes' hex digits stay upper case), for an upstream
+/// that ignores case. Refused: a letter outside ASCII that has another case (`É` and `é` are
+/// one file there, but lower-casing UTF-8 is not what every upstream does, and `ſ` or the
+/// Kelvin sign fold into ASCII), and NTFS's `::$` stream suffix (`/secret::$DATA` is
+/// `/secret` to IIS).
 fn lower_case(normalised: &str) -> Result<String, PathError> {
     let bytes = normalised.as_bytes();
     let mut raw = Vec::with_capacity(bytes.len());
@@ -187,9 +189,10 @@ fn lower_case(normalised: &str) -> Result<String, PathError> {
             }
         }
     }
-    let folds_to_ascii = |c: char| !c.is_ascii() && (c.to_lowercase().any(|l| l.is_ascii()) || c.to_uppercase().any(|u| u.is_ascii()));
-    if String::from_utf8_lossy(&raw).chars().any(folds_to_ascii) {
-        return Err(PathError::CaseFoldsToAscii);
+    let cased = |c: char| !c.is_ascii() && (c.to_lowercase().ne(std::iter::once(c)) || c.to_uppercase().ne(std::iter::once(c)));
+    let text = String::from_utf8_lossy(&raw);
+    if text.chars().any(cased) || text.contains("::$") {
+        return Err(PathError::CaseFolding);
     }
     Ok(out)
 }
@@ -242,23 +245,26 @@ pub fn claim_values(value: Option<&Value>) -> Vec<String> {
     }
 }
 
-/// A provider's [`MayAssert`] ready to apply: its regexes compiled once, at load.
+/// A provider's [`MayAssert`] ready to apply: its regexes compiled once, at load, each
+/// anchored here (`^(?:...)$`), whoever wrote the bundle.
 pub enum Trust {
     Any,
     Only {
-        /// The subjects the provider may name; `None`: any.
-        subject: Option<Vec<RegexMatcher>>,
+        /// The subjects the provider may name (none when the bundle lists none).
+        subject: Vec<RegexMatcher>,
         attributes: Vec<(String, Vec<RegexMatcher>)>,
     },
 }
 
 impl Trust {
     pub fn new(may_assert: &MayAssert) -> Result<Trust, String> {
-        let compile = |list: &[String]| list.iter().map(|re| RegexMatcher::new(re).map_err(|e| format!("{re:?}: {e}"))).collect::<Result<Vec<_>, _>>();
+        let compile = |list: &[String]| {
+            list.iter().map(|re| RegexMatcher::new(&format!("^(?:{re})$")).map_err(|e| format!("{re:?}: {e}"))).collect::<Result<Vec<_>, _>>()
+        };
         Ok(match may_assert {
             MayAssert::Any => Trust::Any,
             MayAssert::Only(limits) => Trust::Only {
-                subject: limits.get("subject").map(|list| compile(list)).transpose()?,
+                subject: compile(limits.get("subject").map(Vec::as_slice).unwrap_or_default())?,
                 attributes: limits
                     .iter()
                     .filter(|(name, _)| name.as_str() != "subject")
@@ -267,6 +273,18 @@ impl Trust {
             },
         })
     }
+}
+
+/// The attributes of a caller the proxy authenticated by a client certificate naming
+/// `subject`: the roles the bundle gives that identity (none when it is not listed), the
+/// subject as `username` and `subject`, and `mtls` as the provider.
+pub fn certificate_attributes(subject: &str, mtls: &Mtls) -> Attributes {
+    let mut attributes = Attributes::new();
+    attributes.insert("roles", mtls.roles.get(subject).cloned().unwrap_or_default());
+    attributes.insert("username", vec![subject.to_string()]);
+    attributes.insert("subject", vec![subject.to_string()]);
+    attributes.insert(PROVIDER_ATTRIBUTE, vec![MTLS_PROVIDER.to_string()]);
+    attributes
 }
 
 /// The provider a token's `iss` chooses: the one with that issuer, else the one without an
@@ -324,9 +342,7 @@ pub fn attributes_from_claims(claims: &Map<String, Value>, names: &ClaimNames, p
     };
     attributes.insert("username", username.into_iter().collect());
     if let Trust::Only { subject: allowed, attributes: limits } = trust {
-        if let Some(allowed) = allowed
-            && !allowed.iter().any(|re| re.is_match(&subject))
-        {
+        if !allowed.iter().any(|re| re.is_match(&subject)) {
             return Err(UntrustedSubject);
         }
         attributes.retain(|name, values| {
@@ -446,13 +462,16 @@ mod tests {
         assert_eq!(normalize_path("/\u{17f}ecret", PathRules::default()).unwrap(), "/%C5%BFecret");
         let folded = PathRules { case_insensitive: true, ..PathRules::default() };
         assert_eq!(normalize_path("/SECRET/Files", folded).unwrap(), "/secret/files");
-        assert_eq!(normalize_path("/caf%C3%A9/X%2a", folded).unwrap(), "/caf%C3%A9/x%2A");
+        assert_eq!(normalize_path("/files/X%2a", folded).unwrap(), "/files/x%2A");
         assert_eq!(normalize_path("/%53ECRET", folded).unwrap(), "/secret");
-        // The long s upper-cases to S, the Kelvin sign lower-cases to k, the dotless i upper-cases to I.
-        for path in ["/\u{17f}ecret", "/%C5%BFecret", "/\u{212a}ey", "/\u{131}d"] {
-            assert_eq!(normalize_path(path, folded), Err(PathError::CaseFoldsToAscii), "{path}");
+        // The long s upper-cases to S, the Kelvin sign lower-cases to k, the dotless i
+        // upper-cases to I; É and é are one file to a case-insensitive upstream; ß upper-cases
+        // to SS; `::$DATA` is the file itself to IIS.
+        for path in ["/\u{17f}ecret", "/%C5%BFecret", "/\u{212a}ey", "/\u{131}d", "/CAF%C3%89", "/caf\u{e9}", "/stra\u{df}e", "/secret::$DATA"] {
+            assert_eq!(normalize_path(path, folded), Err(PathError::CaseFolding), "{path}");
         }
-        assert_eq!(normalize_path("/\u{e9}t\u{e9}", folded).unwrap(), "/%C3%A9t%C3%A9");
+        // Characters with no case stay: CJK, digits, symbols.
+        assert_eq!(normalize_path("/\u{6587}\u{66f8}/\u{2713}", folded).unwrap(), "/%E6%96%87%E6%9B%B8/%E2%9C%93");
     }
 
     #[test]
@@ -491,10 +510,11 @@ mod tests {
                 "provider": "keysDir", "clientIP": "10.0.0.1", "tier": "gold"}"#,
         )
         .unwrap();
+        // Anchored whoever wrote them: `partner-.*` never matches `root@partner-x`.
         let limits = [
-            ("subject".to_string(), vec!["^(?:partner-.*)$".to_string()]),
-            ("roles".to_string(), vec!["^(?:partner-.*)$".to_string()]),
-            ("scopes".to_string(), vec!["^(?:billing:.*)$".to_string()]),
+            ("subject".to_string(), vec!["partner-.*".to_string()]),
+            ("roles".to_string(), vec!["partner-.*".to_string()]),
+            ("scopes".to_string(), vec!["billing:.*".to_string()]),
         ];
         let trust = Trust::new(&MayAssert::Only(limits.into())).unwrap();
         let (subject, attributes) = attributes_from_claims(&claims, &ClaimNames::default(), "partner", &trust).unwrap();
@@ -506,12 +526,19 @@ mod tests {
         }
         assert_eq!(attributes.get("provider"), ["partner"], "never the token's own claim");
         assert_eq!((attributes.get("username"), attributes.get("subject")), (&["partner-billing".to_string()][..], &["partner-billing".to_string()][..]));
-        let root: Map<String, Value> = serde_json::from_str(r#"{"username": "root", "roles": "partner-clerk"}"#).unwrap();
-        assert_eq!(attributes_from_claims(&root, &ClaimNames::default(), "partner", &trust), Err(UntrustedSubject));
-        // Nothing declared: the subject only.
-        let nothing = Trust::new(&MayAssert::Only(Default::default())).unwrap();
-        let (_, attributes) = attributes_from_claims(&claims, &ClaimNames::default(), "partner", &nothing).unwrap();
+        for subject in ["root", "root@partner-x", "x-partner-y"] {
+            let claims: Map<String, Value> = serde_json::from_str(&format!(r#"{{"username": "{subject}", "roles": "admin-partner-x"}}"#)).unwrap();
+            assert_eq!(attributes_from_claims(&claims, &ClaimNames::default(), "partner", &trust), Err(UntrustedSubject), "{subject}");
+        }
+        let clerk: Map<String, Value> = serde_json::from_str(r#"{"username": "partner-a", "roles": "admin-partner-x"}"#).unwrap();
+        let (_, attributes) = attributes_from_claims(&clerk, &ClaimNames::default(), "partner", &trust).unwrap();
+        assert_eq!(attributes.get("roles"), [] as [String; 0], "anchored: admin-partner-x is no partner role");
+        // Subjects named, nothing else: the subject only. No subject named: no one.
+        let subject_only = Trust::new(&MayAssert::Only([("subject".to_string(), vec![".+".to_string()])].into())).unwrap();
+        let (_, attributes) = attributes_from_claims(&claims, &ClaimNames::default(), "partner", &subject_only).unwrap();
         let names: Vec<&str> = attributes.iter().filter(|(_, values)| !values.is_empty()).map(|(name, _)| name).collect();
         assert_eq!(names, ["username", "subject", "provider"]);
+        let nothing = Trust::new(&MayAssert::Only(Default::default())).unwrap();
+        assert_eq!(attributes_from_claims(&claims, &ClaimNames::default(), "partner", &nothing), Err(UntrustedSubject));
     }
 }

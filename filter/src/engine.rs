@@ -7,9 +7,9 @@ use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::rc::Rc;
 
-use decision_table::bundle::{MTLS_PROVIDER, Mode, MtlsIdentity, PROVIDER_ATTRIBUTE, Settings, TokenSource};
+use decision_table::bundle::{MTLS_PROVIDER, Mode, MtlsIdentity, Settings, TokenSource};
 use decision_table::request::normalize_path;
-use decision_table::{AccessRequest, Attributes, ClientAddress};
+use decision_table::{AccessRequest, ClientAddress};
 use serde::Serialize;
 
 use crate::cache::TokenCache;
@@ -251,12 +251,7 @@ fn mtls_identity(loaded: &Loaded, host: &mut dyn Host) -> Option<Identity> {
         MtlsIdentity::DnsSan => host.property(&["connection", "dns_san_peer_certificate"]).map(|v| String::from_utf8_lossy(&v).into_owned()),
     }
     .filter(|s| !s.is_empty())?;
-    let roles = mtls.roles.get(&subject).cloned().unwrap_or_default();
-    let mut attributes = Attributes::new();
-    attributes.insert("roles", roles);
-    attributes.insert("username", vec![subject.clone()]);
-    attributes.insert("subject", vec![subject.clone()]);
-    attributes.insert(PROVIDER_ATTRIBUTE, vec![MTLS_PROVIDER.to_string()]);
+    let attributes = decision_table::request::certificate_attributes(&subject, mtls);
     let caller = Verified { claims: serde_json::Map::new(), expires_at: 0, provider: MTLS_PROVIDER.into(), subject, attributes, forwarded: OnceCell::new() };
     Some(Identity { caller: Rc::new(caller), via: "mtls" })
 }

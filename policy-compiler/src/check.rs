@@ -73,11 +73,12 @@ pub fn lint(file: &PolicyFile, policies: &[SourcePolicy], settings: &Settings, p
 fn sources(settings: &Settings, providers: &[Provider]) -> Vec<(String, MayAssert)> {
     let mut sources: Vec<(String, MayAssert)> = providers.iter().map(|p| (p.name.clone(), p.may_assert.clone())).collect();
     if let Some(mtls) = &settings.mtls {
-        let mut roles: Vec<String> = mtls.roles.values().flatten().map(|role| format!("^(?:{})$", regex_lite::escape(role))).collect();
+        // Any identity the proxy's TLS layer accepted authenticates, with the roles the map
+        // gives it.
+        let mut roles: Vec<String> = mtls.roles.values().flatten().map(|role| regex_lite::escape(role)).collect();
         roles.sort();
         roles.dedup();
-        let identities = mtls.roles.keys().map(|id| format!("^(?:{})$", regex_lite::escape(id))).collect();
-        sources.push((MTLS_PROVIDER.into(), MayAssert::Only(BTreeMap::from([("roles".to_string(), roles), ("subject".to_string(), identities)]))));
+        sources.push((MTLS_PROVIDER.into(), MayAssert::Only(BTreeMap::from([("roles".to_string(), roles), ("subject".to_string(), vec![".+".to_string()])]))));
     }
     sources
 }
@@ -103,16 +104,6 @@ fn provider_lints(file: &PolicyFile, policies: &[SourcePolicy], settings: &Setti
                     policy,
                 ));
             }
-        }
-        for provider in providers.iter().filter(|p| p.may_assert == MayAssert::Only(BTreeMap::new())) {
-            found.push(
-                Problem::warning(
-                    "asserts-nothing",
-                    format!("provider {:?} may assert nothing but its subject: in a bundle of several providers, one without `may_assert` is trusted with no claim", provider.name),
-                )
-                .in_file(&file.source)
-                .help("say what its tokens may carry: `\"may_assert\": {\"scopes\": [\"billing:.*\"]}`, or `\"any\"` for the platform's own identity provider"),
-            );
         }
     }
     for (name, may) in &sources {
@@ -141,9 +132,8 @@ fn can_satisfy(policy: &SourcePolicy, provider: &str, may: &MayAssert) -> bool {
         return false;
     }
     let MayAssert::Only(limits) = may else { return true };
-    if let Some(subjects) = limits.get("subject")
-        && !policy.subjects.iter().any(|s| subjects.iter().any(|allowed| overlaps(pattern::ladon(s), allowed)))
-    {
+    let subjects = limits.get("subject").map(Vec::as_slice).unwrap_or_default();
+    if !policy.subjects.iter().any(|s| subjects.iter().any(|allowed| overlaps(pattern::ladon(s), allowed))) {
         return false;
     }
     policy.conditions.iter().all(|(key, condition)| {
@@ -154,30 +144,34 @@ fn can_satisfy(policy: &SourcePolicy, provider: &str, may: &MayAssert) -> bool {
             (SourceCondition::Owner | SourceCondition::NoneOf { .. }, _) => true,
             (_, None) => false,
             (SourceCondition::AnyOf { values, .. }, Some(allowed)) => values.iter().any(|v| allowed.iter().any(|a| overlaps(pattern::condition_value(v), a))),
-            (SourceCondition::StringEqual(text), Some(allowed)) => allowed.iter().any(|a| regex_lite::Regex::new(a).is_ok_and(|re| re.is_match(text))),
+            (SourceCondition::StringEqual(text), Some(allowed)) => allowed.iter().any(|a| whole_match(a, text)),
             (_, Some(allowed)) => !allowed.is_empty(),
         }
     })
 }
 
-/// The literal an anchored regex `^(?:...)$` the compiler wrote for an exact value stands for.
-fn literal_of(anchored: &str) -> Option<String> {
-    let inner = anchored.strip_prefix("^(?:")?.strip_suffix(")$")?;
+/// Whether regex `re` (as the bundle carries it, unanchored) matches the whole of `text`.
+fn whole_match(re: &str, text: &str) -> bool {
+    regex_lite::Regex::new(&format!("^(?:{re})$")).is_ok_and(|re| re.is_match(text))
+}
+
+/// The literal a regex stands for when it is an escaped exact value (as the compiler writes
+/// one).
+fn literal_of(re: &str) -> Option<String> {
     let mut literal = String::new();
-    let mut chars = inner.chars();
+    let mut chars = re.chars();
     while let Some(ch) = chars.next() {
         literal.push(if ch == '\\' { chars.next()? } else { ch });
     }
-    (regex_lite::escape(&literal) == inner).then_some(literal)
+    (regex_lite::escape(&literal) == re).then_some(literal)
 }
 
 /// Could a value match both `pattern` (a compiled condition value or Ladon pattern) and the
-/// anchored regex `allowed`? Two regexes are taken to overlap.
+/// regex `allowed`? Two regexes are taken to overlap.
 fn overlaps(pattern: Result<CompiledPattern, pattern::PatternError>, allowed: &str) -> bool {
-    let matches = |re: &str, text: &str| regex_lite::Regex::new(re).is_ok_and(|re| re.is_match(text));
     match (pattern, literal_of(allowed)) {
-        (Ok(CompiledPattern::Exact(text)), _) => matches(allowed, &text),
-        (Ok(CompiledPattern::Regex { source, .. }), Some(literal)) => matches(&source, &literal),
+        (Ok(CompiledPattern::Exact(text)), _) => whole_match(allowed, &text),
+        (Ok(CompiledPattern::Regex { source, .. }), Some(literal)) => regex_lite::Regex::new(&source).is_ok_and(|re| re.is_match(&literal)),
         _ => true,
     }
 }

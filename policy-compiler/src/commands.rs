@@ -6,7 +6,7 @@ use std::path::Path;
 use base64::Engine as _;
 use decision_table::bundle::{Bundle, Settings};
 use decision_table::bundle::MTLS_PROVIDER;
-use decision_table::request::{Trust, attributes_from_claims, normalize_path, provider_for_issuer};
+use decision_table::request::{Trust, attributes_from_claims, certificate_attributes, normalize_path, provider_for_issuer};
 use decision_table::{AccessRequest, ClientAddress, Evaluator, Table};
 use serde_json::{Map, Value, json};
 
@@ -212,25 +212,36 @@ pub fn decide(
     if let Some(pattern) = prepared.ignore.iter().find(|re| re.is_match(&resource)) {
         return Ok(Answer::Bypassed(pattern.as_str().to_string()));
     }
-    let Some(action) = prepared.settings.actions.get(&method.to_ascii_uppercase()) else {
+    // Methods are case-sensitive (RFC 9110), as in the module: `get` is not `GET`.
+    let Some(action) = prepared.settings.actions.get(method) else {
         return Ok(Answer::UnmappedMethod);
     };
     // The provider as the module chooses it (by `iss`), unless the caller names it; `mtls`
-    // stands for a client certificate, whose roles the claims then give.
-    let chosen = match provider {
-        Some(MTLS_PROVIDER) => Ok((MTLS_PROVIDER, &Trust::Any)),
-        None if prepared.providers.is_empty() => Ok(("", &Trust::Any)),
-        Some(name) => prepared.providers.iter().find(|p| p.name == name).map(|p| (p.name.as_str(), &p.trust)).ok_or(format!("the bundle has no provider {name:?}")),
-        None => provider_for_issuer(&prepared.providers, |p| p.issuer.as_deref(), claims.get("iss").and_then(Value::as_str))
-            .map(|p| (p.name.as_str(), &p.trust))
-            .ok_or("401: no provider takes the token's issuer".to_string()),
-    };
-    let (provider, trust) = match chosen {
-        Ok(chosen) => chosen,
-        Err(why) => return Ok(Answer::Unauthenticated(why)),
-    };
-    let Ok((subject, mut attributes)) = attributes_from_claims(claims, &prepared.settings.claims, provider, trust) else {
-        return Ok(Answer::Unauthenticated(format!("401: provider {provider:?} may not assert the subject")));
+    // stands for a client certificate, whose identity is the claims' `username` (else `sub`)
+    // and whose roles the bundle gives, as in the module.
+    let (subject, mut attributes) = if provider == Some(MTLS_PROVIDER) {
+        let Some(mtls) = &prepared.settings.mtls else {
+            return Ok(Answer::Unauthenticated("401: the bundle has no mtls: a client certificate authenticates no one".into()));
+        };
+        let subject = ["username", "sub"].iter().find_map(|claim| claims.get(*claim).and_then(Value::as_str)).unwrap_or_default().to_string();
+        let attributes = certificate_attributes(&subject, mtls);
+        (subject, attributes)
+    } else {
+        let chosen = match provider {
+            None if prepared.providers.is_empty() => Ok(("", &Trust::Any)),
+            Some(name) => prepared.providers.iter().find(|p| p.name == name).map(|p| (p.name.as_str(), &p.trust)).ok_or(format!("the bundle has no provider {name:?}")),
+            None => provider_for_issuer(&prepared.providers, |p| p.issuer.as_deref(), claims.get("iss").and_then(Value::as_str))
+                .map(|p| (p.name.as_str(), &p.trust))
+                .ok_or("401: no provider takes the token's issuer".to_string()),
+        };
+        let (provider, trust) = match chosen {
+            Ok(chosen) => chosen,
+            Err(why) => return Ok(Answer::Unauthenticated(why)),
+        };
+        match attributes_from_claims(claims, &prepared.settings.claims, provider, trust) {
+            Ok(found) => found,
+            Err(_) => return Ok(Answer::Unauthenticated(format!("401: provider {provider:?} may not assert the subject"))),
+        }
     };
     if let Some(ip) = client_ip {
         attributes.insert("clientIP", vec![ip.to_string()]);

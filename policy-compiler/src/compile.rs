@@ -47,6 +47,34 @@ pub fn settings(file: &PolicyFile) -> Result<Settings, Vec<Problem>> {
         })?;
         settings.ignore_patterns.push(source);
     }
+    if settings.case_insensitive_paths {
+        let upper_case = |pattern: &str| {
+            let mut escaped = false;
+            pattern.chars().any(|ch| {
+                let upper = !escaped && ch.is_uppercase();
+                escaped = !escaped && ch == '\\';
+                upper
+            })
+        };
+        let problems: Vec<Problem> = file
+            .ignore_patterns
+            .iter()
+            .map(|p| ("ignore pattern", p))
+            .chain(file.policies.iter().flat_map(|policy| policy.resources.iter().map(|r| ("resource", r))))
+            .filter(|(_, pattern)| upper_case(pattern))
+            .map(|(what, pattern)| {
+                let problem = Problem::error("case-insensitive-paths", format!("{what} {pattern:?} has an upper-case letter, and with case_insensitive_paths every path is matched in lower case"))
+                    .help("write it in lower case");
+                match file.source.locate(pattern, pattern) {
+                    Some((offset, len)) => problem.at(&file.source, offset, len, "here"),
+                    None => problem.in_file(&file.source),
+                }
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+    }
     Ok(settings)
 }
 
@@ -247,18 +275,26 @@ fn policy_providers_exist(file: &PolicyFile, providers: &[Provider]) -> Result<(
 }
 
 /// A provider's `may_assert` as the bundle carries it: each value a condition regex (as in
-/// `RolesCondition`) made an anchored regex the module runs. Left out, a bundle's only
-/// provider may assert anything (the platform's own identity provider, as in Microkubes),
-/// and in a bundle of several, nothing but the subject: adding a partner's identity provider
-/// never hands it the platform's roles.
+/// `RolesCondition`: an exact value escaped, a regex as written), which the module anchors.
+/// Left out, a bundle's only provider may assert anything (the platform's own identity
+/// provider, as in Microkubes); in a bundle of several, every provider must say, and say
+/// which subjects it may name, so adding a partner's identity provider never hands it the
+/// platform's roles or users.
 fn may_assert(declared: Option<&MayAssertSource>, name: &str, providers: usize) -> Result<MayAssert, String> {
     let limits = match declared {
         None if providers == 1 => return Ok(MayAssert::Any),
-        None => return Ok(MayAssert::Only(BTreeMap::new())),
+        None => {
+            return Err(format!(
+                "provider {name:?}: in a bundle of several providers, each says what its tokens may assert (`may_assert`): `\"any\"` for the platform's own issuer, else the subjects and claims it may assert"
+            ));
+        }
         Some(MayAssertSource::Any(any)) if any == "any" => return Ok(MayAssert::Any),
         Some(MayAssertSource::Any(other)) => return Err(format!("provider {name:?}: may_assert is \"any\" or an object, not {other:?}")),
         Some(MayAssertSource::Only(limits)) => limits,
     };
+    if !limits.contains_key("subject") {
+        return Err(format!("provider {name:?}: may_assert must list the subjects it may name (`\"subject\": [\"svc-.*\"]`, or `[\".+\"]` for any)"));
+    }
     let mut only = BTreeMap::new();
     for (attribute, values) in limits {
         if ["username", bundle_format::PROVIDER_ATTRIBUTE, decision_table::eval::CLIENT_IP].contains(&attribute.as_str()) {
@@ -267,8 +303,8 @@ fn may_assert(declared: Option<&MayAssertSource>, name: &str, providers: usize) 
         let regexes = values
             .iter()
             .map(|value| match pattern::condition_value(value) {
-                Ok(CompiledPattern::Exact(text)) => Ok(format!("^(?:{})$", regex_lite::escape(&text))),
-                Ok(CompiledPattern::Regex { source, .. }) => Ok(source),
+                Ok(CompiledPattern::Exact(text)) => Ok(regex_lite::escape(&text)),
+                Ok(CompiledPattern::Regex { .. }) => Ok(value.clone()),
                 Err(e) => Err(format!("provider {name:?}: may_assert.{attribute}: {e}")),
             })
             .collect::<Result<Vec<_>, _>>()?;

@@ -353,6 +353,14 @@ impl Reader<'_> {
             self.conditions(&id, raw, &mut conditions);
         }
         let providers = self.strings(object.get("providers"), "providers", &id);
+        if object.contains_key("providers") && providers.is_empty() {
+            self.error(
+                "providers",
+                format!("policy {id:?}: an empty `providers` would match no one"),
+                Some((&id, "providers")),
+                Some("leave `providers` out for the callers of any provider"),
+            );
+        }
         if !providers.is_empty() {
             let names = providers.iter().map(|name| regex_lite::escape(name)).collect();
             let condition = SourceCondition::AnyOf { kind: "ProviderCondition".into(), values: names };

@@ -168,14 +168,23 @@ fn issue14_1_a_partner_issuer_cannot_mint_the_platforms_admin_role() {
     assert_eq!(everywhere(&bundle, &Ask::new("POST", "/billing/inv-1").bearer(&posing)).status, 403);
     let internal = internal_token(json!({"username": "svc-reports", "roles": ["service", "admin"]}));
     assert_eq!(everywhere(&bundle, &Ask::get("/users/42").bearer(&internal)).status, 403, "internal may assert the service role only");
-    // In a bundle of several providers, one that says nothing may assert nothing.
-    let mut undeclared = bundle.clone();
-    for provider in &mut undeclared.providers {
+    // A bundle (hand-written, say) whose provider lists no subject it may name: no one.
+    let mut nameless = bundle.clone();
+    for provider in &mut nameless.providers {
         if provider.name == "partner" {
-            provider.may_assert = MayAssert::Only(BTreeMap::new());
+            provider.may_assert = MayAssert::Only([("scopes".to_string(), vec!["billing:.*".to_string()])].into());
         }
     }
-    assert_eq!(everywhere(&undeclared, &Ask::get("/billing/inv-1").bearer(&own)).status, 403, "no scope asserted, none required met");
+    assert_eq!(everywhere(&nameless, &Ask::get("/billing/inv-1").bearer(&own)).status, 401);
+    // Its regexes are anchored whoever wrote them: `partner-` does not admit `root@partner-`.
+    let mut unanchored = bundle.clone();
+    for provider in &mut unanchored.providers {
+        if provider.name == "partner" {
+            provider.may_assert = MayAssert::Only([("subject".to_string(), vec!["partner-".to_string()])].into());
+        }
+    }
+    let suffixed = partner_token(json!({"username": "root@partner-", "roles": "admin"}));
+    assert_eq!(everywhere(&unanchored, &Ask::get("/users/42").bearer(&suffixed)).status, 401);
 }
 
 #[test]
