@@ -1,7 +1,7 @@
 //! Decoding untrusted bytes never panics; a table that decodes can be prepared and evaluated.
 #![no_main]
 
-use decision_table::{AccessRequest, Attributes, Evaluator, Table};
+use decision_table::{AccessRequest, Attributes, ClientAddress, Evaluator, Table};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(table) = Table::decode(bytes) {
             if let Ok(evaluator) = Evaluator::new(&table) {
                 let attributes = Attributes::new().with("roles", &["admin"]);
-                let request = AccessRequest { subject: "ana", action: "api:read", resource: "/a/b", attributes: &attributes, client_address: attributes.get("clientIP") };
+                let request = AccessRequest { subject: "ana", action: "api:read", resource: "/a/b", attributes: &attributes, client_address: ClientAddress::Known(attributes.get("clientIP")) };
                 let _ = evaluator.evaluate(&request);
             }
         }

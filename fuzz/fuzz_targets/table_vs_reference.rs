@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use decision_table::{AccessRequest, Attributes, Evaluator};
+use decision_table::{AccessRequest, Attributes, ClientAddress, Evaluator};
 use libfuzzer_sys::fuzz_target;
 use policy_compiler::source::{Effect, SourceCondition, SourcePolicy};
 use policy_compiler::{compile, reference};
@@ -55,6 +55,7 @@ fuzz_target!(|data: &[u8]| {
                 actions: picks.some(&ACTIONS, 2),
                 effect: if picks.next(2) == 0 { Effect::Allow } else { Effect::Deny },
                 conditions,
+                providers: Vec::new(),
             }
         })
         .collect();
@@ -70,7 +71,7 @@ fuzz_target!(|data: &[u8]| {
         attributes.insert("scopes", picks.some(&["user", "gold"], 2));
         attributes.insert("owner", picks.some(&["ana", "bob"], 2));
         attributes.insert("clientIP", picks.some(&["10.1.2.3", "192.168.0.1:80", "x"], 1));
-        let table_decision = evaluator.evaluate(&AccessRequest { subject, action, resource, attributes: &attributes, client_address: attributes.get("clientIP") });
+        let table_decision = evaluator.evaluate(&AccessRequest { subject, action, resource, attributes: &attributes, client_address: ClientAddress::Known(attributes.get("clientIP")) });
         let literal = reference::decide(&policies, &reference::Request { subject, action, resource, attributes: &attributes });
         assert_eq!(table_decision.allowed(), literal.allowed, "{subject} {action} {resource} {attributes:?}");
         assert_eq!(table_decision.policy, literal.deciding.as_deref());

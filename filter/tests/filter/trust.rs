@@ -145,7 +145,8 @@ fn platform_token(extra: Value) -> String {
 
 #[test]
 fn issue14_1_a_partner_issuer_cannot_mint_the_platforms_admin_role() {
-    let bundle = example_bundle();
+    let mut bundle = example_bundle();
+    bundle.settings.forward.provider = Some("x-auth-provider".into());
     // The review's token: the partner's own key, a platform user's name and the admin role.
     let forged = partner_token(json!({"username": "root", "roles": "admin"}));
     assert_eq!(everywhere(&bundle, &Ask::get("/users/42").bearer(&forged)).status, 401, "the partner may not name root");
@@ -196,6 +197,7 @@ fn issue14_1_a_forwarded_provider_header_from_the_client_is_taken_out() {
 #[test]
 fn issue14_2_a_spoofed_subject_cn_does_not_authenticate() {
     let mut bundle = example_bundle();
+    bundle.settings.forward.provider = Some("x-auth-provider".into());
     bundle.settings.mtls = Some(Mtls { identity: MtlsIdentity::SubjectCn, roles: [("admin-svc".to_string(), vec!["admin".to_string()])].into() });
     let with_subject = |subject: &str| Ask::get("/admin/settings").property("connection.mtls", &[1]).property("connection.subject_peer_certificate", subject.as_bytes());
     // Envoy reports the certificate; ngx_wasm_module implements none of these properties.

@@ -51,7 +51,7 @@ pub fn example_cases(keys: &std::path::Path) -> Result<Value, String> {
 
     let allowed = |user: &str, policy: &str| json!({"status": 200, "headers": {"x-auth-username": user, "x-auth-policy": policy}, "absent_headers": ["authorization"]});
     let partner_allowed = |policy: &str| {
-        json!({"status": 200, "headers": {"x-auth-username": "partner-billing", "x-auth-policy": policy, "x-auth-provider": "partner"}, "absent_headers": ["authorization", "x-auth-roles"]})
+        json!({"status": 200, "headers": {"x-auth-username": "partner-billing", "x-auth-policy": policy}, "absent_headers": ["authorization", "x-auth-roles"]})
     };
     let unauthorized = |error: &str| json!({"status": 401, "headers": {"www-authenticate": error}});
     let forbidden = json!({"status": 403, "body_contains": "forbidden"});
@@ -65,7 +65,7 @@ pub fn example_cases(keys: &std::path::Path) -> Result<Value, String> {
     twice.push(("x-auth-roles", "admin".into()));
     twice.push(("x-auth-roles", "admin".into()));
     let challenge_expired = r#"Bearer realm="users-service", error="invalid_token", error_description="the token has expired""#;
-    let ana_expect = json!({"status": 200, "headers": {"x-auth-username": "ana", "x-auth-user-id": "u-100", "x-auth-roles": "user", "x-auth-policy": "users-allow-read-access", "x-auth-provider": "keysDir"}, "absent_headers": ["authorization"]});
+    let ana_expect = json!({"status": 200, "headers": {"x-auth-username": "ana", "x-auth-user-id": "u-100", "x-auth-roles": "user", "x-auth-policy": "users-allow-read-access"}, "absent_headers": ["authorization"]});
 
     let list = vec![
         case("health checks skip authentication", "GET", "/health", vec![], json!({"status": 200})),
