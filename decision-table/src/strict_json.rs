@@ -1,13 +1,18 @@
 //! JSON parsing that refuses duplicate object keys at any depth, for tokens and bundles. A
 //! token whose payload says `"sub": "alice", "sub": "admin"` means different things to
-//! different parsers; we refuse it.
+//! different parsers; we refuse it. [`StrictValue`] does the same for any serde format (the
+//! compiler reads YAML policy files through it).
 
 use std::fmt;
 
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-struct Strict(Value);
+/// A JSON value read from any serde format, refusing a duplicate key in any object (the
+/// format's error then says where).
+pub struct StrictValue(pub Value);
+
+use StrictValue as Strict;
 
 impl<'de> serde::Deserialize<'de> for Strict {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use decision_table::strict_json::StrictValue;
+
 use crate::diagnostics::{Problem, Source};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,16 +164,25 @@ pub fn parse(source: Source, dir: PathBuf) -> Result<PolicyFile, Vec<Problem>> {
     }
 }
 
+/// The file as a JSON value: by its extension (`.json` is JSON, `.yaml`/`.yml` YAML, which a
+/// JSON-looking flow mapping also is), else JSON when it starts like JSON. A key repeated in
+/// any mapping is an error at its line and column (a policy with `effect: allow` then
+/// `effect: deny` would otherwise be whichever the parser keeps).
 fn parse_document(source: &Source) -> Result<Value, Vec<Problem>> {
     let text = source.text();
-    let looks_json = text.trim_start().starts_with('{') || text.trim_start().starts_with('[');
-    if looks_json {
-        serde_json::from_str(text).map_err(|e| {
+    let extension = Path::new(source.name()).extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    let json = match extension.as_deref() {
+        Some("json") => true,
+        Some("yaml" | "yml") => false,
+        _ => text.trim_start().starts_with('{') || text.trim_start().starts_with('['),
+    };
+    if json {
+        serde_json::from_str::<StrictValue>(text).map(|v| v.0).map_err(|e| {
             let offset = source.offset_of(e.line(), e.column());
             vec![Problem::error("syntax", format!("not valid JSON: {e}")).at(source, offset, 1, "here")]
         })
     } else {
-        serde_yaml_ng::from_str(text).map_err(|e| {
+        serde_yaml_ng::from_str::<StrictValue>(text).map(|v| v.0).map_err(|e| {
             let problem = Problem::error("syntax", format!("not valid YAML: {e}"));
             vec![match e.location() {
                 Some(at) => problem.at(source, at.index(), 1, "here"),

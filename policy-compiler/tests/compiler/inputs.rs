@@ -125,3 +125,21 @@ fn unsupported_condition_types_are_named() {
     assert!(problems[0].message.contains("\"ResourceContainsCondition\" is not supported"));
     assert!(problems[0].help.as_ref().unwrap().contains("RolesCondition"));
 }
+
+#[test]
+fn a_yaml_file_is_yaml_even_when_it_reads_like_json() {
+    // The Python README's policy dictionary: a YAML flow mapping with bare keys.
+    let flow = scratch("flow.yaml", r#"{"policies": [{"id": "p", "resources": ["/a"], actions: ["api:read"], subjects: ["ana"]}]}"#);
+    assert_eq!(decide(&flow, "GET", "/a", json!({"username": "ana"})), "allow:p");
+}
+
+#[test]
+fn a_repeated_key_is_refused_at_its_line_and_column() {
+    let json = scratch("twice.json", "{\"policies\": [{\"id\": \"p\", \"resources\": [\"/a\"], \"actions\": [\"api:read\"],\n  \"subjects\": [\"ana\"], \"effect\": \"allow\", \"effect\": \"deny\"}]}");
+    let problems = source::read(&json).unwrap_err();
+    assert!(problems[0].message.contains("duplicate key \"effect\" at line 2"), "{}", problems[0].message);
+    let yaml = scratch("twice.yaml", "policies:\n  - id: p\n    resources: [/a]\n    actions: [api:read]\n    subjects: [ana]\n    effect: allow\n    effect: deny\n");
+    let problems = source::read(&yaml).unwrap_err();
+    assert!(problems[0].message.contains("duplicate key \"effect\" at line 2"), "{}", problems[0].message);
+    assert!(problems[0].span.is_some(), "the problem points into the file");
+}
