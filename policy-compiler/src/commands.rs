@@ -100,15 +100,16 @@ pub fn check(path: &Path, strict: bool, format: Format) -> Exit {
         problems.extend(lints::lint(&file, &build::all_policies(&file), &settings, &providers));
     }
     let errors = problems.iter().filter(|p| p.is_error()).count();
-    let warnings = problems.len() - errors;
+    let warnings = problems.iter().filter(|p| p.is_warning()).count();
+    let notes = problems.len() - errors - warnings;
     match format {
         Format::Human => {
             report(&problems, format);
-            eprintln!("{}: {errors} errors, {warnings} warnings", path.display());
+            eprintln!("{}: {errors} errors, {warnings} warnings, {notes} notes", path.display());
         }
         Format::Json => {
             let list: Vec<Value> = problems.iter().map(Problem::to_json).collect();
-            println!("{}", json!({"problems": list, "errors": errors, "warnings": warnings}));
+            println!("{}", json!({"problems": list, "errors": errors, "warnings": warnings, "notes": notes}));
         }
     }
     if errors > 0 || (strict && warnings > 0) { Exit::InvalidInput } else { Exit::Success }

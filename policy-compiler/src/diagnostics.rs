@@ -62,6 +62,8 @@ impl Source {
 pub enum Level {
     Error,
     Warning,
+    /// How an input was understood, where that may surprise: never fails `check --strict`.
+    Note,
 }
 
 /// One finding. Errors stop `compile`; warnings are reported and `check --strict` fails on them.
@@ -85,6 +87,10 @@ impl Problem {
         Problem { level: Level::Warning, ..Problem::error(code, message) }
     }
 
+    pub fn note(code: &str, message: String) -> Self {
+        Problem { level: Level::Note, ..Problem::error(code, message) }
+    }
+
     pub fn help(mut self, help: &str) -> Self {
         self.help = Some(help.to_string());
         self
@@ -104,6 +110,10 @@ impl Problem {
 
     pub fn is_error(&self) -> bool {
         self.level == Level::Error
+    }
+
+    pub fn is_warning(&self) -> bool {
+        self.level == Level::Warning
     }
 
     pub fn to_json(&self) -> serde_json::Value {
@@ -146,6 +156,7 @@ impl Diagnostic for Problem {
         Some(match self.level {
             Level::Error => Severity::Error,
             Level::Warning => Severity::Warning,
+            Level::Note => Severity::Advice,
         })
     }
 

@@ -212,6 +212,37 @@ impl Reader<'_> {
         self.warnings.push(problem);
     }
 
+    fn note(&mut self, code: &str, message: String, near: Option<(&str, &str)>) {
+        let problem = self.place(Problem::note(code, message), near);
+        self.warnings.push(problem);
+    }
+
+    /// What becomes of each part of a Microkubes `security` section beside the policies.
+    fn security_section(&mut self, security: &Map<String, Value>) {
+        for key in security.keys() {
+            let near = Some((key.as_str(), key.as_str()));
+            match key.as_str() {
+                "acl" | "keysDir" | "ignorePatterns" => {}
+                "jwt" => self.note(
+                    "microkubes-jwt",
+                    "security.jwt: JWTs are verified with the keysDir keys (and filter.providers); its name, description and tokenUrl (where clients get tokens) are not used by the filter".into(),
+                    near,
+                ),
+                "saml" => self.warn(
+                    "microkubes-saml",
+                    "security.saml is ignored: the filter is no SAML service provider; a browser without a token gets 401, not a redirect to the identity provider".into(),
+                    near,
+                ),
+                "oauth2" => self.warn(
+                    "microkubes-oauth2",
+                    "security.oauth2 is ignored: opaque OAuth2 access tokens are not introspected; a JWT access token verifies like any other token of its provider".into(),
+                    near,
+                ),
+                other => self.warn("unknown-field", format!("security.{other} is not a Microkubes security setting and is ignored"), near),
+            }
+        }
+    }
+
     fn place(&self, problem: Problem, near: Option<(&str, &str)>) -> Problem {
         match near.and_then(|(anchor, needle)| self.source.locate(anchor, needle)) {
             Some((offset, len)) => problem.at(self.source, offset, len, "here"),
@@ -223,6 +254,9 @@ impl Reader<'_> {
         let empty = Map::new();
         let top = document.as_object().unwrap_or(&empty);
         let security = top.get("security").and_then(Value::as_object);
+        if let Some(security) = security {
+            self.security_section(security);
+        }
         let acl = security.and_then(|s| s.get("acl")).or_else(|| top.get("acl"));
         let list = match (document, acl) {
             (Value::Array(list), _) => Some(list),

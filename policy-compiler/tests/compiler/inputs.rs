@@ -143,3 +143,19 @@ fn a_repeated_key_is_refused_at_its_line_and_column() {
     assert!(problems[0].message.contains("duplicate key \"effect\" at line 2"), "{}", problems[0].message);
     assert!(problems[0].span.is_some(), "the problem points into the file");
 }
+
+#[test]
+fn the_microkubes_security_sections_beside_the_policies_are_accounted_for() {
+    let config = scratch(
+        "sections.json",
+        r#"{"security": {"jwt": {"tokenUrl": "http://kong:8000/jwt"}, "saml": {"certFile": "x"}, "oauth2": {"tokenUrl": "y"}, "sessions": {},
+            "acl": {"policies": [{"id": "p", "resources": ["/a"], "actions": ["api:read"], "effect": "allow", "subjects": ["ana"]}]}}}"#,
+    );
+    let file = source::read(&config).unwrap();
+    let said: Vec<(String, String)> = file.warnings.iter().map(|w| (format!("{:?}", w.level), w.code.clone())).collect();
+    let expected = [("Note", "microkubes-jwt"), ("Warning", "microkubes-oauth2"), ("Warning", "microkubes-saml"), ("Warning", "unknown-field")];
+    for (level, code) in expected {
+        assert!(said.contains(&(level.to_string(), code.to_string())), "{said:?}");
+    }
+    assert!(file.warnings.iter().any(|w| w.message.contains("not introspected")));
+}
