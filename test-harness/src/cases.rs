@@ -91,6 +91,9 @@ pub struct CaseResult {
     pub headers: Headers,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The body of a reply the module or the proxy sent (none when forwarded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
     pub fuel: u64,
     pub hostcalls: u64,
 }
@@ -144,6 +147,7 @@ pub fn run_case(plugin: &mut Plugin, case: &Case) -> CaseResult {
                 answered_by: "module",
                 headers: Vec::new(),
                 reason: Some(reason),
+                body: None,
                 fuel: 0,
                 hostcalls: 0,
             };
@@ -171,6 +175,7 @@ pub fn run_case(plugin: &mut Plugin, case: &Case) -> CaseResult {
         },
         headers,
         reason: (!problems.is_empty()).then(|| problems.join("; ")),
+        body: (!forwarded && !outcome.response.body.is_empty()).then(|| outcome.body_text()),
         fuel: outcome.fuel,
         hostcalls: outcome.hostcalls.len() as u64,
     }

@@ -68,7 +68,36 @@ fn run_with_json_prints_one_object_per_case() {
     assert_eq!(first["passed"], true);
     assert_eq!(first["forwarded"], false);
     assert_eq!(first["status"], 200);
-    assert_eq!(stdout.lines().last(), Some("1 passed, 0 failed"));
+    assert!(first["body"].as_str().unwrap().contains("Hello"), "the reply's body: {first}");
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!((summary["passed"].as_u64(), summary["failed"].as_u64()), (Some(1), Some(0)));
+    assert!(summary["metrics"].is_array(), "{summary}");
+}
+
+#[test]
+fn a_closed_stdout_ends_the_run_quietly() {
+    // `pw-harness run --json | head -1`: the reader goes away after the first line, long
+    // before 1,500 lines (far more than a pipe buffers) are written.
+    let wasm = workspace::fixture("http-config").unwrap();
+    let config = scratch("config-pipe.txt", "team-a");
+    let many: Vec<String> = (0..1500).map(|i| format!(r#"{{"name": "case {i}", "request": {{"method": "GET", "path": "/a"}}, "expect": {{"status": 200}}}}"#)).collect();
+    let cases = scratch("cases-pipe.json", &format!(r#"{{"cases": [{}]}}"#, many.join(",")));
+    let mut child = pw_harness()
+        .args(["run", "--json", "--wasm"]).arg(&wasm)
+        .arg("--plugin-config").arg(&config)
+        .arg("--cases").arg(&cases)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    drop(stdout);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
 }
 
 #[test]
