@@ -43,12 +43,48 @@ pub fn lint(file: &PolicyFile, policies: &[SourcePolicy], settings: &Settings, p
             ));
             continue;
         }
+        if let Some(resource) = policy.resources.iter().find(|r| !r.starts_with('/') && !r.starts_with('<')) {
+            found.push(warn(
+                policy,
+                "never-applies",
+                format!("resource {resource:?} does not start with `/`, and every request path does"),
+                "write the path as the request has it: `/users/me`",
+            ));
+            continue;
+        }
+        for (key, condition) in &policy.conditions {
+            if let SourceCondition::AnyOf { values, .. } = condition
+                && let Some(value) = values.iter().find(|v| matches!(v.as_str(), ".*" | ".+" | ".*?" | ".+?"))
+            {
+                found.push(warn(
+                    policy,
+                    "broad-condition",
+                    format!("its condition on {key:?} has the value {value:?}, which any caller with any {key} satisfies"),
+                    "name the values, or drop the condition if any caller is meant",
+                ));
+            }
+        }
+        if policy.effect == Effect::Deny
+            && !settings.ignore_patterns.is_empty()
+            && policy.resources.iter().all(|r| !r.contains('<') && settings.ignore_patterns.iter().any(|re| regex_lite::Regex::new(re).is_ok_and(|re| re.is_match(r))))
+        {
+            found.push(warn(
+                policy,
+                "never-applies",
+                "every resource it denies is under an ignore pattern, and a bypassed request is never authorised".into(),
+                "take the paths out of ignorePatterns, or drop the deny",
+            ));
+        }
         if policy.effect == Effect::Allow {
-            if let Some(deny) = policies.iter().find(|d| d.effect == Effect::Deny && d.conditions.is_empty() && shadows(d, policy)) {
+            // A deny shadows an allow when it covers every request of it and its conditions
+            // hold whenever the allow's do (here: each is one of the allow's own).
+            let implied = |deny: &SourcePolicy| deny.conditions.iter().all(|(key, condition)| policy.conditions.get(key) == Some(condition));
+            if let Some(deny) = policies.iter().find(|d| d.effect == Effect::Deny && implied(d) && shadows(d, policy)) {
+                let which = if deny.conditions.is_empty() { "which has no condition" } else { "whose conditions are the allow's own" };
                 found.push(warn(
                     policy,
                     "shadowed",
-                    format!("every request it allows is denied by {:?}, which has no condition", deny.id),
+                    format!("every request it allows is denied by {:?}, {which}", deny.id),
                     "deny overrides allow: remove one of the two, or narrow the deny",
                 ));
             }

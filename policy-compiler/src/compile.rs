@@ -37,7 +37,16 @@ pub fn all_policies(file: &PolicyFile) -> Vec<SourcePolicy> {
 /// The settings a file states, over the defaults; ignore patterns become anchored regexes.
 pub fn settings(file: &PolicyFile) -> Result<Settings, Vec<Problem>> {
     let mut settings = Settings::from_json(&file.settings, "filter").map_err(|e| {
-        vec![Problem::error("settings", e).in_file(&file.source).help("see the configuration reference in README.md")]
+        // The error names its field (`filter.forward.usr: ...`, or `unknown field `usr``):
+        // point at it inside the `filter` section.
+        let field = e.split_once("unknown field `").and_then(|(_, rest)| rest.split_once('`')).map(|(name, _)| name).or_else(|| {
+            e.split_once(':').and_then(|(path, _)| path.rsplit('.').next()).filter(|name| !name.is_empty() && *name != "filter")
+        });
+        let problem = Problem::error("settings", e.clone()).help("see the configuration reference in README.md");
+        vec![match field.and_then(|name| file.source.locate("\"filter\"", name).or_else(|| file.source.locate("filter", name))) {
+            Some((offset, len)) => problem.at(&file.source, offset, len, "here"),
+            None => problem.in_file(&file.source),
+        }]
     })?;
     for pattern in &file.ignore_patterns {
         let source = format!("^(?:{pattern})$");
@@ -124,8 +133,9 @@ pub fn table(policies: &[SourcePolicy], mapped_actions: &[String], source: Optio
         {
             let duplicate = Problem::error("duplicate-id", format!("two policies have the id {:?}", a.id))
                 .help("policy ids must be unique; rename one");
-            problems.push(match source {
-                Some(source) => duplicate.in_file(source),
+            problems.push(match source.map(|source| (source, source.locate_nth(&b.id, 1))) {
+                Some((source, Some((offset, len)))) => duplicate.at(source, offset, len, "the second"),
+                Some((source, None)) => duplicate.in_file(source),
                 None => duplicate,
             });
         }

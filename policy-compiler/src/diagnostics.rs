@@ -43,6 +43,23 @@ impl Source {
         (line, column)
     }
 
+    /// Finds the `nth` (0-based) mention of `needle`, JSON-escaped or raw.
+    pub fn locate_nth(&self, needle: &str, nth: usize) -> Option<(usize, usize)> {
+        let escaped = serde_json::to_string(needle).ok()?;
+        for spelling in [escaped.as_str(), needle] {
+            let mut from = 0;
+            let mut found = None;
+            for _ in 0..=nth {
+                found = self.text.get(from..).and_then(|rest| rest.find(spelling)).map(|at| from + at);
+                from = found.map_or(self.text.len(), |at| at + spelling.len());
+            }
+            if let Some(at) = found {
+                return Some((at, spelling.len()));
+            }
+        }
+        None
+    }
+
     /// Finds `needle` at or after the first mention of `anchor` (a policy id, say): the
     /// JSON-escaped spelling first (a regex's `\` is doubled in JSON), then the raw one.
     pub fn locate(&self, anchor: &str, needle: &str) -> Option<(usize, usize)> {

@@ -144,3 +144,47 @@ fn test_runs_the_example_suite_and_reports_failures() {
     assert_eq!(failing.status.code(), Some(3));
     assert!(text(&failing.stdout).contains("expected deny, got allow"));
 }
+
+#[test]
+fn check_warns_about_dead_denies_relative_paths_catch_all_values_and_conditional_shadows() {
+    let file = scratch(
+        "more-risks.json",
+        r#"{"security": {"ignorePatterns": ["/health.*"], "acl": {"policies": [
+            {"id": "deny-health", "resources": ["/health/deep"], "actions": ["api:read"], "effect": "deny", "subjects": ["<.+>"]},
+            {"id": "relative", "resources": ["users/me"], "actions": ["api:read"], "effect": "allow", "subjects": ["<.+>"]},
+            {"id": "any-role", "resources": ["/reports"], "actions": ["api:read"], "effect": "allow", "subjects": ["<.+>"],
+             "conditions": {"roles": {"type": "RolesCondition", "options": {"values": [".*"]}}}},
+            {"id": "clerks-read", "resources": ["/ledger"], "actions": ["api:read"], "effect": "allow", "subjects": ["<.+>"],
+             "conditions": {"roles": {"type": "RolesCondition", "options": {"values": ["clerk"]}}}},
+            {"id": "no-clerks", "resources": ["/ledger<.*>"], "actions": ["api:<.*>"], "effect": "deny", "subjects": ["<.+>"],
+             "conditions": {"roles": {"type": "RolesCondition", "options": {"values": ["clerk"]}}}}]}}}"#,
+    );
+    let output = run(&["--format", "json", "check", path(&file)]);
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let found: Vec<(String, String)> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["code"].as_str().unwrap().to_string(), p["message"].as_str().unwrap().to_string()))
+        .collect();
+    let has = |code: &str, policy: &str| found.iter().any(|(c, m)| c == code && m.contains(&format!("\"{policy}\"")));
+    assert!(has("never-applies", "deny-health"), "{found:?}");
+    assert!(has("never-applies", "relative"), "{found:?}");
+    assert!(has("broad-condition", "any-role"), "{found:?}");
+    assert!(has("shadowed", "clerks-read"), "{found:?}");
+}
+
+#[test]
+fn a_duplicate_id_and_a_mistake_in_the_filter_section_point_at_their_line() {
+    let duplicate = scratch(
+        "dup-id.json",
+        "{\"policies\": [{\"id\": \"p\", \"resources\": [\"/a\"], \"actions\": [\"api:read\"], \"subjects\": [\"ana\"]},\n {\"id\": \"p\", \"resources\": [\"/b\"], \"actions\": [\"api:read\"], \"subjects\": [\"ana\"]}]}",
+    );
+    let report: serde_json::Value = serde_json::from_slice(&run(&["--format", "json", "check", path(&duplicate)]).stdout).unwrap();
+    let problem = report["problems"].as_array().unwrap().iter().find(|p| p["code"] == "duplicate-id").unwrap();
+    assert_eq!(problem["line"], 2, "the second use of the id");
+    let settings = scratch("bad-filter.json", "{\"policies\": [],\n \"filter\": {\"realm\": \"x\",\n   \"forward\": {\"usr\": \"x\"}}}");
+    let report: serde_json::Value = serde_json::from_slice(&run(&["--format", "json", "check", path(&settings)]).stdout).unwrap();
+    let problem = report["problems"].as_array().unwrap().iter().find(|p| p["code"] == "settings").unwrap();
+    assert_eq!(problem["line"], 3, "{problem}");
+}
