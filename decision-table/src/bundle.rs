@@ -221,6 +221,9 @@ pub struct Settings {
     /// Tokens whose signature failed, remembered (by SHA-256) for a minute, so a replayed
     /// forgery costs a hash rather than a signature check.
     pub rejected_cache_entries: usize,
+    /// Log one allowed request in this many (at `info`, per worker); 0: none. Refusals are
+    /// always logged.
+    pub log_allowed_every: u64,
 }
 
 /// What a path parameter (`;` in the path) does.
@@ -265,6 +268,7 @@ impl Default for Settings {
             case_insensitive_paths: false,
             max_key_trials: 4,
             rejected_cache_entries: 1024,
+            log_allowed_every: 0,
         }
     }
 }
@@ -371,6 +375,7 @@ impl Settings {
                 "case_insensitive_paths",
                 "max_key_trials",
                 "rejected_cache_entries",
+                "log_allowed_every",
             ],
         )?;
         let mut settings = Settings::default();
@@ -393,6 +398,7 @@ impl Settings {
             case_insensitive_paths,
             max_key_trials,
             rejected_cache_entries,
+            log_allowed_every,
         } = &mut settings;
         object.set(realm, "realm", Object::string)?;
         object.set(mode, "mode", |o, name| o.choice(name, &[("enforce", Mode::Enforce), ("shadow", Mode::Shadow)]))?;
@@ -423,6 +429,7 @@ impl Settings {
         object.set(case_insensitive_paths, "case_insensitive_paths", Object::boolean)?;
         object.set(max_key_trials, "max_key_trials", Object::size)?;
         object.set(rejected_cache_entries, "rejected_cache_entries", Object::size)?;
+        object.set(log_allowed_every, "log_allowed_every", Object::unsigned)?;
         Ok(settings)
     }
 }
@@ -652,6 +659,7 @@ mod tests {
                 case_insensitive_paths: true,
                 max_key_trials: 1,
                 rejected_cache_entries: 3,
+                log_allowed_every: 10,
             },
             providers: vec![Provider {
                 name: "corp".into(),

@@ -28,6 +28,22 @@ pub struct Loaded {
     pub identity_headers: Vec<String>,
     /// The headers whose upstream value the filter decides ([`engine::controlled_headers`]).
     pub controlled_headers: Vec<String>,
+    /// Allowed requests since the last one logged (`log_allowed_every`).
+    allowed_since_logged: std::cell::Cell<u64>,
+}
+
+impl Loaded {
+    /// Whether this allowed request is one to log: every `log_allowed_every`-th (never at 0).
+    pub fn sample_allowed(&self) -> bool {
+        let every = self.settings.log_allowed_every;
+        if every == 0 {
+            return false;
+        }
+        let seen = self.allowed_since_logged.get() + 1;
+        let log = seen >= every;
+        self.allowed_since_logged.set(if log { 0 } else { seen });
+        log
+    }
 }
 
 /// A bundle built into the module (`POLICY_FILTER_BUNDLE=path cargo build ...`), used when
@@ -77,5 +93,6 @@ pub fn load(configuration: &[u8]) -> Result<Loaded, String> {
         settings: bundle.settings,
         host_verifies: host_verify::Families::default(),
         proxy,
+        allowed_since_logged: std::cell::Cell::new(0),
     })
 }

@@ -188,6 +188,21 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
     match decision {
         Some((true, policy)) => {
             host.count(metrics::ALLOWED);
+            if loaded.sample_allowed() {
+                let line = DecisionLine {
+                    event: "allowed",
+                    status: 200,
+                    request_id,
+                    method,
+                    path: &resource,
+                    subject: &identity.caller.subject,
+                    via: Some(identity.via),
+                    provider: Some(&identity.caller.provider),
+                    policy: policy.as_deref(),
+                    reason: "policy",
+                };
+                host.log(Level::Info, &serde_json::to_string(&line).unwrap_or_default());
+            }
             forward_identity(loaded, host, &identity, policy.as_deref(), found.as_ref(), raw_path, &resource, &client_sent);
             Flow::Continue
         }
@@ -416,10 +431,10 @@ fn forward_path(loaded: &Loaded, host: &mut dyn Host, raw_path: &str, resource: 
     host.set_request_header(":path", Some(&format!("{resource}{query}{clear}")));
 }
 
-/// The log line of a denied request (serialised directly: a `serde_json::Value` would bring
-/// in the float printer for numbers this line never has).
+/// The log line of a decision: every refusal, and the sampled allows (serialised directly: a
+/// `serde_json::Value` would bring in the float printer for numbers this line never has).
 #[derive(Serialize)]
-struct DeniedLine<'a> {
+struct DecisionLine<'a> {
     event: &'static str,
     status: u32,
     request_id: &'a str,
@@ -427,7 +442,11 @@ struct DeniedLine<'a> {
     path: &'a str,
     subject: &'a str,
     via: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider: Option<&'a str>,
     policy: Option<&'a str>,
+    /// `policy` (a policy decided), `default_deny` (none allowed), or why the credential or
+    /// the request was refused.
     reason: &'a str,
 }
 
@@ -450,7 +469,10 @@ fn finish(
     let (status, counter, policy, subject, reason) = match &refusal {
         Refusal::Malformed { reason, .. } => (400, metrics::MALFORMED, None, String::new(), reason.clone()),
         Refusal::Unauthenticated { reason, .. } => (401, metrics::UNAUTHENTICATED, None, String::new(), (*reason).to_string()),
-        Refusal::Forbidden { policy, subject } => (403, metrics::DENIED, policy.clone(), subject.clone(), "policy".to_string()),
+        Refusal::Forbidden { policy, subject } => {
+            let reason = if policy.is_some() { "policy" } else { "default_deny" };
+            (403, metrics::DENIED, policy.clone(), subject.clone(), reason.to_string())
+        }
     };
     host.count(counter);
     if let Refusal::Unauthenticated { reason, .. } = &refusal {
@@ -459,7 +481,7 @@ fn finish(
     // A request the filter cannot decide on is refused in shadow mode too: it cannot be
     // forwarded safely (a path that does not normalise, a header it cannot take out).
     let shadow = loaded.settings.mode == Mode::Shadow && !matches!(refusal, Refusal::Malformed { .. });
-    let line = DeniedLine {
+    let line = DecisionLine {
         event: if shadow { "shadow_denied" } else { "denied" },
         status,
         request_id,
@@ -467,6 +489,7 @@ fn finish(
         path,
         subject: &subject,
         via: authenticated.map(|(identity, ..)| identity.via),
+        provider: authenticated.map(|(identity, ..)| identity.caller.provider.as_str()),
         policy: policy.as_deref(),
         reason: &reason,
     };

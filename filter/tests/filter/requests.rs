@@ -162,7 +162,25 @@ fn a_denial_is_logged_once_with_request_id_and_policy() {
     assert_eq!(line["policy"], "deny-admin-api-to-contractors");
     assert_eq!(line["subject"], "eve");
     assert_eq!(line["status"], 403);
+    assert_eq!((line["reason"].as_str(), line["provider"].as_str()), (Some("policy"), Some("keysDir")));
     assert_eq!(host.count(metrics::DENIED), 1);
+    // No policy allows ana to read another user: the default deny is named.
+    let (_, host) = run(&loaded, MockHost::request("GET", "/users/42").bearer(&ana_token()));
+    let line: serde_json::Value = serde_json::from_str(&host.logs[0]).unwrap();
+    assert_eq!((line["policy"].clone(), line["reason"].as_str()), (serde_json::Value::Null, Some("default_deny")));
+}
+
+#[test]
+fn allowed_requests_are_logged_when_sampled_and_never_by_default() {
+    let (_, host) = run(&load(&example_bundle()), MockHost::request("GET", "/users/me").bearer(&ana_token()));
+    assert!(host.logs.is_empty());
+    let mut bundle = example_bundle();
+    bundle.settings.log_allowed_every = 3;
+    let loaded = load(&bundle);
+    let logged: Vec<String> = (0..6).flat_map(|_| run(&loaded, MockHost::request("GET", "/users/me").bearer(&ana_token())).1.logs).collect();
+    assert_eq!(logged.len(), 2, "one in three of six");
+    let line: serde_json::Value = serde_json::from_str(&logged[0]).unwrap();
+    assert_eq!((line["event"].as_str(), line["policy"].as_str(), line["subject"].as_str()), (Some("allowed"), Some("users-allow-read-access"), Some("ana")));
 }
 
 #[test]
