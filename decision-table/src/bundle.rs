@@ -19,8 +19,7 @@ use serde_json::{Map, Value};
 pub const BUNDLE_FORMAT: u32 = 2;
 
 /// The RSA modulus sizes, in bits, that the compiler writes and the filter verifies.
-pub const MIN_RSA_BITS: usize = 2048;
-pub const MAX_RSA_BITS: usize = 8192;
+pub use signatures::rsa::{MAX_BITS as MAX_RSA_BITS, MIN_BITS as MIN_RSA_BITS};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Bundle {

@@ -90,9 +90,9 @@ impl Rejection {
 /// A verifying key, bound to the one algorithm it may check.
 pub enum KeyMaterial {
     /// RS256/384/512 and PS256/384/512, with Montgomery parameters computed at load.
-    Rsa(Box<crate::rsa::PublicKey>),
+    Rsa(Box<signatures::rsa::PublicKey>),
     /// ES256 and ES384, with the key's window table computed at load.
-    Ecdsa(crate::ecdsa::PublicKey),
+    Ecdsa(signatures::ecdsa::PublicKey),
     EdDsa(Box<<Ed25519 as Algorithm>::VerifyingKey>),
     Hs256(Hs256Key),
     Hs384(Hs384Key),
@@ -141,7 +141,7 @@ pub fn key_from_jwk(jwk: &Value) -> Result<Key, String> {
     let fail = |e: String| format!("key {kid}: {e}");
     let material = match (kty, alg.as_str()) {
         ("RSA", "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512") => {
-            use crate::rsa::{Hash, Padding};
+            use signatures::rsa::{Hash, Padding};
             let padding = if alg.starts_with("PS") { Padding::Pss } else { Padding::Pkcs1v15 };
             let hash = match alg.get(2..) {
                 Some("384") => Hash::Sha384,
@@ -149,11 +149,11 @@ pub fn key_from_jwk(jwk: &Value) -> Result<Key, String> {
                 _ => Hash::Sha256,
             };
             let (n, e) = (decode_field(jwk, "n").map_err(fail)?, decode_field(jwk, "e").map_err(fail)?);
-            KeyMaterial::Rsa(Box::new(crate::rsa::PublicKey::new(&n, &e, padding, hash).map_err(fail)?))
+            KeyMaterial::Rsa(Box::new(signatures::rsa::PublicKey::new(&n, &e, padding, hash).map_err(fail)?))
         }
         ("EC", "ES256") | ("EC", "ES384") => {
             let (x, y) = (decode_field(jwk, "x").map_err(fail)?, decode_field(jwk, "y").map_err(fail)?);
-            KeyMaterial::Ecdsa(crate::ecdsa::PublicKey::new(&alg, &x, &y).map_err(fail)?)
+            KeyMaterial::Ecdsa(signatures::ecdsa::PublicKey::new(&alg, &x, &y).map_err(fail)?)
         }
         ("OKP", "EdDSA") => {
             let x: [u8; 32] = decode_field(jwk, "x").map_err(fail)?.try_into().map_err(|_| fail("`x` must be 32 bytes".into()))?;

@@ -17,10 +17,6 @@ pub mod host;
 pub mod host_verify;
 pub mod jwt;
 pub mod subject;
-mod bignum;
-mod montgomery;
-mod ecdsa;
-mod rsa;
 
 #[cfg(all(target_arch = "wasm32", feature = "proxy-module"))]
 mod proxy;

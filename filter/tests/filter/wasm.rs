@@ -236,3 +236,28 @@ fn a_failing_verify_signature_at_request_time_falls_back_to_wasm() {
     assert_eq!((real, forged), (true, 401));
     assert!(statement.ends_with("by the proxy (verify_signature)"), "{statement}");
 }
+
+/// The signature crate's referee cases (ring's verdicts on valid, mutated and crafted RSA and
+/// ECDSA signatures, fixed seed), through the module's JWK keys inside wasm, where the SIMD
+/// lanes are other code than the native loops.
+#[test]
+fn the_referee_cases_inside_the_module_agree_with_ring() {
+    use signatures::referee::{Key as Parts, cases};
+    let url = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let cases = cases(0x5eed_2026_1203, 6);
+    assert!(cases.len() > 2_000, "{}", cases.len());
+    let items = cases
+        .iter()
+        .map(|case| {
+            let jwk = match &case.key {
+                Parts::Rsa { n, e } => json!({"kty": "RSA", "kid": "r", "alg": case.alg, "n": url(n), "e": url(e)}),
+                Parts::Ec { x, y } => json!({"kty": "EC", "kid": "r", "alg": case.alg, "crv": if x.len() == 32 { "P-256" } else { "P-384" }, "x": url(x), "y": url(y)}),
+            };
+            json!({"jwk": jwk, "message": b64(&case.message), "signature": b64(&case.signature)})
+        })
+        .collect();
+    let results = inside_wasm(items);
+    let disagreements: Vec<&str> = cases.iter().zip(&results).filter(|(case, ours)| **ours != case.ring_accepts).map(|(case, _)| case.name.as_str()).collect();
+    assert!(disagreements.is_empty(), "{} of {} disagree with ring inside wasm: {disagreements:?}", disagreements.len(), cases.len());
+}

@@ -8,13 +8,18 @@
 //! here needs to be constant-time. The arithmetic is [`crate::montgomery`] (short limbs,
 //! lazy carries, SIMD128 inside wasm): per key, at load, the limbs, `-n⁻¹` and `R^e mod n`;
 //! per check, 18 Montgomery products for e = 65537. Wycheproof's PKCS#1 and PSS suites run
-//! against this file natively and inside wasm (`tests/filter/vectors.rs`, `wasm.rs`).
+//! against this file natively and inside wasm (the filter's `tests/filter/vectors.rs`,
+//! `wasm.rs`), and `tests/referee.rs` holds it to ring.
 
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use crate::montgomery::Modulus;
 
-use decision_table::bundle::{MAX_RSA_BITS as MAX_BITS, MIN_RSA_BITS as MIN_BITS};
+/// The modulus sizes, in bits, a key may have. Below 2,048 is weak (NIST SP 800-131A); above
+/// 8,192 a check costs more than a request should. (ring verifies moduli from 2,041 bits:
+/// those few sizes are refused here all the same.)
+pub const MIN_BITS: usize = 2048;
+pub const MAX_BITS: usize = 8192;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hash {
@@ -94,7 +99,7 @@ impl PublicKey {
         }
         // The Montgomery parameters, once per key.
         let modulus = Modulus::new(n, exponent).ok_or("the RSA modulus is not usable")?;
-        let host_form = (padding == Padding::Pkcs1v15).then(|| crate::host_verify::rsa_public_key_der(n, e));
+        let host_form = (padding == Padding::Pkcs1v15).then(|| crate::der::rsa_public_key_der(n, e));
         Ok(PublicKey { modulus, bits, padding, hash, host_form })
     }
 

@@ -441,6 +441,34 @@ mod tests {
         assert_eq!(radix_bits(4096), Some((27, 152)));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(96))]
+
+        /// Against an independent reference (num-bigint's `modpow`): random odd moduli of
+        /// every size a key may have (2,048 to 8,192 bits, any bit length between), random
+        /// bases below them, and the exponents keys use or may use (odd, below 2^32). The
+        /// debug build keeps overflow checks on, so a cell that overflowed would panic.
+        #[test]
+        fn powers_agree_with_num_bigint(bits in 2048usize..=8192, seed: u64, any_exponent: u32, pick in 0u8..3) {
+            let exponent = [65537, 3, any_exponent | 1][usize::from(pick)];
+            let length = bits.div_ceil(8);
+            let mut n = bytes(seed, length);
+            // Exactly `bits` bits, odd.
+            let top = bits - 8 * (length - 1);
+            n[0] &= (1u16 << top).wrapping_sub(1) as u8;
+            n[0] |= 1 << (top - 1);
+            *n.last_mut().unwrap() |= 1;
+            let modulus = Modulus::new(&n, exponent).unwrap();
+            let big_n = num_bigint::BigUint::from_bytes_be(&n);
+            let mut base = bytes(seed ^ 0x5555, length);
+            base[0] %= n[0];
+            let expected = num_bigint::BigUint::from_bytes_be(&base).modpow(&num_bigint::BigUint::from(exponent), &big_n).to_bytes_be();
+            let mut padded = vec![0u8; length - expected.len()];
+            padded.extend(expected);
+            proptest::prop_assert_eq!(modulus.power(&base).unwrap(), padded);
+        }
+    }
+
     #[test]
     fn even_or_zero_moduli_are_refused() {
         assert!(Modulus::new(&[0x0f, 0xfe], 3).is_none());

@@ -11,11 +11,12 @@
 //! over tables of `1·P … 15·P` in affine form (the key's table is built at load), mixed
 //! additions, and the final `x(R) ≡ r (mod n)` tested as `X = r·Z²` (and `(r+n)·Z²` when
 //! `r + n < p`), so no field inversion per check. Wycheproof's P-256 and P-384 suites run
-//! against this file natively and inside wasm (`tests/filter/vectors.rs`, `wasm.rs`).
+//! against this file natively and inside wasm (the filter's `tests/filter/vectors.rs`, `wasm.rs`),
+//! and `tests/referee.rs` holds it to ring.
 
 use sha2::{Digest, Sha256, Sha384};
 
-use crate::{bignum, host_verify};
+use crate::{bignum, der};
 
 /// A curve `y² = x³ - 3x + b` over `p` with a generator of prime order `n` (SEC 2 §2.4.2,
 /// §2.5.1), as big-endian hex.
@@ -361,11 +362,11 @@ impl PublicKey {
     /// `alg` is `ES256` or `ES384`; `x` and `y` are the JWK's big-endian coordinates.
     pub fn new(alg: &str, x: &[u8], y: &[u8]) -> Result<PublicKey, String> {
         let (key, curve) = match alg {
-            "ES256" => (CurveKeys::P256(Box::new(CurveKey::new(Curve::new(&P256, 32), x, y)?)), host_verify::EcCurve::P256),
-            "ES384" => (CurveKeys::P384(Box::new(CurveKey::new(Curve::new(&P384, 48), x, y)?)), host_verify::EcCurve::P384),
+            "ES256" => (CurveKeys::P256(Box::new(CurveKey::new(Curve::new(&P256, 32), x, y)?)), der::EcCurve::P256),
+            "ES384" => (CurveKeys::P384(Box::new(CurveKey::new(Curve::new(&P384, 48), x, y)?)), der::EcCurve::P384),
             _ => return Err(format!("{alg} is not an ECDSA algorithm")),
         };
-        Ok(PublicKey { key, host_form: host_verify::ec_public_key_der(curve, x, y) })
+        Ok(PublicKey { key, host_form: der::ec_public_key_der(curve, x, y) })
     }
 
     /// Whether `signature` (`r ‖ s`) signs `message` under this key's curve and hash.
@@ -392,7 +393,7 @@ impl PublicKey {
             CurveKeys::P256(key) => key.curve.bytes,
             CurveKeys::P384(key) => key.curve.bytes,
         };
-        (signature.len() == 2 * bytes).then(|| host_verify::ecdsa_signature_der(signature))
+        (signature.len() == 2 * bytes).then(|| der::ecdsa_signature_der(signature))
     }
 }
 
