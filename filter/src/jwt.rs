@@ -91,7 +91,7 @@ impl Rejection {
 pub enum KeyMaterial {
     /// RS256/384/512 and PS256/384/512, with Montgomery parameters computed at load.
     Rsa(Box<signatures::rsa::PublicKey>),
-    /// ES256 and ES384, with the key's window table computed at load.
+    /// ES256, ES384 and ES512, with the key's window table computed at load.
     Ecdsa(signatures::ecdsa::PublicKey),
     EdDsa(Box<<Ed25519 as Algorithm>::VerifyingKey>),
     Hs256(Hs256Key),
@@ -151,7 +151,7 @@ pub fn key_from_jwk(jwk: &Value) -> Result<Key, String> {
             let (n, e) = (decode_field(jwk, "n").map_err(fail)?, decode_field(jwk, "e").map_err(fail)?);
             KeyMaterial::Rsa(Box::new(signatures::rsa::PublicKey::new(&n, &e, padding, hash).map_err(fail)?))
         }
-        ("EC", "ES256") | ("EC", "ES384") => {
+        ("EC", "ES256" | "ES384" | "ES512") => {
             let (x, y) = (decode_field(jwk, "x").map_err(fail)?, decode_field(jwk, "y").map_err(fail)?);
             KeyMaterial::Ecdsa(signatures::ecdsa::PublicKey::new(&alg, &x, &y).map_err(fail)?)
         }
@@ -173,7 +173,7 @@ impl ProviderKeys {
     pub fn host_families(&self) -> host_verify::Families {
         host_verify::Families {
             rsa: self.keys.iter().any(|key| matches!(&key.material, KeyMaterial::Rsa(rsa) if rsa.host_form().is_some())),
-            ecdsa: self.keys.iter().any(|key| matches!(&key.material, KeyMaterial::Ecdsa(_))),
+            ecdsa: self.keys.iter().any(|key| matches!(&key.material, KeyMaterial::Ecdsa(ec) if ec.host_form().is_some())),
         }
     }
 }
@@ -215,9 +215,8 @@ impl Key {
                 key.verifies(message, signature)
             }
             KeyMaterial::Ecdsa(key) => {
-                if let Some(host) = host.filter(|h| h.trusted.ecdsa) {
+                if let (Some(host), Some((hash, der))) = (host.filter(|h| h.trusted.ecdsa), key.host_form()) {
                     let Some(der_signature) = key.host_signature(signature) else { return false };
-                    let (hash, der) = key.host_form();
                     if let Some(answer) = host_verify::verify(host.call, hash, der, &der_signature, message) {
                         return answer;
                     }
@@ -232,8 +231,8 @@ impl Key {
     }
 }
 
-const ALGORITHMS: [&str; 12] =
-    ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA", "HS256", "HS384", "HS512"];
+const ALGORITHMS: [&str; 13] =
+    ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "HS256", "HS384", "HS512"];
 
 fn part(token: &str, index: usize) -> Result<Vec<u8>, Rejection> {
     let text = token.split('.').nth(index).ok_or(Rejection::Malformed("the token is not a JWS"))?;

@@ -1,5 +1,5 @@
 //! Loading verification keys into JSON Web Keys for the bundle, each bound to exactly one
-//! algorithm: JWKS files, PEM public keys (RSA of at least 2048 bits, EC P-256 and P-384,
+//! algorithm: JWKS files, PEM public keys (RSA of at least 2048 bits, EC P-256, P-384 and P-521,
 //! Ed25519) and HMAC secrets. Private keys, weak keys and keys whose type does not fit their
 //! algorithm are refused here, so the filter never sees them.
 
@@ -23,6 +23,7 @@ fn allowed(kty: &str, crv: Option<&str>) -> &'static [&'static str] {
         ("RSA", _) => &RSA_ALGORITHMS,
         ("EC", Some("P-256")) => &["ES256"],
         ("EC", Some("P-384")) => &["ES384"],
+        ("EC", Some("P-521")) => &["ES512"],
         ("OKP", Some("Ed25519")) => &["EdDSA"],
         ("oct", _) => &["HS256", "HS384", "HS512"],
         _ => &[],
@@ -164,6 +165,7 @@ fn check_strength(object: &Map<String, Value>, kty: &str, alg: &str, what: &str)
 const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
 const OID_P256: &str = "1.2.840.10045.3.1.7";
 const OID_P384: &str = "1.3.132.0.34";
+const OID_P521: &str = "1.3.132.0.35";
 const OID_ED25519: &str = "1.3.101.112";
 const OID_RSA: &str = "1.2.840.113549.1.1.1";
 
@@ -200,7 +202,8 @@ pub fn pem_to_jwk(text: &str) -> Result<Value, String> {
             let (crv, size) = match curve.as_str() {
                 OID_P256 => ("P-256", 32),
                 OID_P384 => ("P-384", 48),
-                other => return Err(format!("EC curve {other} is not supported (P-256 and P-384 are)")),
+                OID_P521 => ("P-521", 66),
+                other => return Err(format!("EC curve {other} is not supported (P-256, P-384 and P-521 are)")),
             };
             match key_bytes.split_first() {
                 Some((4, point)) if point.len() == 2 * size => {
@@ -213,7 +216,7 @@ pub fn pem_to_jwk(text: &str) -> Result<Value, String> {
         OID_ED25519 if key_bytes.len() == 32 => {
             Ok(json!({"kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(key_bytes)}))
         }
-        other => Err(format!("key algorithm {other} is not supported (RSA, EC P-256/P-384 and Ed25519 are)")),
+        other => Err(format!("key algorithm {other} is not supported (RSA, EC P-256/P-384/P-521 and Ed25519 are)")),
     }
 }
 

@@ -27,11 +27,12 @@ fn der_unsigned_integer(big_endian: &[u8]) -> Vec<u8> {
     der(0x02, &content)
 }
 
-/// The curves of ES256 and ES384.
+/// The curves of ES256, ES384 and ES512.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EcCurve {
     P256,
     P384,
+    P521,
 }
 
 /// The DER SubjectPublicKeyInfo of an EC key (RFC 5480 §2): `id-ecPublicKey`, the named curve,
@@ -41,6 +42,7 @@ pub fn ec_public_key_der(curve: EcCurve, x: &[u8], y: &[u8]) -> Vec<u8> {
     let named_curve: &[u8] = match curve {
         EcCurve::P256 => &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07],
         EcCurve::P384 => &[0x2b, 0x81, 0x04, 0x00, 0x22],
+        EcCurve::P521 => &[0x2b, 0x81, 0x04, 0x00, 0x23],
     };
     let algorithm = der(0x30, &[der(0x06, &EC_PUBLIC_KEY), der(0x06, named_curve)].concat());
     let bit_string = der(0x03, &[&[0u8, 0x04][..], x, y].concat());

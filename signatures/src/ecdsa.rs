@@ -1,9 +1,9 @@
-//! ECDSA verification for ES256 (P-256 with SHA-256) and ES384 (P-384 with SHA-384), JWS
-//! signatures being `r ‖ s` of fixed length (RFC 7518 §3.4).
+//! ECDSA verification for ES256 (P-256 with SHA-256), ES384 (P-384 with SHA-384) and ES512
+//! (P-521 with SHA-512), JWS signatures being `r ‖ s` of fixed length (RFC 7518 §3.4).
 //!
 //! Why not the `p256`/`p384` crates: their fiat-crypto field code was 140 KB of the module
 //! (p384 alone 118 KB) and took 1.7 ms per ES256 check inside wasm, where their 64-bit limbs
-//! need 128-bit products that wasm32 does not have. Here both curves share one generic
+//! need 128-bit products that wasm32 does not have. Here the curves share one generic
 //! implementation over the Montgomery arithmetic of [`crate::bignum`]. Verification handles
 //! public values only, so nothing needs to be constant-time.
 //!
@@ -14,7 +14,7 @@
 //! against this file natively and inside wasm (the filter's `tests/filter/vectors.rs`, `wasm.rs`),
 //! and `tests/referee.rs` holds it to ring.
 
-use sha2::{Digest, Sha256, Sha384};
+use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use crate::{bignum, der};
 
@@ -44,8 +44,17 @@ const P384: CurveSpec = CurveSpec {
     gy: "3617de4a96262c6f5d9e98bf9292dc29f8f41dbd289a147ce9da3113b5f0b8c00a60b1ce1d7e819d7a431d7c90ea0e5f",
 };
 
-/// The largest limb count (P-384), which sizes the scratch space of a product.
-const MAX_LIMBS: usize = 12;
+const P521: CurveSpec = CurveSpec {
+    p: "01ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    n: "01fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffa51868783bf2f966b7fcc0148f709a5d03bb5c9b8899c47aebb6fb71e91386409",
+    b: "0051953eb9618e1c9a1f929a21a0b68540eea2da725b99b315f3b8b489918ef109e156193951ec7e937b1652c0bd3bb1bf073573df883d2c34f1ef451fd46b503f00",
+    gx: "00c6858e06b70404e9cd9e3ecb662395b4429c648139053fb521f828af606b4d3dbaa14b5e77efe75928fe1dc127a2ffa8de3348b3c1856a429bf97e7e31c2e5bd66",
+    gy: "011839296a789a3bc0045c8a5fb42c7d1bd998f54449579b446817afbd17273e662c97ee72995ef42640c550b9013fad0761353c7086a272c24088be94769fd16650",
+};
+
+/// The largest limb count (P-521: 17 limbs of 32 bits hold 521), which sizes the scratch
+/// space of a product.
+const MAX_LIMBS: usize = 17;
 
 type Element<const L: usize> = [u32; L];
 
@@ -319,8 +328,10 @@ impl<const L: usize> CurveKey<L> {
         if bignum::is_zero(&r) || bignum::is_zero(&s) {
             return false;
         }
-        // The digest is as long as the order here (SHA-256 for P-256, SHA-384 for P-384), so
-        // it is below 2n: one subtraction reduces it.
+        // The digest is as long as the order (SHA-256 for P-256, SHA-384 for P-384), so it is
+        // below 2n and one subtraction reduces it; SHA-512's 512 bits are shorter than
+        // P-521's order, so the digest is e itself (FIPS 186-4 §6.4: the leftmost
+        // min(N, 512) bits).
         let mut e = [0u32; L];
         if !bignum::read_big_endian(digest, &mut e) {
             return false;
@@ -346,7 +357,7 @@ impl<const L: usize> CurveKey<L> {
     }
 }
 
-/// An ECDSA public key bound to its curve and hash: ES256 or ES384.
+/// An ECDSA public key bound to its curve and hash: ES256, ES384 or ES512.
 pub struct PublicKey {
     key: CurveKeys,
     /// The DER SubjectPublicKeyInfo for the host's `verify_signature`.
@@ -356,14 +367,16 @@ pub struct PublicKey {
 enum CurveKeys {
     P256(Box<CurveKey<8>>),
     P384(Box<CurveKey<12>>),
+    P521(Box<CurveKey<17>>),
 }
 
 impl PublicKey {
-    /// `alg` is `ES256` or `ES384`; `x` and `y` are the JWK's big-endian coordinates.
+    /// `alg` is `ES256`, `ES384` or `ES512`; `x` and `y` are the JWK's big-endian coordinates.
     pub fn new(alg: &str, x: &[u8], y: &[u8]) -> Result<PublicKey, String> {
         let (key, curve) = match alg {
             "ES256" => (CurveKeys::P256(Box::new(CurveKey::new(Curve::new(&P256, 32), x, y)?)), der::EcCurve::P256),
             "ES384" => (CurveKeys::P384(Box::new(CurveKey::new(Curve::new(&P384, 48), x, y)?)), der::EcCurve::P384),
+            "ES512" => (CurveKeys::P521(Box::new(CurveKey::new(Curve::new(&P521, 66), x, y)?)), der::EcCurve::P521),
             _ => return Err(format!("{alg} is not an ECDSA algorithm")),
         };
         Ok(PublicKey { key, host_form: der::ec_public_key_der(curve, x, y) })
@@ -374,16 +387,20 @@ impl PublicKey {
         match &self.key {
             CurveKeys::P256(key) => key.verifies(&Sha256::digest(message), signature),
             CurveKeys::P384(key) => key.verifies(&Sha384::digest(message), signature),
+            CurveKeys::P521(key) => key.verifies(&Sha512::digest(message), signature),
         }
     }
 
-    /// The hash name and DER key Envoy's `verify_signature` takes.
-    pub fn host_form(&self) -> (&'static str, &[u8]) {
+    /// The hash name and DER key Envoy's `verify_signature` takes; `None` for P-521, which
+    /// the module checks itself: the host's self-test covers P-256 only, and ring (the
+    /// harness's stand-in for BoringSSL) has no P-521.
+    pub fn host_form(&self) -> Option<(&'static str, &[u8])> {
         let hash = match self.key {
             CurveKeys::P256(_) => "sha256",
             CurveKeys::P384(_) => "sha384",
+            CurveKeys::P521(_) => return None,
         };
-        (hash, &self.host_form)
+        Some((hash, &self.host_form))
     }
 
     /// The JWS signature `r ‖ s` as the DER `ECDSA-Sig-Value` that `verify_signature` takes;
@@ -392,6 +409,7 @@ impl PublicKey {
         let bytes = match &self.key {
             CurveKeys::P256(key) => key.curve.bytes,
             CurveKeys::P384(key) => key.curve.bytes,
+            CurveKeys::P521(key) => key.curve.bytes,
         };
         (signature.len() == 2 * bytes).then(|| der::ecdsa_signature_der(signature))
     }
@@ -420,6 +438,7 @@ mod tests {
         }
         check::<8>(&P256, 32);
         check::<12>(&P384, 48);
+        check::<17>(&P521, 66);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Known-answer vectors against the module's verification code: Wycheproof RSA PKCS#1 v1.5,
-//! RSA-PSS, ECDSA P-256/P-384 (P1363, the JWS form) and Ed25519 signatures, from the
+//! RSA-PSS, ECDSA P-256/P-384/P-521 (P1363, the JWS form) and Ed25519 signatures, from the
 //! `wycheproof` crate; the Wycheproof JSON Web Signature suite, RFC 7520 and RFC 8037 JWS
 //! examples, which that crate does not carry, from ../shared/vectors when it sits beside the
 //! repository (CI has it, and there a missing copy is a failure; on a clone alone those tests
@@ -86,7 +86,11 @@ fn raw_suites() -> Vec<(String, &'static str, &'static str)> {
     ] {
         suites.push((format!("{name:?}"), name.json_data(), alg));
     }
-    for (name, alg) in [(ecdsa::TestName::EcdsaSecp256r1Sha256P1363, "ES256"), (ecdsa::TestName::EcdsaSecp384r1Sha384P1363, "ES384")] {
+    for (name, alg) in [
+        (ecdsa::TestName::EcdsaSecp256r1Sha256P1363, "ES256"),
+        (ecdsa::TestName::EcdsaSecp384r1Sha384P1363, "ES384"),
+        (ecdsa::TestName::EcdsaSecp521r1Sha512P1363, "ES512"),
+    ] {
         suites.push((format!("{name:?}"), name.json_data(), alg));
     }
     suites.push((format!("{:?}", eddsa::TestName::Ed25519), eddsa::TestName::Ed25519.json_data(), "EdDSA"));
@@ -112,6 +116,7 @@ fn group_key(group: &Value) -> Value {
     let (crv, size) = match key["curve"].as_str().unwrap() {
         "secp256r1" => ("P-256", 32),
         "secp384r1" => ("P-384", 48),
+        "secp521r1" => ("P-521", 66),
         other => panic!("unexpected curve {other}"),
     };
     let coordinate = |name: &str| {

@@ -28,7 +28,7 @@ fn the_example_walkthrough_passes_inside_the_module() {
     let failures: Vec<String> =
         file.cases.iter().map(|case| run_case(&mut plugin, case)).filter(|r| !r.passed).map(|r| format!("{}: {:?}", r.name, r.reason)).collect();
     assert!(failures.is_empty(), "{failures:#?}");
-    assert_eq!(file.cases.len(), 25);
+    assert_eq!(file.cases.len(), 26);
 }
 
 #[test]

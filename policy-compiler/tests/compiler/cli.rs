@@ -29,7 +29,7 @@ fn compile_writes_a_bundle_that_inspect_reads() {
     assert_eq!(summary["policies"], 9);
     assert_eq!(summary["deny"], 2);
     assert_eq!(summary["hash_matches"], true);
-    assert_eq!(summary["keys"].as_array().unwrap().len(), 5);
+    assert_eq!(summary["keys"].as_array().unwrap().len(), 6);
 
     let again = run(&["compile", path(&example("config.json"))]);
     let first = std::fs::read_to_string(&out).unwrap();

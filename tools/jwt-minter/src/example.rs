@@ -30,6 +30,7 @@ pub fn example_cases(keys: &std::path::Path) -> Result<Value, String> {
     let platform = Signer::from_file("RS256", &keys.join("platform.EXAMPLE-ONLY.key"))?;
     let es256 = Signer::from_file("ES256", &keys.join("partner-es256.EXAMPLE-ONLY.key"))?;
     let es384 = Signer::from_file("ES384", &keys.join("partner-es384.EXAMPLE-ONLY.key"))?;
+    let es512 = Signer::from_file("ES512", &keys.join("partner-es512.EXAMPLE-ONLY.key"))?;
     let eddsa = Signer::from_file("EdDSA", &keys.join("partner-eddsa.EXAMPLE-ONLY.key"))?;
     let internal = Signer::from_file("HS256", &keys.join("internal-hs256.secret"))?;
 
@@ -43,6 +44,7 @@ pub fn example_cases(keys: &std::path::Path) -> Result<Value, String> {
     let partner_read = partner(&es256, "ES256", "partner-es256", "billing:read", "api.example");
     let partner_write = partner(&eddsa, "EdDSA", "partner-eddsa", "billing:read billing:write", "api.example");
     let partner_elsewhere = partner(&es384, "ES384", "partner-es384", "billing:read", "another.example");
+    let partner_es512 = partner(&es512, "ES512", "partner-es512", "billing:read", "api.example");
     // The review's token: the partner's own key, a platform user's name and the admin role.
     let partner_as_root = mint(&es256, "ES256", Some("partner-es256"), &claims(json!({"iss": "https://partner.example", "aud": ["api.example"], "username": "root", "roles": "admin"})));
     let partner_admin = mint(&es256, "ES256", Some("partner-es256"), &claims(json!({"iss": "https://partner.example", "aud": ["api.example"], "username": "partner-billing", "roles": "admin"})));
@@ -95,6 +97,7 @@ pub fn example_cases(keys: &std::path::Path) -> Result<Value, String> {
         // NGINX refuses a repeated Authorization header itself (400).
         on_ngx(case("two Authorization headers (NGINX refuses them itself)", "GET", "/users/me", two, json!({"status": 401})), json!({"status": 400})),
         case("the partner reads an invoice (ES256)", "GET", "/billing/inv-1", bearer(&partner_read), partner_allowed("partner-reads-billing")),
+        case("the partner reads an invoice (ES512)", "GET", "/billing/inv-1", bearer(&partner_es512), partner_allowed("partner-reads-billing")),
         case("the partner needs billing:write to file one", "POST", "/billing/inv-2", bearer(&partner_read), forbidden.clone()),
         case("the partner files an invoice (EdDSA)", "POST", "/billing/inv-2", bearer(&partner_write), partner_allowed("partner-writes-billing")),
         case(

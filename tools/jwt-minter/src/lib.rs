@@ -15,6 +15,7 @@ pub enum Signer {
     Rsa(Rsa, Box<rsa::RsaPrivateKey>),
     Es256(Box<p256::ecdsa::SigningKey>),
     Es384(Box<p384::ecdsa::SigningKey>),
+    Es512(Box<p521::ecdsa::SigningKey>),
     EdDsa(Box<ed25519_dalek::SigningKey>),
     Hs256(Hs256Key),
     Hs384(Hs384Key),
@@ -37,6 +38,11 @@ impl Signer {
             }
             "ES256" => Signer::Es256(Box::new(p256::ecdsa::SigningKey::from_pkcs8_pem(&pem()?).map_err(|e| e.to_string())?)),
             "ES384" => Signer::Es384(Box::new(p384::ecdsa::SigningKey::from_pkcs8_pem(&pem()?).map_err(|e| e.to_string())?)),
+            "ES512" => {
+                use p521::pkcs8::DecodePrivateKey as _;
+                let secret = p521::SecretKey::from_pkcs8_pem(&pem()?).map_err(|e| e.to_string())?;
+                Signer::Es512(Box::new(p521::ecdsa::SigningKey::from_bytes(&secret.to_bytes()).map_err(|e| e.to_string())?))
+            }
             "EdDSA" => Signer::EdDsa(Box::new(ed25519_dalek::SigningKey::from_pkcs8_pem(&pem()?).map_err(|e| e.to_string())?)),
             "HS256" => Signer::Hs256(Hs256Key::new(bytes)),
             "HS384" => Signer::Hs384(Hs384Key::new(bytes)),
@@ -56,6 +62,13 @@ impl Signer {
             Signer::Es384(key) => {
                 use p384::ecdsa::signature::Signer as _;
                 let signature: p384::ecdsa::Signature = key.sign(message);
+                signature.to_bytes().to_vec()
+            }
+            Signer::Es512(key) => {
+                // p521 0.13 signs with a random nonce (the other curves use RFC 6979's): an
+                // ES512 token differs from one minting to the next, and verifies the same.
+                use p521::ecdsa::signature::Signer as _;
+                let signature: p521::ecdsa::Signature = key.as_ref().sign(message);
                 signature.to_bytes().to_vec()
             }
         }
