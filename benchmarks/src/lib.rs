@@ -38,20 +38,29 @@ pub fn policies(count: usize) -> Vec<SourcePolicy> {
         .collect()
 }
 
-/// A request for the benchmark: (subject, action, resource, attributes).
+/// A request for the benchmark: (subject, action, resource, attributes). Each aims at one
+/// policy (spread over the set) and is built to satisfy it: six in ten as it is (allowed, or
+/// denied when a deny policy of its service also applies), three in ten with the wrong role
+/// (a default deny where the policy needs one), one in ten at a path no policy names.
 pub fn requests(count: usize, policies: usize) -> Vec<(String, String, String, Attributes)> {
     (0..count)
         .map(|n| {
             let i = (n * 7919) % policies.max(1);
             let service = i / 4;
-            let resource = match n % 4 {
-                0 => format!("/svc{service}/items/{i}"),
-                1 => format!("/svc{service}/items/abc/detail{i}"),
-                2 => format!("/svc{service}/a/x{i}"),
-                _ => format!("/svc{service}/other/{n}"),
+            let mut subject = format!("user{}", n % 50);
+            let resource = match (n % 10, i % 20) {
+                (9, _) => format!("/svc{service}/unknown/{n}"),
+                (_, 0..=11) => format!("/svc{service}/items/{i}"),
+                (_, 12..=16) => format!("/svc{service}/items/abc/detail{i}"),
+                (_, 17 | 18) => {
+                    subject = format!("user{}", i % 50);
+                    format!("/svc{service}/a/x{i}")
+                }
+                _ => format!("/svc{service}/any/{n}"),
             };
-            let attributes = Attributes::new().with("roles", &[&format!("role{}", n % 7)]).with("organizations", &[&format!("org{}", n % 3)]);
-            (format!("user{}", n % 50), if n % 3 == 0 { "api:write" } else { "api:read" }.to_string(), resource, attributes)
+            let role = if (6..=8).contains(&(n % 10)) { "no-such-role".to_string() } else { format!("role{}", i % 7) };
+            let attributes = Attributes::new().with("roles", &[&role]).with("organizations", &[&format!("org{}", i % 3)]);
+            (subject, if i % 3 == 0 { "api:write" } else { "api:read" }.to_string(), resource, attributes)
         })
         .collect()
 }
