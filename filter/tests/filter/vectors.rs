@@ -67,38 +67,31 @@ pub struct JwsVector {
 /// hash, salt as long as the hash), as (name, JSON, algorithm). Sizes up to the module's
 /// largest key (8,192 bits).
 fn raw_suites() -> Vec<(String, &'static str, &'static str)> {
-    let mut suites = Vec::new();
-    for (name, alg) in [
-        (pkcs1::TestName::Rsa2048Sha256, "RS256"),
-        (pkcs1::TestName::Rsa3072Sha256, "RS256"),
-        (pkcs1::TestName::Rsa4096Sha256, "RS256"),
-        (pkcs1::TestName::Rsa8192Sha256, "RS256"),
-        (pkcs1::TestName::Rsa2048Sha384, "RS384"),
-        (pkcs1::TestName::Rsa3072Sha384, "RS384"),
-        (pkcs1::TestName::Rsa4096Sha384, "RS384"),
-        (pkcs1::TestName::Rsa2048Sha512, "RS512"),
-        (pkcs1::TestName::Rsa3072Sha512, "RS512"),
-        (pkcs1::TestName::Rsa4096Sha512, "RS512"),
-    ] {
-        suites.push((format!("{name:?}"), name.json_data(), alg));
+    macro_rules! suite {
+        ($name:expr, $alg:expr) => {
+            (format!("{:?}", $name), $name.json_data(), $alg)
+        };
     }
-    for (name, alg) in [
-        (pss::TestName::RsaPss2048Sha256Mgf1SaltLen32, "PS256"),
-        (pss::TestName::RsaPss2048Sha384Mgf1SaltLen48, "PS384"),
-        (pss::TestName::RsaPss4096Sha384Mgf1SaltLen48, "PS384"),
-        (pss::TestName::RsaPss4096Sha512Mgf1SaltLen64, "PS512"),
-    ] {
-        suites.push((format!("{name:?}"), name.json_data(), alg));
-    }
-    for (name, alg) in [
-        (ecdsa::TestName::EcdsaSecp256r1Sha256P1363, "ES256"),
-        (ecdsa::TestName::EcdsaSecp384r1Sha384P1363, "ES384"),
-        (ecdsa::TestName::EcdsaSecp521r1Sha512P1363, "ES512"),
-    ] {
-        suites.push((format!("{name:?}"), name.json_data(), alg));
-    }
-    suites.push((format!("{:?}", eddsa::TestName::Ed25519), eddsa::TestName::Ed25519.json_data(), "EdDSA"));
-    suites
+    vec![
+        suite!(pkcs1::TestName::Rsa2048Sha256, "RS256"),
+        suite!(pkcs1::TestName::Rsa3072Sha256, "RS256"),
+        suite!(pkcs1::TestName::Rsa4096Sha256, "RS256"),
+        suite!(pkcs1::TestName::Rsa8192Sha256, "RS256"),
+        suite!(pkcs1::TestName::Rsa2048Sha384, "RS384"),
+        suite!(pkcs1::TestName::Rsa3072Sha384, "RS384"),
+        suite!(pkcs1::TestName::Rsa4096Sha384, "RS384"),
+        suite!(pkcs1::TestName::Rsa2048Sha512, "RS512"),
+        suite!(pkcs1::TestName::Rsa3072Sha512, "RS512"),
+        suite!(pkcs1::TestName::Rsa4096Sha512, "RS512"),
+        suite!(pss::TestName::RsaPss2048Sha256Mgf1SaltLen32, "PS256"),
+        suite!(pss::TestName::RsaPss2048Sha384Mgf1SaltLen48, "PS384"),
+        suite!(pss::TestName::RsaPss4096Sha384Mgf1SaltLen48, "PS384"),
+        suite!(pss::TestName::RsaPss4096Sha512Mgf1SaltLen64, "PS512"),
+        suite!(ecdsa::TestName::EcdsaSecp256r1Sha256P1363, "ES256"),
+        suite!(ecdsa::TestName::EcdsaSecp384r1Sha384P1363, "ES384"),
+        suite!(ecdsa::TestName::EcdsaSecp521r1Sha512P1363, "ES512"),
+        suite!(eddsa::TestName::Ed25519, "EdDSA"),
+    ]
 }
 
 fn bind(jwk: &Value, alg: &str) -> Value {
