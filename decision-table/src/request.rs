@@ -171,6 +171,7 @@ fn check_segment(segment: &str, rules: PathRules) -> Result<(), PathError> {
 /// into ASCII), and NTFS's `::$` stream suffix (`/secret::$DATA` is `/secret` to IIS).
 fn lower_case(normalised: &str) -> Result<String, PathError> {
     let bytes = normalised.as_bytes();
+    // The path as the upstream decodes it, to look for `::$` spelled with escapes too.
     let mut raw = Vec::with_capacity(bytes.len());
     let mut out = String::with_capacity(bytes.len());
     let mut at = 0;
@@ -188,11 +189,10 @@ fn lower_case(normalised: &str) -> Result<String, PathError> {
             }
         }
     }
-    // Any character outside ASCII, cased or not: telling which have a case takes Unicode's
-    // case tables, 24 KB of the module, for a mode few upstreams need.
-    let cased = |c: char| !c.is_ascii();
-    let text = String::from_utf8_lossy(&raw);
-    if text.chars().any(cased) || text.contains("::$") {
+    // Any character outside ASCII, cased or not (a byte above 0x7F, which a normalised path
+    // holds only as an escape): telling which have a case takes Unicode's case tables, 24 KB
+    // of the module, for a mode few upstreams need.
+    if !raw.is_ascii() || raw.windows(3).any(|w| w == b"::$") {
         return Err(PathError::CaseFolding);
     }
     Ok(out)
