@@ -60,7 +60,7 @@ pub fn requests(count: usize, policies: usize) -> Vec<(String, String, String, A
             };
             let role = if (6..=8).contains(&(n % 10)) { "no-such-role".to_string() } else { format!("role{}", i % 7) };
             let attributes = Attributes::new().with("roles", &[&role]).with("organizations", &[&format!("org{}", i % 3)]);
-            (subject, if i % 3 == 0 { "api:write" } else { "api:read" }.to_string(), resource, attributes)
+            (subject, if i.is_multiple_of(3) { "api:write" } else { "api:read" }.to_string(), resource, attributes)
         })
         .collect()
 }
