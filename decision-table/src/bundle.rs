@@ -44,6 +44,111 @@ pub struct Provider {
     pub keys: Vec<serde_json::Value>,
     /// What this provider's tokens may assert about their caller.
     pub may_assert: MayAssert,
+    /// Where the provider publishes its keys (a JWKS document), fetched at run time beside
+    /// `keys`; `None`: the embedded keys only.
+    pub jwks: Option<RemoteJwks>,
+    /// The tokens and subjects of this provider no longer accepted.
+    pub revocation: Revocation,
+}
+
+/// An HTTP endpoint the module fetches from with `proxy_http_call`, off the request path
+/// (from `on_tick`), keeping what it last fetched when a fetch fails.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Endpoint {
+    /// Envoy: the name of the cluster that reaches the endpoint. ngx_wasm_module (NGINX,
+    /// Kong): its address, `host:port` (docs/PROXY_WASM.md, "HTTP Dispatches").
+    pub upstream: String,
+    /// The `:authority` (Host) of the request.
+    pub authority: String,
+    /// The `:path`, with the query.
+    pub path: String,
+    /// `https` or `http`, sent as `:scheme` (ngx_wasm_module opens TLS for `https`; in Envoy
+    /// the cluster decides).
+    pub scheme: String,
+    pub timeout_ms: u64,
+    /// A larger answer is refused and the last good one kept.
+    pub max_bytes: usize,
+    /// How long a fetched document is used before it is fetched again, when its answer has no
+    /// `Cache-Control: max-age`.
+    pub refresh_seconds: u64,
+    /// The bounds a `max-age` is held to.
+    pub min_refresh_seconds: u64,
+    pub max_refresh_seconds: u64,
+    /// After a failed fetch, the wait before the next attempt.
+    pub retry_seconds: u64,
+}
+
+/// A provider's remote key set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RemoteJwks {
+    pub endpoint: Endpoint,
+    /// The algorithms a key without `alg` is bound to, by its key type (an EC key's curve
+    /// names its one algorithm; an RSA key verifies `RS256` unless RSA algorithms are listed).
+    pub algorithms: Vec<String>,
+    /// A token naming a `kid` the set lacks makes the set be fetched early, at most once in
+    /// this many seconds (across every worker).
+    pub unknown_kid_seconds: u64,
+    /// Keys beyond this many in a document are ignored (and logged).
+    pub max_keys: usize,
+}
+
+/// Tokens a provider issued that are no longer accepted: by `jti`, or by subject (every token
+/// of the subject, or those issued before a time, so that tokens issued after the subject was
+/// re-enabled work).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Revocation {
+    pub token_ids: Vec<String>,
+    /// Subject to the time (Unix seconds) before which its tokens (`iat`) are revoked; `None`:
+    /// all of them.
+    pub subjects: BTreeMap<String, Option<u64>>,
+    /// A revocation list fetched at run time, added to the ones above (see README.md,
+    /// "Revocation").
+    pub endpoint: Option<Endpoint>,
+}
+
+impl Revocation {
+    /// A revocation list as an endpoint serves it (README.md, "Revocation"):
+    /// `{"token_ids": ["..."], "subjects": {"alice": null, "bob": 1800000000}}`, both optional.
+    pub fn parse_list(text: &[u8]) -> Result<Revocation, String> {
+        let list = Revocation::from_json(&Value::Object(crate::strict_json::object(text)?), "revocation list")?;
+        if list.endpoint.is_some() {
+            return Err("revocation list: unknown field `endpoint`".into());
+        }
+        Ok(list)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.token_ids.is_empty() && self.subjects.is_empty() && self.endpoint.is_none()
+    }
+}
+
+impl Endpoint {
+    /// The defaults of a fetched document's timing and size; the compiler fills in where it is.
+    pub fn new(upstream: &str, authority: &str, path: &str, scheme: &str) -> Endpoint {
+        Endpoint {
+            upstream: upstream.into(),
+            authority: authority.into(),
+            path: path.into(),
+            scheme: scheme.into(),
+            timeout_ms: 5_000,
+            max_bytes: 128 * 1024,
+            refresh_seconds: 300,
+            min_refresh_seconds: 30,
+            max_refresh_seconds: 24 * 3600,
+            retry_seconds: 10,
+        }
+    }
+
+    /// How long a document fetched with this `Cache-Control` is fresh, in seconds.
+    pub fn freshness(&self, cache_control: Option<&str>) -> u64 {
+        let max_age = cache_control.and_then(|value| {
+            value.split(',').find_map(|directive| {
+                let (name, seconds) = directive.trim().split_once('=')?;
+                if name.trim().eq_ignore_ascii_case("max-age") { seconds.trim().trim_matches('"').parse::<u64>().ok() } else { None }
+            })
+        });
+        max_age.unwrap_or(self.refresh_seconds).clamp(self.min_refresh_seconds.min(self.max_refresh_seconds), self.max_refresh_seconds)
+    }
 }
 
 /// What a provider's verified tokens may assert. A partner's identity provider signs tokens
@@ -223,6 +328,11 @@ pub struct Settings {
     /// Log one allowed request in this many (at `info`, per worker); 0: none. Refusals are
     /// always logged.
     pub log_allowed_every: u64,
+    /// ngx_wasm_module (NGINX, Kong): the `shm_kv` zone in which the workers share fetched key
+    /// sets and revocation lists (`shm_kv policy_filter 1m;` in `wasm {}`); `None`: each
+    /// worker fetches its own (get and set trap where no zone resolves). Envoy's workers
+    /// always share them.
+    pub shm_kv_zone: Option<String>,
 }
 
 /// What a path parameter (`;` in the path) does.
@@ -268,6 +378,7 @@ impl Default for Settings {
             max_key_trials: 4,
             rejected_cache_entries: 1024,
             log_allowed_every: 0,
+            shm_kv_zone: None,
         }
     }
 }
@@ -302,8 +413,10 @@ impl Bundle {
 
 impl Provider {
     fn from_json(value: &Value, path: &str) -> Result<Provider, String> {
-        let object = Object::new(value, path, &["name", "issuer", "audiences", "keys", "may_assert"])?;
+        let object = Object::new(value, path, &["name", "issuer", "audiences", "keys", "may_assert", "jwks", "revocation"])?;
         Ok(Provider {
+            jwks: object.nullable("jwks", |o, name| RemoteJwks::from_json(o.value(name)?, &o.at(name)))?,
+            revocation: object.nullable("revocation", |o, name| Revocation::from_json(o.value(name)?, &o.at(name)))?.unwrap_or_default(),
             name: object.required("name", Object::string)?,
             issuer: object.nullable("issuer", Object::string)?,
             audiences: object.required("audiences", Object::strings)?,
@@ -320,6 +433,78 @@ impl Provider {
                 _ => Err(o.wrong(name, "`any` or `{\"only\": {ATTRIBUTE: [regexes]}}`")),
             })?,
         })
+    }
+}
+
+impl Endpoint {
+    fn from_json(value: &Value, path: &str) -> Result<Endpoint, String> {
+        let known = [
+            "upstream",
+            "authority",
+            "path",
+            "scheme",
+            "timeout_ms",
+            "max_bytes",
+            "refresh_seconds",
+            "min_refresh_seconds",
+            "max_refresh_seconds",
+            "retry_seconds",
+        ];
+        let object = Object::new(value, path, &known)?;
+        let mut endpoint = Endpoint::new(
+            &object.required("upstream", Object::string)?,
+            &object.required("authority", Object::string)?,
+            &object.required("path", Object::string)?,
+            object.required("scheme", |o, name| o.choice(name, &[("https", "https"), ("http", "http")]))?,
+        );
+        object.set(&mut endpoint.timeout_ms, "timeout_ms", Object::unsigned)?;
+        object.set(&mut endpoint.max_bytes, "max_bytes", Object::size)?;
+        object.set(&mut endpoint.refresh_seconds, "refresh_seconds", Object::unsigned)?;
+        object.set(&mut endpoint.min_refresh_seconds, "min_refresh_seconds", Object::unsigned)?;
+        object.set(&mut endpoint.max_refresh_seconds, "max_refresh_seconds", Object::unsigned)?;
+        object.set(&mut endpoint.retry_seconds, "retry_seconds", Object::unsigned)?;
+        if endpoint.upstream.is_empty() || !endpoint.path.starts_with('/') {
+            return Err(format!("{path}: needs an upstream and a path starting with `/`"));
+        }
+        if endpoint.timeout_ms == 0 || endpoint.timeout_ms > u64::from(u32::MAX) || endpoint.max_bytes == 0 {
+            return Err(format!("{path}: timeout_ms and max_bytes must be above 0"));
+        }
+        Ok(endpoint)
+    }
+}
+
+impl RemoteJwks {
+    fn from_json(value: &Value, path: &str) -> Result<RemoteJwks, String> {
+        let object = Object::new(value, path, &["endpoint", "algorithms", "unknown_kid_seconds", "max_keys"])?;
+        let mut jwks = RemoteJwks {
+            endpoint: object.required("endpoint", |o, name| Endpoint::from_json(o.value(name)?, &o.at(name)))?,
+            algorithms: Vec::new(),
+            unknown_kid_seconds: 30,
+            max_keys: 32,
+        };
+        object.set(&mut jwks.algorithms, "algorithms", Object::strings)?;
+        object.set(&mut jwks.unknown_kid_seconds, "unknown_kid_seconds", Object::unsigned)?;
+        object.set(&mut jwks.max_keys, "max_keys", Object::size)?;
+        Ok(jwks)
+    }
+}
+
+impl Revocation {
+    fn from_json(value: &Value, path: &str) -> Result<Revocation, String> {
+        let object = Object::new(value, path, &["token_ids", "subjects", "endpoint"])?;
+        let mut revocation = Revocation::default();
+        object.set(&mut revocation.token_ids, "token_ids", Object::strings)?;
+        object.set(&mut revocation.subjects, "subjects", |o, name| {
+            o.map(name)?
+                .iter()
+                .map(|(subject, before)| match before {
+                    Value::Null => Ok((subject.clone(), None)),
+                    other => other.as_u64().map(|at| (subject.clone(), Some(at))).ok_or_else(|| o.wrong(name, "null or Unix seconds per subject")),
+                })
+                .collect()
+        })?;
+        revocation.endpoint = object.nullable("endpoint", |o, name| Endpoint::from_json(o.value(name)?, &o.at(name)))?;
+        Ok(revocation)
     }
 }
 
@@ -375,6 +560,7 @@ impl Settings {
                 "max_key_trials",
                 "rejected_cache_entries",
                 "log_allowed_every",
+                "shm_kv_zone",
             ],
         )?;
         let mut settings = Settings::default();
@@ -398,6 +584,7 @@ impl Settings {
             max_key_trials,
             rejected_cache_entries,
             log_allowed_every,
+            shm_kv_zone,
         } = &mut settings;
         object.set(realm, "realm", Object::string)?;
         object.set(mode, "mode", |o, name| o.choice(name, &[("enforce", Mode::Enforce), ("shadow", Mode::Shadow)]))?;
@@ -429,6 +616,10 @@ impl Settings {
         object.set(max_key_trials, "max_key_trials", Object::size)?;
         object.set(rejected_cache_entries, "rejected_cache_entries", Object::size)?;
         object.set(log_allowed_every, "log_allowed_every", Object::unsigned)?;
+        object.set(shm_kv_zone, "shm_kv_zone", |o, name| o.nullable(name, Object::string))?;
+        if shm_kv_zone.as_deref().is_some_and(|zone| zone.is_empty() || zone.contains('/')) {
+            return Err(format!("{path}.shm_kv_zone: expected a zone name (without `/`)"));
+        }
         Ok(settings)
     }
 }
@@ -659,6 +850,7 @@ mod tests {
                 max_key_trials: 1,
                 rejected_cache_entries: 3,
                 log_allowed_every: 10,
+                shm_kv_zone: Some("policy_filter".into()),
             },
             providers: vec![Provider {
                 name: "corp".into(),
@@ -666,6 +858,17 @@ mod tests {
                 audiences: vec!["api".into()],
                 keys: vec![json!({"kty": "oct", "kid": "k", "alg": "HS256", "k": "AAAA"})],
                 may_assert: MayAssert::Only([("roles".to_string(), vec!["reader".to_string()])].into()),
+                jwks: Some(RemoteJwks {
+                    endpoint: Endpoint { timeout_ms: 900, max_bytes: 4096, refresh_seconds: 60, min_refresh_seconds: 5, max_refresh_seconds: 600, retry_seconds: 2, ..Endpoint::new("idp", "id.example", "/certs", "https") },
+                    algorithms: vec!["PS256".into()],
+                    unknown_kid_seconds: 9,
+                    max_keys: 4,
+                }),
+                revocation: Revocation {
+                    token_ids: vec!["t-1".into()],
+                    subjects: [("alice".to_string(), Some(1_800_000_000)), ("bob".to_string(), None)].into(),
+                    endpoint: Some(Endpoint::new("10.0.0.5:8080", "revocations.local", "/revoked", "http")),
+                },
             }],
         }
     }
@@ -724,6 +927,39 @@ mod tests {
             "bundle: missing field `table_hash`"
         );
         assert_eq!(read(&json!([])).unwrap_err(), "bundle: expected an object");
+    }
+
+    #[test]
+    fn freshness_follows_max_age_within_the_bounds() {
+        let endpoint = Endpoint { refresh_seconds: 300, min_refresh_seconds: 30, max_refresh_seconds: 3600, ..Endpoint::new("idp", "id", "/certs", "https") };
+        assert_eq!(endpoint.freshness(None), 300);
+        assert_eq!(endpoint.freshness(Some("public, max-age=600, must-revalidate")), 600);
+        assert_eq!(endpoint.freshness(Some("max-age=5")), 30, "held to the lower bound");
+        assert_eq!(endpoint.freshness(Some("max-age=999999")), 3600, "held to the upper bound");
+        assert_eq!(endpoint.freshness(Some("no-cache")), 300);
+        assert_eq!(endpoint.freshness(Some("max-age=junk")), 300);
+    }
+
+    #[test]
+    fn remote_endpoints_and_revocation_lists_are_checked() {
+        let mut value = serde_json::to_value(every_field_changed()).unwrap();
+        value["providers"][0]["jwks"]["endpoint"]["scheme"] = json!("ftp");
+        assert_eq!(read(&value).unwrap_err(), "providers[0].jwks.endpoint.scheme: expected `https` or `http`");
+        value["providers"][0]["jwks"]["endpoint"]["scheme"] = json!("https");
+        value["providers"][0]["jwks"]["endpoint"]["path"] = json!("certs");
+        assert!(read(&value).unwrap_err().contains("a path starting with `/`"));
+        value["providers"][0]["jwks"]["endpoint"]["path"] = json!("/certs");
+        value["providers"][0]["revocation"]["subjects"]["carol"] = json!("yesterday");
+        assert!(read(&value).unwrap_err().starts_with("providers[0].revocation.subjects: expected null or Unix seconds"));
+        value["providers"][0].as_object_mut().unwrap().remove("revocation");
+        value["providers"][0].as_object_mut().unwrap().remove("jwks");
+        let provider = &read(&value).unwrap().providers[0];
+        assert_eq!((provider.jwks.is_none(), provider.revocation.is_empty()), (true, true), "both may be left out");
+
+        let list = Revocation::parse_list(br#"{"token_ids": ["a"], "subjects": {"bob": null, "eve": 17}}"#).unwrap();
+        assert_eq!(list.subjects, [("bob".to_string(), None), ("eve".to_string(), Some(17))].into());
+        assert!(Revocation::parse_list(br#"{"token_ids": ["a"], "token_ids": []}"#).unwrap_err().contains("duplicate"));
+        assert!(Revocation::parse_list(br#"{"jti": ["a"]}"#).unwrap_err().contains("unknown field `jti`"));
     }
 
     #[test]

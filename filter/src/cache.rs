@@ -103,6 +103,14 @@ impl TokenCache {
         self.entries.insert(token.to_string(), verified);
     }
 
+    /// Drops the cached tokens `keep` says no to (those signed by a key the identity provider
+    /// withdrew).
+    pub fn retain(&mut self, keep: impl Fn(&Verified) -> bool) {
+        self.entries.retain(|_, verified| keep(verified));
+        let entries = &self.entries;
+        self.order.retain(|token| entries.contains_key(token));
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -121,6 +129,8 @@ mod tests {
             claims: serde_json::Map::new(),
             expires_at,
             provider: "p".into(),
+            provider_index: 0,
+            key_fingerprint: [0; 32],
             subject: "s".into(),
             attributes: decision_table::Attributes::new(),
             forwarded: Default::default(),

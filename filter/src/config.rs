@@ -4,7 +4,7 @@
 //! rather than run half-configured.
 
 use decision_table::Evaluator;
-use decision_table::bundle::{BUNDLE_FORMAT, Bundle, ProxyHost, Settings};
+use decision_table::bundle::{BUNDLE_FORMAT, Bundle, Endpoint, ProxyHost, RemoteJwks, Settings};
 use decision_table::matcher::RegexMatcher;
 
 use crate::engine;
@@ -28,6 +28,8 @@ pub struct Loaded {
     pub identity_headers: Vec<String>,
     /// The headers whose upstream value the filter decides ([`engine::controlled_headers`]).
     pub controlled_headers: Vec<String>,
+    /// What each provider fetches at run time (by the provider's place in `providers`).
+    pub remote: Vec<RemoteConfig>,
     /// Allowed requests since the last one logged (`log_allowed_every`).
     allowed_since_logged: std::cell::Cell<u64>,
 }
@@ -44,6 +46,12 @@ impl Loaded {
         self.allowed_since_logged.set(if log { 0 } else { seen });
         log
     }
+}
+
+/// A provider's documents fetched at run time ([`crate::remote`]).
+pub struct RemoteConfig {
+    pub jwks: Option<RemoteJwks>,
+    pub revocations: Option<Endpoint>,
 }
 
 /// A bundle built into the module (`POLICY_FILTER_BUNDLE=path cargo build ...`), used when
@@ -83,7 +91,9 @@ pub fn load(configuration: &[u8]) -> Result<Loaded, String> {
         ProxyHost::NgxWasmModule => Proxy::NgxWasmModule,
         ProxyHost::Auto => Proxy::Unknown,
     };
+    let remote = bundle.providers.iter().map(|p| RemoteConfig { jwks: p.jwks.clone(), revocations: p.revocation.endpoint.clone() }).collect();
     Ok(Loaded {
+        remote,
         identity_headers: engine::identity_headers(&bundle.settings),
         controlled_headers: engine::controlled_headers(&bundle.settings),
         evaluator,

@@ -226,7 +226,7 @@ fn verify(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, token: &
     let skew = loaded.settings.clock_skew_seconds;
     if let Some(hit) = cache.get(token, now, skew) {
         host.count(metrics::CACHE_HITS);
-        return Ok(hit);
+        return not_revoked(loaded, hit);
     }
     host.count(metrics::CACHE_MISSES);
     if cache.was_rejected(token, now) {
@@ -241,7 +241,7 @@ fn verify(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, token: &
         Ok(verified) => {
             let verified = Rc::new(verified);
             cache.insert(token, Rc::clone(&verified));
-            Ok(verified)
+            not_revoked(loaded, verified)
         }
         Err(Rejection::BadSignature) => {
             // The one refusal that cost a signature check: a replay of it costs a hash.
@@ -250,6 +250,15 @@ fn verify(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, token: &
         }
         Err(rejection) => Err(rejection),
     }
+}
+
+/// A verified token, unless its provider's revocation list (the bundle's or the one last
+/// fetched) names it: checked on every request, cached or not, so a revocation takes effect
+/// on the next request.
+fn not_revoked(loaded: &Loaded, verified: Rc<Verified>) -> Result<Rc<Verified>, Rejection> {
+    let Some(provider) = loaded.providers.get(verified.provider_index) else { return Ok(verified) };
+    let fetched_revokes = || provider.revoked_fetched.try_borrow().map_or(true, |list| list.revokes(&verified));
+    if provider.revoked.revokes(&verified) || fetched_revokes() { Err(Rejection::Revoked) } else { Ok(verified) }
 }
 
 /// The client certificate the proxy verified, when mTLS is configured.
@@ -267,7 +276,7 @@ fn mtls_identity(loaded: &Loaded, host: &mut dyn Host) -> Option<Identity> {
     }
     .filter(|s| !s.is_empty())?;
     let attributes = decision_table::request::certificate_attributes(&subject, mtls);
-    let caller = Verified { claims: serde_json::Map::new(), expires_at: 0, provider: MTLS_PROVIDER.into(), subject, attributes, forwarded: OnceCell::new() };
+    let caller = Verified { claims: serde_json::Map::new(), expires_at: 0, provider: MTLS_PROVIDER.into(), provider_index: usize::MAX, key_fingerprint: [0; 32], subject, attributes, forwarded: OnceCell::new() };
     Some(Identity { caller: Rc::new(caller), via: "mtls" })
 }
 

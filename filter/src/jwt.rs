@@ -13,6 +13,8 @@ use decision_table::bundle::{Provider, Settings};
 use jwt_compact::alg::{Ed25519, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key};
 use jwt_compact::{Algorithm, AlgorithmSignature};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::cell::{Cell, RefCell};
 
 use decision_table::request::Trust;
 use decision_table::strict_json;
@@ -40,6 +42,10 @@ pub enum Rejection {
     KeyIdRequired,
     /// The subject is not one the verifying provider may assert (`may_assert.subject`).
     UntrustedSubject,
+    /// The provider's keys are published remotely and none has been fetched yet.
+    KeysUnavailable,
+    /// The token's `jti`, or its subject, is on the provider's revocation list.
+    Revoked,
 }
 
 impl Rejection {
@@ -62,6 +68,8 @@ impl Rejection {
             Rejection::WrongAudience => "audience",
             Rejection::KeyIdRequired => "kid_required",
             Rejection::UntrustedSubject => "untrusted_subject",
+            Rejection::KeysUnavailable => "keys_unavailable",
+            Rejection::Revoked => "revoked",
         }
     }
 
@@ -83,6 +91,8 @@ impl Rejection {
             Rejection::WrongAudience => "the token is not meant for this audience",
             Rejection::KeyIdRequired => "the token names no key (kid)",
             Rejection::UntrustedSubject => "the token's issuer may not assert its subject",
+            Rejection::KeysUnavailable => "the token's issuer has published no keys yet",
+            Rejection::Revoked => "the token has been revoked",
         }
     }
 }
@@ -102,6 +112,9 @@ pub enum KeyMaterial {
 pub struct Key {
     pub kid: String,
     pub alg: String,
+    /// SHA-256 of the algorithm and the public material: which key verified a cached token,
+    /// so that a key the identity provider withdrew takes its tokens out of the cache.
+    pub fingerprint: [u8; 32],
     material: KeyMaterial,
 }
 
@@ -109,9 +122,55 @@ pub struct ProviderKeys {
     pub name: String,
     pub issuer: Option<String>,
     pub audiences: Vec<String>,
+    /// The keys in the bundle.
     pub keys: Vec<Key>,
     /// What its tokens may assert ([`decision_table::bundle::MayAssert`]), compiled.
     pub trust: Trust,
+    /// The keys last fetched from the provider's JWKS endpoint (`None`: none fetched yet, or
+    /// the provider has no endpoint); replaced whole by [`crate::remote`].
+    pub fetched: RefCell<Option<Vec<Key>>>,
+    /// Whether the provider publishes its keys remotely (`jwks` in the bundle).
+    pub has_remote_keys: bool,
+    /// Host time (ms) a token last named a `kid` the provider's keys lack; 0: not since the
+    /// last fetch. Read by [`crate::remote`] to fetch early.
+    pub unknown_kid_at: Cell<u64>,
+    /// Its revocation list: the bundle's, and the one last fetched.
+    pub revoked: Revoked,
+    pub revoked_fetched: RefCell<Revoked>,
+}
+
+/// A revocation list, ready for lookups.
+#[derive(Debug, Default, Clone)]
+pub struct Revoked {
+    token_ids: rustc_hash::FxHashSet<String>,
+    subjects: rustc_hash::FxHashMap<String, Option<u64>>,
+}
+
+impl Revoked {
+    pub fn new(list: &decision_table::bundle::Revocation) -> Revoked {
+        Revoked { token_ids: list.token_ids.iter().cloned().collect(), subjects: list.subjects.clone().into_iter().collect() }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.token_ids.is_empty() && self.subjects.is_empty()
+    }
+
+    /// Whether a token with these claims is revoked: its `jti` is listed, or its subject is,
+    /// for tokens issued (`iat`) before the listed time (a token without `iat` is revoked
+    /// then too: nothing says it is newer).
+    pub fn revokes(&self, verified: &Verified) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        if verified.claims.get("jti").and_then(Value::as_str).is_some_and(|jti| self.token_ids.contains(jti)) {
+            return true;
+        }
+        match self.subjects.get(&verified.subject) {
+            None => false,
+            Some(None) => true,
+            Some(Some(before)) => verified.claims.get("iat").and_then(Value::as_u64).is_none_or(|iat| iat < *before),
+        }
+    }
 }
 
 /// A token that passed every check, with the caller's identity prepared once (a cached
@@ -121,6 +180,9 @@ pub struct Verified {
     pub claims: Map<String, Value>,
     pub expires_at: u64,
     pub provider: String,
+    /// The verifying provider's place in the bundle, and the key's fingerprint (none for mTLS).
+    pub provider_index: usize,
+    pub key_fingerprint: [u8; 32],
     pub subject: String,
     pub attributes: decision_table::Attributes,
     /// The identity header values (user id, subject, roles, organizations, namespaces,
@@ -139,6 +201,15 @@ pub fn key_from_jwk(jwk: &Value) -> Result<Key, String> {
     let alg = jwk.get("alg").and_then(Value::as_str).ok_or(format!("key {kid} has no alg"))?.to_string();
     let kty = jwk.get("kty").and_then(Value::as_str).unwrap_or_default();
     let fail = |e: String| format!("key {kid}: {e}");
+    let mut fingerprint = Sha256::new();
+    fingerprint.update(alg.as_bytes());
+    for member in ["n", "e", "x", "y", "k"] {
+        if let Some(value) = jwk.get(member).and_then(Value::as_str) {
+            fingerprint.update([0]);
+            fingerprint.update(member.as_bytes());
+            fingerprint.update(value.as_bytes());
+        }
+    }
     let material = match (kty, alg.as_str()) {
         ("RSA", "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512") => {
             use signatures::rsa::{Hash, Padding};
@@ -165,7 +236,7 @@ pub fn key_from_jwk(jwk: &Value) -> Result<Key, String> {
         ("oct", "HS512") => KeyMaterial::Hs512(Hs512Key::new(decode_field(jwk, "k").map_err(fail)?)),
         _ => return Err(fail(format!("a {kty} key cannot verify {alg}"))),
     };
-    Ok(Key { kid, alg, material })
+    Ok(Key { kid, alg, fingerprint: fingerprint.finalize().into(), material })
 }
 
 impl ProviderKeys {
@@ -184,7 +255,18 @@ pub fn providers(bundle_providers: &[Provider]) -> Result<Vec<ProviderKeys>, Str
         .map(|p| {
             let keys = p.keys.iter().map(key_from_jwk).collect::<Result<Vec<_>, _>>().map_err(|e| format!("provider {}: {e}", p.name))?;
             let trust = Trust::new(&p.may_assert).map_err(|e| format!("provider {}: may_assert: {e}", p.name))?;
-            Ok(ProviderKeys { name: p.name.clone(), issuer: p.issuer.clone(), audiences: p.audiences.clone(), keys, trust })
+            Ok(ProviderKeys {
+                name: p.name.clone(),
+                issuer: p.issuer.clone(),
+                audiences: p.audiences.clone(),
+                keys,
+                trust,
+                fetched: RefCell::new(None),
+                has_remote_keys: p.jwks.is_some(),
+                unknown_kid_at: Cell::new(0),
+                revoked: Revoked::new(&p.revocation),
+                revoked_fetched: RefCell::default(),
+            })
         })
         .collect()
 }
@@ -296,38 +378,47 @@ fn parse(token: &str) -> Result<Parsed, Rejection> {
 }
 
 /// Chooses the key (by `kid`, else every key of the token's algorithm, when there are at most
-/// `max_trials`) and checks the signature over `header.payload`.
-fn check_signature(token: &str, parsed: &Parsed, keys: &[Key], max_trials: usize, host: Option<host_verify::Offload<'_>>) -> Result<(), Rejection> {
+/// `max_trials`) and checks the signature over `header.payload`; the key that verified it.
+/// A remote key without `alg` may stand once per algorithm its type is bound to, under one
+/// `kid`: the token's algorithm picks among them.
+fn check_signature<'k>(
+    token: &str,
+    parsed: &Parsed,
+    keys: impl Iterator<Item = &'k Key> + Clone,
+    max_trials: usize,
+    host: Option<host_verify::Offload<'_>>,
+) -> Result<&'k Key, Rejection> {
     let alg = parsed.algorithm.as_str();
     let (message, _) = token.rsplit_once('.').ok_or(Rejection::Malformed("the token is not a JWS"))?;
     let signature = &parsed.signature;
     let verified = match parsed.key_id.as_deref() {
         Some(kid) => {
-            let key = keys.iter().find(|k| k.kid == kid).ok_or(Rejection::UnknownKey)?;
-            if key.alg != alg {
-                return Err(Rejection::AlgorithmMismatch);
+            let mut named = keys.filter(|k| k.kid == kid).peekable();
+            if named.peek().is_none() {
+                return Err(Rejection::UnknownKey);
             }
-            key.verifies(message.as_bytes(), signature, host)
+            let key = named.find(|k| k.alg == alg).ok_or(Rejection::AlgorithmMismatch)?;
+            key.verifies(message.as_bytes(), signature, host).then_some(key)
         }
         None => {
             // Each trial is a signature check an unauthenticated caller makes us pay for.
-            let mut candidates = keys.iter().filter(|k| k.alg == alg).peekable();
+            let mut candidates = keys.clone().filter(|k| k.alg == alg).peekable();
             if candidates.peek().is_none() {
                 return Err(Rejection::UnknownKey);
             }
-            if keys.iter().filter(|k| k.alg == alg).nth(max_trials).is_some() {
+            if keys.filter(|k| k.alg == alg).nth(max_trials).is_some() {
                 return Err(Rejection::KeyIdRequired);
             }
-            candidates.any(|k| k.verifies(message.as_bytes(), signature, host))
+            candidates.find(|k| k.verifies(message.as_bytes(), signature, host))
         }
     };
-    if verified { Ok(()) } else { Err(Rejection::BadSignature) }
+    verified.ok_or(Rejection::BadSignature)
 }
 
 /// The signature layer alone (strict header, algorithm, key choice, signature), for any JWS
 /// payload. Known-answer suites (Wycheproof JWS, RFC 7520, RFC 8037) run through this.
 pub fn verify_jws(token: &str, keys: &[Key]) -> Result<(), Rejection> {
-    check_signature(token, &parse(token)?, keys, keys.len(), None)
+    check_signature(token, &parse(token)?, keys.iter(), keys.len(), None).map(|_| ())
 }
 
 /// Verifies `token` against the providers at host time `now` (Unix seconds); `host` is the
@@ -345,6 +436,7 @@ pub fn verify(token: &str, providers: &[ProviderKeys], settings: &Settings, now:
     // that issuer, else the one provider without an issuer (the bundle allows no other chain).
     let issuer = claims.get("iss").and_then(Value::as_str);
     let provider = decision_table::request::provider_for_issuer(providers, |p| p.issuer.as_deref(), issuer).ok_or(Rejection::UnknownIssuer)?;
+    let provider_index = providers.iter().position(|p| std::ptr::eq(p, provider)).unwrap_or_default();
 
     // What the claims refuse costs no signature check; nothing is accepted before it.
     let skew = settings.clock_skew_seconds;
@@ -372,9 +464,22 @@ pub fn verify(token: &str, providers: &[ProviderKeys], settings: &Settings, now:
             return Err(Rejection::WrongAudience);
         }
     }
-    check_signature(token, &parsed, &provider.keys, settings.max_key_trials, host)?;
+    let fetched = provider.fetched.borrow();
+    let keys = provider.keys.iter().chain(fetched.iter().flatten());
+    let key = match check_signature(token, &parsed, keys, settings.max_key_trials, host) {
+        Ok(key) => key,
+        Err(Rejection::UnknownKey) if provider.has_remote_keys => {
+            // Perhaps a key the provider published since the last fetch: fetch early (the
+            // fetcher rate-limits it), and say so when nothing was fetched yet.
+            provider.unknown_kid_at.set(now.saturating_mul(1000).max(1));
+            return Err(if fetched.is_none() { Rejection::KeysUnavailable } else { Rejection::UnknownKey });
+        }
+        Err(rejection) => return Err(rejection),
+    };
+    let key_fingerprint = key.fingerprint;
+    drop(fetched);
 
     let (subject, attributes) = decision_table::request::attributes_from_claims(&claims, &settings.claims, &provider.name, &provider.trust)
         .map_err(|_| Rejection::UntrustedSubject)?;
-    Ok(Verified { claims, expires_at, provider: provider.name.clone(), subject, attributes, forwarded: Default::default() })
+    Ok(Verified { claims, expires_at, provider: provider.name.clone(), provider_index, key_fingerprint, subject, attributes, forwarded: Default::default() })
 }

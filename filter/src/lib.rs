@@ -7,6 +7,8 @@
 //! - [`config`]: the plugin configuration (bundle) loaded once, in `on_configure`.
 //! - [`engine`]: one request, start to end.
 //! - [`credentials`], [`jwt`], [`cache`]: finding, verifying and remembering tokens.
+//! - [`remote`], [`jwks`]: key sets and revocation lists fetched from the identity provider,
+//!   off the request path, shared by the workers.
 //! - [`subject`]: the CN of a client certificate's RFC 4514 subject.
 
 pub mod cache;
@@ -15,7 +17,9 @@ pub mod credentials;
 pub mod engine;
 pub mod host;
 pub mod host_verify;
+pub mod jwks;
 pub mod jwt;
+pub mod remote;
 pub mod subject;
 
 #[cfg(all(target_arch = "wasm32", feature = "proxy-module"))]

@@ -9,9 +9,10 @@ use std::time::UNIX_EPOCH;
 use proxy_wasm::hostcalls;
 use rustc_hash::FxHashMap;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
 
 use crate::cache::TokenCache;
+use crate::remote::{self, Remote};
 use crate::config::{self, Loaded};
 use crate::engine::{self, Flow};
 use crate::host::{Host, Level, Proxy};
@@ -31,6 +32,21 @@ struct Shared {
     /// Requests only add here; `on_tick` hands the counts over once a second, so no request
     /// pays a hostcall for a counter (each costs about as much as a header in NGINX).
     metrics: RefCell<FxHashMap<String, (u32, u64)>>,
+    /// Key sets and revocation lists fetched from the identity providers.
+    remote: RefCell<Remote>,
+    /// Where fetched documents are shared between the workers.
+    store: Store,
+    gauges: RefCell<FxHashMap<String, u32>>,
+}
+
+/// Envoy's workers share data through the proxy (per VM id); ngx_wasm_module's through a
+/// `shm_kv` zone, which must be declared: without one, `get_shared_data` and
+/// `set_shared_data` trap (`ngx_wa_shm_kv_resolve_key`), so each worker keeps its own.
+enum Store {
+    /// The proxy's shared data; keys are prefixed with the zone (`zone/key`) on NGINX.
+    Proxy { zone: Option<String> },
+    /// This worker's own map, with the same compare-and-swap.
+    Worker(RefCell<FxHashMap<String, (Vec<u8>, u32)>>),
 }
 
 /// How often the counters reach the proxy.
@@ -41,7 +57,119 @@ struct Root {
     shared: Option<Rc<Shared>>,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        let Some(shared) = &self.shared else { return };
+        let (Ok(mut remote), Ok(mut cache)) = (shared.remote.try_borrow_mut(), shared.cache.try_borrow_mut()) else { return };
+        let Some(max_bytes) = remote.max_bytes(token) else { return };
+        let header = |name: &str| hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name).ok().flatten();
+        // A failed callout has no headers, so no `:status` (Envoy, and ngx_wasm_module, which
+        // names the failure in `:dispatch_status`).
+        let status = header(":status").and_then(|s| s.parse::<u16>().ok());
+        let body = (body_size <= max_bytes)
+            .then(|| hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default());
+        let answer = remote::Answer { status, cache_control: header("cache-control"), body_size, body };
+        remote.on_answer(&shared.loaded, &mut cache, &mut Fetcher { shared }, token, answer);
+    }
+}
+
+/// [`remote::Fetcher`] over proxy-wasm hostcalls.
+struct Fetcher<'a> {
+    shared: &'a Shared,
+}
+
+impl remote::Fetcher for Fetcher<'_> {
+    fn now_ms(&self) -> u64 {
+        hostcalls::get_current_time().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn shared_get(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
+        match &self.shared.store {
+            Store::Proxy { zone } => match hostcalls::get_shared_data(&zoned(zone, key)) {
+                Ok((Some(value), cas)) => Some((value, cas.unwrap_or(0))),
+                _ => None,
+            },
+            Store::Worker(map) => map.try_borrow().ok()?.get(key).cloned(),
+        }
+    }
+
+    fn shared_set(&mut self, key: &str, value: &[u8], cas: u32) -> bool {
+        match &self.shared.store {
+            Store::Proxy { zone } => hostcalls::set_shared_data(&zoned(zone, key), Some(value), Some(cas)).is_ok(),
+            Store::Worker(map) => {
+                let Ok(mut map) = map.try_borrow_mut() else { return false };
+                let current = map.get(key).map_or(0, |(_, cas)| *cas);
+                if cas != current {
+                    return false;
+                }
+                map.insert(key.to_string(), (value.to_vec(), current.wrapping_add(1).max(1)));
+                true
+            }
+        }
+    }
+
+    fn dispatch(&mut self, endpoint: &decision_table::bundle::Endpoint) -> Result<u32, String> {
+        let headers = vec![
+            (":method", "GET"),
+            (":path", endpoint.path.as_str()),
+            (":authority", endpoint.authority.as_str()),
+            (":scheme", endpoint.scheme.as_str()),
+            ("accept", "application/json"),
+            ("user-agent", "policy-filter"),
+        ];
+        let timeout = std::time::Duration::from_millis(endpoint.timeout_ms);
+        hostcalls::dispatch_http_call(&endpoint.upstream, headers, None, vec![], timeout).map_err(|status| format!("{status:?}"))
+    }
+
+    fn log(&mut self, level: Level, message: &str) {
+        log_at(level, message);
+    }
+
+    fn count(&mut self, name: &str) {
+        count_in(self.shared, name);
+    }
+
+    fn gauge(&mut self, name: &str, value: u64) {
+        let Ok(mut gauges) = self.shared.gauges.try_borrow_mut() else { return };
+        let id = match gauges.get(name) {
+            Some(id) => *id,
+            None => match hostcalls::define_metric(MetricType::Gauge, name) {
+                Ok(id) => *gauges.entry(name.to_string()).or_insert(id),
+                Err(_) => return,
+            },
+        };
+        let _ = hostcalls::record_metric(id, value);
+    }
+}
+
+fn zoned(zone: &Option<String>, key: &str) -> String {
+    match zone {
+        Some(zone) => format!("{zone}/{key}"),
+        None => key.to_string(),
+    }
+}
+
+fn log_at(level: Level, message: &str) {
+    match level {
+        Level::Debug => log::debug!("{message}"),
+        Level::Info => log::info!("{message}"),
+        Level::Warn => log::warn!("{message}"),
+        Level::Error => log::error!("{message}"),
+    }
+}
+
+/// Adds one to a counter; requests only add here, `on_tick` hands the counts to the proxy.
+fn count_in(shared: &Shared, name: &str) {
+    let Ok(mut metrics) = shared.metrics.try_borrow_mut() else { return };
+    if let Some((_, pending)) = metrics.get_mut(name) {
+        *pending = pending.saturating_add(1);
+        return;
+    }
+    // A counter's first use defines it (once per name and worker).
+    if let Ok(id) = hostcalls::define_metric(MetricType::Counter, name) {
+        metrics.insert(name.to_string(), (id, 1));
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _: usize) -> bool {
@@ -73,7 +201,17 @@ impl RootContext for Root {
                     loaded.providers.len()
                 );
                 let cache = TokenCache::with_rejected(loaded.settings.cache_entries, loaded.settings.rejected_cache_entries);
-                self.shared = Some(Rc::new(Shared { loaded, cache: RefCell::new(cache), metrics: RefCell::default() }));
+                let remote = Remote::new(&loaded);
+                let store = match (loaded.proxy, &loaded.settings.shm_kv_zone) {
+                    (Proxy::Envoy, _) => Store::Proxy { zone: None },
+                    (Proxy::NgxWasmModule, Some(zone)) => Store::Proxy { zone: Some(zone.clone()) },
+                    _ => Store::Worker(RefCell::default()),
+                };
+                if !remote.is_empty() && matches!(store, Store::Worker(_)) {
+                    log::warn!("policy filter: no shm_kv_zone is set, so each worker fetches the identity providers' documents itself (set one, and declare it in nginx.conf's wasm block: shm_kv policy_filter 1m;)");
+                }
+                let shared = Shared { loaded, cache: RefCell::new(cache), metrics: RefCell::default(), remote: RefCell::new(remote), store, gauges: RefCell::default() };
+                self.shared = Some(Rc::new(shared));
                 let _ = hostcalls::set_tick_period(std::time::Duration::from_millis(u64::from(METRICS_FLUSH_MS)));
                 true
             }
@@ -96,6 +234,14 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         let Some(shared) = &self.shared else { return };
+        // Fetching happens here, never on a request: ngx_wasm_module allows a dispatch in
+        // on_tick but not in on_configure (ngx_proxy_wasm_hfuncs_dispatch_http_call), and a
+        // dispatch from a request would pause it there.
+        if let (Ok(mut remote), Ok(mut cache)) = (shared.remote.try_borrow_mut(), shared.cache.try_borrow_mut())
+            && !remote.is_empty()
+        {
+            remote.on_tick(&shared.loaded, &mut cache, &mut Fetcher { shared });
+        }
         let Ok(mut metrics) = shared.metrics.try_borrow_mut() else { return };
         for (id, pending) in metrics.values_mut() {
             if *pending > 0 {
@@ -188,12 +334,7 @@ impl Host for ProxyHost<'_> {
     }
 
     fn log(&mut self, level: Level, message: &str) {
-        match level {
-            Level::Debug => log::debug!("{message}"),
-            Level::Info => log::info!("{message}"),
-            Level::Warn => log::warn!("{message}"),
-            Level::Error => log::error!("{message}"),
-        }
+        log_at(level, message);
     }
 
     fn call_foreign_function(&self, name: &str, arguments: &[u8]) -> Option<Vec<u8>> {
@@ -201,14 +342,6 @@ impl Host for ProxyHost<'_> {
     }
 
     fn count(&mut self, name: &str) {
-        let Ok(mut metrics) = self.shared.metrics.try_borrow_mut() else { return };
-        if let Some((_, pending)) = metrics.get_mut(name) {
-            *pending = pending.saturating_add(1);
-            return;
-        }
-        // A counter's first use defines it (once per name and worker).
-        if let Ok(id) = hostcalls::define_metric(MetricType::Counter, name) {
-            metrics.insert(name.to_string(), (id, 1));
-        }
+        count_in(self.shared, name);
     }
 }

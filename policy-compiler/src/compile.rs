@@ -2,13 +2,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use decision_table::bundle::{self as bundle_format, BUNDLE_FORMAT, Bundle, MTLS_PROVIDER, MayAssert, Provider, Settings};
+use decision_table::bundle::{self as bundle_format, BUNDLE_FORMAT, Bundle, Endpoint, MTLS_PROVIDER, MayAssert, Provider, RemoteJwks, Revocation, Settings};
 use decision_table::format::{self, Condition, Network, Pattern, StrId, Table, Test};
 use decision_table::pattern::{self, CompiledPattern};
 
 use crate::diagnostics::{Problem, Source};
 use crate::keys;
-use crate::source::{Effect, MayAssertSource, PolicyFile, SourceCondition, SourcePolicy};
+use crate::source::{Effect, FetchSource, MayAssertSource, PolicyFile, SourceCondition, SourcePolicy};
 
 /// Prefix of the deny policies that required-scope rules become.
 pub const REQUIRED_SCOPES_PREFIX: &str = "required-scopes#";
@@ -343,11 +343,33 @@ pub fn providers(file: &PolicyFile, mtls_configured: bool) -> Result<Vec<Provide
                 Err(e) => problems.push(key_problem(format!("provider {:?}: {e}", source.name))),
             }
         }
-        if keys.is_empty() {
-            problems.push(key_problem(format!("provider {:?} has no keys", source.name)));
+        let jwks = match remote_jwks(source) {
+            Ok(jwks) => jwks,
+            Err(e) => {
+                problems.push(Problem::error("jwks", e).in_file(&file.source));
+                None
+            }
+        };
+        if keys.is_empty() && jwks.is_none() {
+            problems.push(key_problem(format!("provider {:?} has no keys (and no jwks_uri)", source.name)));
         }
+        let revocation = match revocation(source) {
+            Ok(revocation) => revocation,
+            Err(e) => {
+                problems.push(Problem::error("revocation", e).in_file(&file.source));
+                Revocation::default()
+            }
+        };
         let may_assert = trust(source.may_assert.as_ref(), &source.name, &mut problems);
-        providers.push(Provider { name: source.name.clone(), issuer: source.issuer.clone(), audiences: source.audiences.clone(), keys, may_assert });
+        providers.push(Provider {
+            name: source.name.clone(),
+            issuer: source.issuer.clone(),
+            audiences: source.audiences.clone(),
+            keys,
+            may_assert,
+            jwks,
+            revocation,
+        });
     }
     if let Some(dir) = &file.keys_dir {
         // Microkubes keysDir: every *.pub key, named by its file stem (the Python library's
@@ -376,7 +398,15 @@ pub fn providers(file: &PolicyFile, mtls_configured: bool) -> Result<Vec<Provide
                     problems.push(key_problem(format!("keysDir {} holds no *.pub key", dir.display())));
                 }
                 let may_assert = trust(settings.may_assert.as_ref(), KEYS_DIR_PROVIDER, &mut problems);
-                providers.push(Provider { name: KEYS_DIR_PROVIDER.into(), issuer: None, audiences: settings.audiences.clone(), keys, may_assert });
+                providers.push(Provider {
+                    name: KEYS_DIR_PROVIDER.into(),
+                    issuer: None,
+                    audiences: settings.audiences.clone(),
+                    keys,
+                    may_assert,
+                    jwks: None,
+                    revocation: Revocation::default(),
+                });
             }
             Err(e) => problems.push(key_problem(format!("keysDir {}: {e}", dir.display()))),
         }
@@ -392,6 +422,101 @@ pub fn providers(file: &PolicyFile, mtls_configured: bool) -> Result<Vec<Provide
         );
     }
     if problems.is_empty() { Ok(providers) } else { Err(problems) }
+}
+
+/// An endpoint from its URI (`https://idp.example:8443/certs?x=1`) and the fetch settings.
+pub fn endpoint(uri: &str, fetch: &FetchSource, what: &str) -> Result<Endpoint, String> {
+    let (scheme, rest) = uri.split_once("://").ok_or(format!("{what}: {uri:?} is not an absolute http(s) URI"))?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "https" => 443,
+        "http" => 80,
+        _ => return Err(format!("{what}: {uri:?}: the scheme must be https or http")),
+    };
+    let (authority, path) = match rest.find(['/', '?', '#']) {
+        Some(at) => rest.split_at(at),
+        None => (rest, "/"),
+    };
+    let path = if path.starts_with('?') { format!("/{path}") } else { path.to_string() };
+    if path.contains('#') {
+        return Err(format!("{what}: {uri:?}: a fragment is never sent"));
+    }
+    if authority.is_empty() || authority.contains('@') || path.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
+        return Err(format!("{what}: {uri:?}: needs a host, no user information, and a path of visible ASCII"));
+    }
+    let has_port = authority.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()) && !authority.ends_with(']');
+    let upstream = fetch.upstream.clone().unwrap_or_else(|| if has_port { authority.to_string() } else { format!("{authority}:{default_port}") });
+    let mut endpoint = Endpoint::new(&upstream, authority, &path, &scheme);
+    let set = |target: &mut u64, value: Option<u64>| {
+        if let Some(value) = value {
+            *target = value;
+        }
+    };
+    set(&mut endpoint.timeout_ms, fetch.timeout_ms);
+    set(&mut endpoint.refresh_seconds, fetch.refresh_seconds);
+    set(&mut endpoint.min_refresh_seconds, fetch.min_refresh_seconds);
+    set(&mut endpoint.max_refresh_seconds, fetch.max_refresh_seconds);
+    set(&mut endpoint.retry_seconds, fetch.retry_seconds);
+    if let Some(max_bytes) = fetch.max_bytes {
+        endpoint.max_bytes = max_bytes;
+    }
+    if endpoint.timeout_ms == 0 || endpoint.timeout_ms > 60_000 {
+        return Err(format!("{what}: timeout_ms must be 1..=60000"));
+    }
+    if endpoint.max_bytes == 0 || endpoint.max_bytes > 4 * 1024 * 1024 {
+        return Err(format!("{what}: max_bytes must be 1..=4194304"));
+    }
+    if endpoint.min_refresh_seconds == 0 || endpoint.min_refresh_seconds > endpoint.max_refresh_seconds {
+        return Err(format!("{what}: min_refresh_seconds must be at least 1 and at most max_refresh_seconds"));
+    }
+    if !(endpoint.min_refresh_seconds..=endpoint.max_refresh_seconds).contains(&endpoint.refresh_seconds) {
+        return Err(format!("{what}: refresh_seconds must lie between min_refresh_seconds and max_refresh_seconds"));
+    }
+    if endpoint.retry_seconds == 0 {
+        return Err(format!("{what}: retry_seconds must be at least 1"));
+    }
+    Ok(endpoint)
+}
+
+fn remote_jwks(source: &crate::source::ProviderSource) -> Result<Option<RemoteJwks>, String> {
+    let what = format!("provider {:?}: jwks", source.name);
+    let Some(uri) = &source.jwks_uri else {
+        return match source.jwks {
+            Some(_) => Err(format!("{what} is set without a jwks_uri")),
+            None => Ok(None),
+        };
+    };
+    let settings = source.jwks.clone().unwrap_or_default();
+    for alg in &settings.algorithms {
+        let asymmetric = crate::keys::RSA_ALGORITHMS.contains(&alg.as_str()) || ["ES256", "ES384", "ES512", "EdDSA"].contains(&alg.as_str());
+        if !asymmetric {
+            return Err(format!("{what}.algorithms: {alg:?} is not an asymmetric JWS algorithm this filter verifies"));
+        }
+    }
+    let max_keys = settings.max_keys.unwrap_or(32);
+    if max_keys == 0 || max_keys > 256 {
+        return Err(format!("{what}.max_keys must be 1..=256"));
+    }
+    Ok(Some(RemoteJwks {
+        endpoint: endpoint(uri, &settings.fetch(), &what)?,
+        algorithms: settings.algorithms.clone(),
+        unknown_kid_seconds: settings.unknown_kid_seconds.unwrap_or(30),
+        max_keys,
+    }))
+}
+
+fn revocation(source: &crate::source::ProviderSource) -> Result<Revocation, String> {
+    let Some(declared) = &source.revocation else { return Ok(Revocation::default()) };
+    let what = format!("provider {:?}: revocation", source.name);
+    let endpoint = match (&declared.list_uri, &declared.list) {
+        (Some(uri), fetch) => Some(endpoint(uri, &fetch.clone().unwrap_or_default(), &format!("{what}.list_uri"))?),
+        (None, Some(_)) => return Err(format!("{what}.list is set without a list_uri")),
+        (None, None) => None,
+    };
+    if declared.token_ids.iter().any(String::is_empty) || declared.subjects.keys().any(String::is_empty) {
+        return Err(format!("{what}: an empty token id or subject"));
+    }
+    Ok(Revocation { token_ids: declared.token_ids.clone(), subjects: declared.subjects.clone(), endpoint })
 }
 
 /// The name of the provider Microkubes' `keysDir` becomes.

@@ -87,10 +87,101 @@ pub struct ProviderSource {
     pub issuer: Option<String>,
     #[serde(default)]
     pub audiences: Vec<String>,
+    #[serde(default)]
     pub keys: Vec<KeySource>,
     /// What its tokens may assert; left out, see [`crate::compile::providers`].
     #[serde(default)]
     pub may_assert: Option<MayAssertSource>,
+    /// The provider's JWKS document (`https://idp.example/.../certs`), fetched by the module
+    /// at run time beside `keys`.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// How it is fetched; every field has a default.
+    #[serde(default)]
+    pub jwks: Option<JwksSource>,
+    #[serde(default)]
+    pub revocation: Option<RevocationSource>,
+}
+
+/// How a document is fetched (`jwks`, and the revocation list's settings).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FetchSource {
+    /// Envoy: the cluster that reaches the endpoint; NGINX/Kong: its `host:port`. Default:
+    /// the URI's `host:port`.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub max_bytes: Option<usize>,
+    #[serde(default)]
+    pub refresh_seconds: Option<u64>,
+    #[serde(default)]
+    pub min_refresh_seconds: Option<u64>,
+    #[serde(default)]
+    pub max_refresh_seconds: Option<u64>,
+    #[serde(default)]
+    pub retry_seconds: Option<u64>,
+}
+
+impl JwksSource {
+    /// The fetch settings, as for any fetched document.
+    pub fn fetch(&self) -> FetchSource {
+        FetchSource {
+            upstream: self.upstream.clone(),
+            timeout_ms: self.timeout_ms,
+            max_bytes: self.max_bytes,
+            refresh_seconds: self.refresh_seconds,
+            min_refresh_seconds: self.min_refresh_seconds,
+            max_refresh_seconds: self.max_refresh_seconds,
+            retry_seconds: self.retry_seconds,
+        }
+    }
+}
+
+/// A provider's `jwks` settings (serde's `flatten` does not work with
+/// `deny_unknown_fields`, hence the repeated fields).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct JwksSource {
+    #[serde(default)]
+    pub upstream: Option<String>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub max_bytes: Option<usize>,
+    #[serde(default)]
+    pub refresh_seconds: Option<u64>,
+    #[serde(default)]
+    pub min_refresh_seconds: Option<u64>,
+    #[serde(default)]
+    pub max_refresh_seconds: Option<u64>,
+    #[serde(default)]
+    pub retry_seconds: Option<u64>,
+    /// The algorithms a key without `alg` verifies (RSA keys: `RS256` when none is listed).
+    #[serde(default)]
+    pub algorithms: Vec<String>,
+    #[serde(default)]
+    pub unknown_kid_seconds: Option<u64>,
+    #[serde(default)]
+    pub max_keys: Option<usize>,
+}
+
+/// A provider's `revocation`: revoked token ids and subjects, and a list fetched at run time.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationSource {
+    #[serde(default)]
+    pub token_ids: Vec<String>,
+    /// Subject to `null` (every token) or the Unix time before which its tokens are revoked.
+    #[serde(default)]
+    pub subjects: BTreeMap<String, Option<u64>>,
+    /// A revocation list document (README.md, "Revocation"), fetched at run time.
+    #[serde(default)]
+    pub list_uri: Option<String>,
+    #[serde(default)]
+    pub list: Option<FetchSource>,
 }
 
 /// `"any"`, or the attributes a provider may assert with the values (condition regexes, as in
