@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -155,14 +155,69 @@ pub(crate) struct Stream {
     pub request_resumed: bool,
     pub response_resumed: bool,
     pub reset: bool,
+    /// ngx_wasm_module: a dispatch paused the request, which resumes once its calls are
+    /// answered (`ngx_http_proxy_wasm_dispatch_resume_handler`).
+    pub dispatch_paused: bool,
+}
+
+/// What a pending callout will deliver when it is due.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    Response(Response),
+    /// No headers, no body; the reason is ngx_wasm_module's `:dispatch_status`.
+    Failure(&'static str),
 }
 
 #[derive(Debug)]
 pub(crate) struct PendingCall {
     pub token: u32,
     pub context_id: u32,
-    pub request: HttpCallRequest,
+    /// On the host clock; `None` never comes (no timeout and no answer).
+    pub due_nanos: Option<u64>,
+    pub answer: Answer,
 }
+
+/// The callback the guest is in: ngx_wasm_module allows some hostcalls only in some steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    Start,
+    VmStart,
+    Configure,
+    RequestHeaders,
+    RequestBody,
+    RequestTrailers,
+    ResponseHeaders,
+    ResponseBody,
+    ResponseTrailers,
+    Done,
+    Log,
+    Delete,
+    Tick,
+    QueueReady,
+    CallResponse,
+}
+
+/// One shared-data map: key to (value, cas).
+pub(crate) type KeyValues = HashMap<String, (Vec<u8>, u32)>;
+
+/// Shared data as the host keeps it, shared by every plugin (worker) started `shared_with`
+/// another: Envoy's one map per vm_id, or ngx_wasm_module's `shm_kv` zones.
+#[derive(Debug)]
+pub(crate) struct SharedStore {
+    pub envoy: KeyValues,
+    /// proxy-wasm-cpp-host's `SharedData::nextCas`: one counter for every key, never 0.
+    pub next_cas: u32,
+    /// Declared `shm_kv` zones by name (`*` is the default zone).
+    pub zones: BTreeMap<String, KeyValues>,
+}
+
+impl Default for SharedStore {
+    fn default() -> Self {
+        SharedStore { envoy: HashMap::new(), next_cas: 1, zones: BTreeMap::new() }
+    }
+}
+
+pub(crate) type Shared = Arc<Mutex<SharedStore>>;
 
 #[derive(Debug)]
 pub(crate) struct Queue {
@@ -185,16 +240,19 @@ pub struct HostState {
     pub(crate) effective_context: u32,
     pub(crate) streams: HashMap<u32, Stream>,
     pub(crate) metrics: Vec<Metric>,
-    pub(crate) shared_data: HashMap<String, (Vec<u8>, u32)>,
+    pub(crate) shared: Shared,
     pub(crate) queues: Vec<(String, Queue)>,
     pub(crate) ready_queues: VecDeque<(u32, u32)>,
     pub(crate) tick_period_ms: u32,
     pub(crate) next_tick_nanos: Option<u64>,
     pub(crate) clusters: HashMap<String, Cluster>,
     pub(crate) next_call_token: u32,
-    pub(crate) pending_calls: VecDeque<PendingCall>,
+    pub(crate) pending_calls: Vec<PendingCall>,
     pub(crate) calls_made: Vec<HttpCallRequest>,
     pub(crate) call_response: Option<Response>,
+    /// ngx_wasm_module's `:dispatch_status` of the call being delivered.
+    pub(crate) dispatch_status: Option<&'static str>,
+    pub(crate) step: Step,
     pub(crate) foreign_functions: HashMap<String, ForeignFunction>,
     pub(crate) call_data: Vec<u8>,
     pub(crate) done_signalled: bool,
@@ -221,16 +279,18 @@ impl HostState {
             effective_context: 1,
             streams: HashMap::new(),
             metrics: Vec::new(),
-            shared_data: HashMap::new(),
+            shared: Shared::default(),
             queues: Vec::new(),
             ready_queues: VecDeque::new(),
             tick_period_ms: 0,
             next_tick_nanos: None,
             clusters: HashMap::new(),
             next_call_token: 1,
-            pending_calls: VecDeque::new(),
+            pending_calls: Vec::new(),
             calls_made: Vec::new(),
             call_response: None,
+            dispatch_status: None,
+            step: Step::Start,
             foreign_functions: HashMap::new(),
             call_data: Vec::new(),
             done_signalled: false,

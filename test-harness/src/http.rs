@@ -1,6 +1,7 @@
 //! The HTTP side of the harness API: what a test sends and what it gets back.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -242,10 +243,24 @@ pub struct HttpCallRequest {
     pub timeout_ms: u32,
 }
 
-/// What a stub upstream cluster answers to a callout.
+/// What a stub upstream cluster answers to a callout. The answer is due on the host clock:
+/// at once (right after the callback that made the call), or later with [`CallReply::after`].
+/// A call still unanswered at its `timeout_ms` fails then (ngx_wasm_module: a timeout of 0 is
+/// its 60 s default; Envoy: 0 is no timeout).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallReply {
     Respond(Response),
-    /// Timeout or reset: delivered as a response with no headers, as Envoy does.
+    /// A reset: delivered at once as a response with no headers, as both hosts do.
     Fail,
+    /// Never answered: delivered as a failure at the call's timeout.
+    Timeout,
+    /// The inner reply, this much later on the host clock.
+    Delayed(Duration, Box<CallReply>),
+}
+
+impl CallReply {
+    /// This reply, `delay` later (delays add up).
+    pub fn after(self, delay: Duration) -> CallReply {
+        CallReply::Delayed(delay, Box::new(self))
+    }
 }

@@ -14,7 +14,9 @@ use wasmtime::{
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
-use crate::host::{Clock, Cluster, ForeignFunction, HostState, LogEntry, LogLevel, Metric, Stream, property_path};
+use crate::host::{
+    Answer, Clock, Cluster, ForeignFunction, HostState, LogEntry, LogLevel, Metric, Shared, Step, Stream, property_path,
+};
 use crate::hosts::{HostProfile, encode_all};
 use crate::http::{CallReply, HttpCallRequest, LocalReply, Outcome, PropertyValue, Request, Response, UpstreamRequest};
 use crate::{Status, abi};
@@ -114,6 +116,8 @@ impl ProxyWasmModule {
             upstream: Arc::new(|_| Response::new(200)),
             log_level: LogLevel::Trace,
             echo_logs: false,
+            shared: None,
+            shm_kv: Vec::new(),
         }
     }
 }
@@ -129,6 +133,7 @@ fn envoy_foreign_functions() -> Vec<(String, ForeignFunction)> {
 pub type Upstream = Arc<dyn Fn(&UpstreamRequest) -> Response + Send + Sync>;
 
 /// Sets up a plugin (root context, configuration, host environment) before it starts.
+#[derive(Clone)]
 pub struct PluginBuilder<'m> {
     module: &'m ProxyWasmModule,
     plugin_config: Vec<u8>,
@@ -141,9 +146,32 @@ pub struct PluginBuilder<'m> {
     upstream: Upstream,
     log_level: LogLevel,
     echo_logs: bool,
+    shared: Option<(Shared, Clock)>,
+    shm_kv: Vec<String>,
 }
 
 impl PluginBuilder<'_> {
+    /// Another worker of `plugin`'s proxy: it shares that plugin's shared data (and
+    /// ngx_wasm_module's `shm_kv` zones) and its clock, so `advance_time` on either moves
+    /// both (`now` is then ignored). Everything else is its own: root context, ticks, stub
+    /// clusters, queues, metrics. Each plugin delivers only its own ticks and callouts, when
+    /// it advances or sends; a tick another worker's advance skipped over fires once, late, on
+    /// its next advance. [`Plugin::advance_workers`] advances several in time order. Give
+    /// them the same host.
+    pub fn shared_with(mut self, plugin: &Plugin) -> Self {
+        let state = plugin.store.data();
+        self.shared = Some((state.shared.clone(), state.clock.clone()));
+        self
+    }
+
+    /// ngx_wasm_module: declares a `shm_kv <name> <size>;` zone of the `wasm{}` block (`*` is
+    /// the default zone). Without any, shared data traps on that host, as in an nginx.conf
+    /// without `shm_kv`. Envoy ignores it.
+    pub fn ngx_shm_kv(mut self, name: &str) -> Self {
+        self.shm_kv.push(name.to_string());
+        self
+    }
+
     pub fn plugin_config(mut self, config: impl Into<Vec<u8>>) -> Self {
         self.plugin_config = config.into();
         self
@@ -218,7 +246,15 @@ impl PluginBuilder<'_> {
     /// Instantiates the module and runs start-up: `_initialize`/`_start`, the root context,
     /// `proxy_on_vm_start` and `proxy_on_configure`. A `false` from either is a refusal.
     pub fn start(self) -> Result<Plugin, LoadError> {
-        let clock = Clock::at_unix_seconds(self.now_unix_seconds);
+        let (shared, clock) = match self.shared {
+            Some((shared, clock)) => (shared, clock),
+            None => (Shared::default(), Clock::at_unix_seconds(self.now_unix_seconds)),
+        };
+        if let Ok(mut store) = shared.lock() {
+            for zone in &self.shm_kv {
+                store.zones.entry(zone.clone()).or_default();
+            }
+        }
         let stdout = MemoryOutputPipe::new(1 << 20);
         let stderr = MemoryOutputPipe::new(1 << 20);
         let wasi = WasiCtxBuilder::new()
@@ -241,6 +277,7 @@ impl PluginBuilder<'_> {
             }
         }
         state.clusters = self.clusters.into_iter().collect();
+        state.shared = shared;
         state.foreign_functions = self.foreign_functions.into_iter().collect();
 
         let mut store = Store::new(&self.module.engine, state);
@@ -404,6 +441,7 @@ impl Plugin {
     /// Calls one guest export with `context` as the effective context, under the fuel budget.
     fn call<P: WasmParams, R: WasmResults>(
         &mut self,
+        step: Step,
         func: impl Fn(&Exports) -> &Func<P, R>,
         context: i32,
         params: P,
@@ -413,6 +451,7 @@ impl Plugin {
         }
         let Some(func) = func(&self.exports).clone() else { return Ok(None) };
         self.store.data_mut().effective_context = context as u32;
+        self.store.data_mut().step = step;
         let budget = self.limits.fuel_per_callback;
         if let Some(budget) = budget {
             self.store.set_fuel(budget).map_err(|e| GuestFailure(format!("{e:#}")))?;
@@ -447,20 +486,20 @@ impl Plugin {
             logs: plugin.logs().to_vec(),
         };
         if self.exports.initialize.is_some() {
-            self.call(|e| &e.initialize, 0, ()).map_err(|e| failed(self, "_initialize", e))?;
+            self.call(Step::Start, |e| &e.initialize, 0, ()).map_err(|e| failed(self, "_initialize", e))?;
         } else if self.exports.start.is_some() {
-            self.call(|e| &e.start, 0, ()).map_err(|e| failed(self, "_start", e))?;
+            self.call(Step::Start, |e| &e.start, 0, ()).map_err(|e| failed(self, "_start", e))?;
         }
         let root = self.root();
-        self.call(|e| &e.context_create, root, (root, 0)).map_err(|e| failed(self, "proxy_on_context_create", e))?;
+        self.call(Step::Start, |e| &e.context_create, root, (root, 0)).map_err(|e| failed(self, "proxy_on_context_create", e))?;
         let vm_config_size = self.store.data().vm_config.len() as i32;
-        let started = self.call(|e| &e.vm_start, root, (root, vm_config_size)).map_err(|e| failed(self, "proxy_on_vm_start", e))?;
+        let started = self.call(Step::VmStart, |e| &e.vm_start, root, (root, vm_config_size)).map_err(|e| failed(self, "proxy_on_vm_start", e))?;
         if started == Some(0) {
             return Err(LoadError::Refused { phase: "proxy_on_vm_start", host: self.host(), logs: self.logs().to_vec() });
         }
         let plugin_config_size = self.store.data().plugin_config.len() as i32;
         let configured = self
-            .call(|e| &e.configure, root, (root, plugin_config_size))
+            .call(Step::Configure, |e| &e.configure, root, (root, plugin_config_size))
             .map_err(|e| failed(self, "proxy_on_configure", e))?;
         if configured == Some(0) {
             return Err(LoadError::Refused { phase: "proxy_on_configure", host: self.host(), logs: self.logs().to_vec() });
@@ -497,21 +536,24 @@ impl Plugin {
         if self.failed.is_none() {
             // The teardown of a healthy stream; a failure here still breaks the VM.
             let teardown = self
-                .call(|e| &e.done, context, context)
-                .and_then(|_| self.call(|e| &e.log, context, context))
-                .and_then(|_| self.call(|e| &e.delete, context, context));
+                .call(Step::Done, |e| &e.done, context, context)
+                .and_then(|_| self.call(Step::Log, |e| &e.log, context, context))
+                .and_then(|_| self.call(Step::Delete, |e| &e.delete, context, context));
             if let Err(GuestFailure(reason)) = teardown {
                 outcome.guest_failure.get_or_insert(reason);
             }
         }
-        self.store.data_mut().streams.remove(&(context as u32));
+        // Envoy's `Context::~Context` cancels the stream's outstanding callouts.
+        let state = self.store.data_mut();
+        state.streams.remove(&(context as u32));
+        state.pending_calls.retain(|call| call.context_id != context as u32);
         outcome.fuel = self.fuel_burnt.saturating_sub(fuel_before);
         outcome.hostcalls = crate::status::recorded_hostcalls();
         outcome
     }
 
     fn run_stream(&mut self, context: i32, request: &Request) -> Result<Outcome, GuestFailure> {
-        self.call(|e| &e.context_create, context, (context, self.root()))?;
+        self.call(Step::Start, |e| &e.context_create, context, (context, self.root()))?;
         let mut local_reply = None;
         let flow = self.request_phase(context, request)?;
         let upstream = match flow {
@@ -562,16 +604,16 @@ impl Plugin {
         let headers = self.stream(context).request_headers.len() as i32;
         let (has_body, has_trailers) = (!request.body.is_empty(), !request.trailers.is_empty());
         let end = i32::from(!has_body && !has_trailers);
-        let action = self.call(|e| &e.request_headers, context, (context, headers, end))?;
+        let action = self.call(Step::RequestHeaders, |e| &e.request_headers, context, (context, headers, end))?;
         let mut flow = self.settle(context, action, Direction::Request)?;
         if flow == Flow::Continue && has_body {
             let size = request.body.len() as i32;
-            let action = self.call(|e| &e.request_body, context, (context, size, i32::from(!has_trailers)))?;
+            let action = self.call(Step::RequestBody, |e| &e.request_body, context, (context, size, i32::from(!has_trailers)))?;
             flow = self.settle(context, action, Direction::Request)?;
         }
         if flow == Flow::Continue && has_trailers {
             let count = request.trailers.len() as i32;
-            let action = self.call(|e| &e.request_trailers, context, (context, count))?;
+            let action = self.call(Step::RequestTrailers, |e| &e.request_trailers, context, (context, count))?;
             flow = self.settle(context, action, Direction::Request)?;
         }
         Ok(flow)
@@ -582,23 +624,38 @@ impl Plugin {
         let headers = stream.response_headers.len() as i32;
         let (body_size, trailers) = (stream.response_body.len() as i32, stream.response_trailers.len() as i32);
         let end = i32::from(body_size == 0 && trailers == 0);
-        let action = self.call(|e| &e.response_headers, context, (context, headers, end))?;
+        let action = self.call(Step::ResponseHeaders, |e| &e.response_headers, context, (context, headers, end))?;
         let mut flow = self.settle(context, action, Direction::Response)?;
         if flow == Flow::Continue && body_size > 0 {
-            let action = self.call(|e| &e.response_body, context, (context, body_size, i32::from(trailers == 0)))?;
+            let action = self.call(Step::ResponseBody, |e| &e.response_body, context, (context, body_size, i32::from(trailers == 0)))?;
             flow = self.settle(context, action, Direction::Response)?;
         }
         if flow == Flow::Continue && trailers > 0 {
-            let action = self.call(|e| &e.response_trailers, context, (context, trailers))?;
+            let action = self.call(Step::ResponseTrailers, |e| &e.response_trailers, context, (context, trailers))?;
             flow = self.settle(context, action, Direction::Response)?;
         }
         Ok(flow)
     }
 
     /// After a callback: deliver what it set off (callouts, queues), then decide whether the
-    /// stream goes on, was answered locally, was reset, or waits forever.
+    /// stream goes on, was answered locally, was reset, or waits forever. A stream paused on
+    /// its own callouts waits for them: the host clock moves to each next event (ticks
+    /// included), as time passes for a client waiting on the proxy.
     fn settle(&mut self, context: i32, action: Option<i32>, direction: Direction) -> Result<Flow, GuestFailure> {
         self.pump_events()?;
+        let paused = action.unwrap_or(CONTINUE) != CONTINUE;
+        for _ in 0..MAX_EVENTS_PER_CALLBACK {
+            let stream = self.stream_mut(context);
+            let resumed = match direction {
+                Direction::Request => stream.request_resumed,
+                Direction::Response => stream.response_resumed,
+            };
+            let waiting = paused && !resumed && !stream.reset && stream.local_reply.is_none();
+            let own_call_due =
+                self.store.data().pending_calls.iter().any(|c| c.context_id == context as u32 && c.due_nanos.is_some());
+            let Some(at) = self.next_event_at().filter(|_| waiting && own_call_due) else { break };
+            self.run_events_at(at)?;
+        }
         let stream = self.stream_mut(context);
         let resumed = match direction {
             Direction::Request => std::mem::take(&mut stream.request_resumed),
@@ -615,36 +672,90 @@ impl Plugin {
         })
     }
 
-    /// Delivers pending callout responses and queue notifications, in order.
+    /// Delivers the callout responses due on the host clock (earliest first) and queue
+    /// notifications.
     fn pump_events(&mut self) -> Result<(), GuestFailure> {
         for _ in 0..MAX_EVENTS_PER_CALLBACK {
             let state = self.store.data_mut();
-            if let Some(call) = state.pending_calls.pop_front() {
-                let reply = match state.clusters.get(&call.request.cluster) {
-                    Some(cluster) => cluster(&call.request),
-                    None => CallReply::Fail,
+            let now = state.clock.nanos();
+            let due = state
+                .pending_calls
+                .iter()
+                .enumerate()
+                .filter_map(|(index, call)| call.due_nanos.filter(|at| *at <= now).map(|at| (at, index)))
+                .min()
+                .map(|(_, index)| index);
+            if let Some(index) = due {
+                let call = state.pending_calls.remove(index);
+                let (response, status) = match call.answer {
+                    Answer::Response(response) => (response, "ok"),
+                    Answer::Failure(reason) => (Response::default(), reason),
                 };
-                let response = match reply {
-                    CallReply::Respond(response) => response,
-                    CallReply::Fail => Response::default(),
-                };
+                let ngx = state.profile.is_ngx();
                 let sizes = (response.headers.len() as i32, response.body.len() as i32, response.trailers.len() as i32);
                 state.call_response = Some(response);
+                state.dispatch_status = ngx.then_some(status);
                 let context = call.context_id as i32;
                 let result = self.call(
+                    Step::CallResponse,
                     |e| &e.http_call_response,
                     context,
                     (context, call.token as i32, sizes.0, sizes.1, sizes.2),
                 );
-                self.store.data_mut().call_response = None;
+                let state = self.store.data_mut();
+                state.call_response = None;
+                state.dispatch_status = None;
                 result?;
+                if ngx {
+                    resume_after_dispatches(state, call.context_id);
+                }
             } else if let Some((context, queue)) = state.ready_queues.pop_front() {
-                self.call(|e| &e.queue_ready, context as i32, (context as i32, queue as i32))?;
+                self.call(Step::QueueReady, |e| &e.queue_ready, context as i32, (context as i32, queue as i32))?;
             } else {
                 return Ok(());
             }
         }
         self.store.data_mut().log(LogLevel::Warn, "harness: too many chained events; stopped delivering".into());
+        Ok(())
+    }
+
+    /// When this plugin's next tick or callout answer is due on the host clock.
+    fn next_event_at(&self) -> Option<u64> {
+        let state = self.store.data();
+        let call = state.pending_calls.iter().filter_map(|call| call.due_nanos).min();
+        match (call, state.next_tick_nanos) {
+            (Some(call), Some(tick)) => Some(call.min(tick)),
+            (call, tick) => call.or(tick),
+        }
+    }
+
+    /// Moves the clock to `at` (never back: a shared clock may be ahead) and delivers what is
+    /// due then: callout answers first, then a tick.
+    fn run_events_at(&mut self, at: u64) -> Result<(), GuestFailure> {
+        if at > self.now_nanos() {
+            self.store.data().clock.set_nanos(at);
+        }
+        self.pump_events()?;
+        let state = self.store.data_mut();
+        let now = state.clock.nanos();
+        if state.next_tick_nanos.is_some_and(|tick| tick <= now) {
+            // Both hosts re-arm the tick timer one period after it fired.
+            let period = u64::from(state.tick_period_ms) * 1_000_000;
+            state.next_tick_nanos = Some(now.saturating_add(period.max(1)));
+            let root = self.root();
+            self.call(Step::Tick, |e| &e.tick, root, root)?;
+            self.pump_events()?;
+        }
+        Ok(())
+    }
+
+    fn advance_to(&mut self, target: u64) -> Result<(), GuestFailure> {
+        while let Some(at) = self.next_event_at().filter(|at| *at <= target) {
+            self.run_events_at(at)?;
+        }
+        if target > self.now_nanos() {
+            self.store.data().clock.set_nanos(target);
+        }
         Ok(())
     }
 
@@ -667,19 +778,32 @@ impl Plugin {
         stream.response_trailers = response.trailers;
     }
 
-    /// Moves the host clock forward, delivering `proxy_on_tick` at each tick period on the way.
+    /// Moves the host clock forward, delivering `proxy_on_tick` at each tick period and each
+    /// callout answer when it is due, in time order (the clock reads each event's time).
     pub fn advance_time(&mut self, by: Duration) -> Result<(), String> {
-        let target = self.now_nanos().saturating_add(u64::try_from(by.as_nanos()).unwrap_or(u64::MAX));
-        while let Some(tick_at) = self.store.data().next_tick_nanos.filter(|at| *at <= target) {
-            let state = self.store.data_mut();
-            state.clock.set_nanos(tick_at);
-            let period = u64::from(state.tick_period_ms) * 1_000_000;
-            state.next_tick_nanos = Some(tick_at.saturating_add(period.max(1)));
-            let root = self.root();
-            self.call(|e| &e.tick, root, root).map_err(|e| e.0)?;
-            self.pump_events().map_err(|e| e.0)?;
+        let target = self.now_nanos().saturating_add(nanos(by));
+        self.advance_to(target).map_err(|e| e.0)
+    }
+
+    /// Advances several workers (plugins started [`PluginBuilder::shared_with`] one another)
+    /// together: every worker's ticks and callout answers, in time order across workers.
+    pub fn advance_workers(workers: &mut [Plugin], by: Duration) -> Result<(), String> {
+        let targets: Vec<u64> = workers.iter().map(|w| w.now_nanos().saturating_add(nanos(by))).collect();
+        loop {
+            let next = workers
+                .iter()
+                .zip(&targets)
+                .enumerate()
+                .filter_map(|(index, (worker, target))| worker.next_event_at().filter(|at| at <= target).map(|at| (at, index)))
+                .min();
+            let Some((at, index)) = next else { break };
+            if let Some(worker) = workers.get_mut(index) {
+                worker.run_events_at(at).map_err(|e| format!("worker {index}: {}", e.0))?;
+            }
         }
-        self.store.data().clock.set_nanos(target);
+        for (index, (worker, target)) in workers.iter_mut().zip(targets).enumerate() {
+            worker.advance_to(target).map_err(|e| format!("worker {index}: {}", e.0))?;
+        }
         Ok(())
     }
 
@@ -709,8 +833,22 @@ impl Plugin {
         &self.store.data().calls_made
     }
 
-    pub fn shared_data(&self, key: &str) -> Option<&[u8]> {
-        self.store.data().shared_data.get(key).map(|(value, _)| value.as_slice())
+    /// The callouts made but not answered yet (a delayed answer, or one never due).
+    pub fn pending_http_calls(&self) -> usize {
+        self.store.data().pending_calls.len()
+    }
+
+    /// A shared-data value as the module would read it (ngx_wasm_module: in the zone the key
+    /// resolves to; `None` when none does).
+    pub fn shared_data(&self, key: &str) -> Option<Vec<u8>> {
+        let state = self.store.data();
+        let mut store = state.shared.lock().ok()?;
+        let entries = if state.profile.is_ngx() {
+            crate::hosts::ngx_wasm_module::resolve_zone(&mut store.zones, key)?
+        } else {
+            &mut store.envoy
+        };
+        entries.get(key).map(|(value, _)| value.clone())
     }
 
     /// The reason the VM failed, if it has.
@@ -721,6 +859,25 @@ impl Plugin {
     /// Total fuel burnt since start-up.
     pub fn fuel_burnt(&self) -> u64 {
         self.fuel_burnt
+    }
+}
+
+fn nanos(by: Duration) -> u64 {
+    u64::try_from(by.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// ngx_wasm_module: once the last callout of a request that a dispatch paused is answered,
+/// the request goes on without the module resuming it
+/// (`ngx_http_proxy_wasm_dispatch_resume_handler`: "last dispatch operation handled",
+/// `NGX_PROXY_WASM_ACTION_CONTINUE`).
+fn resume_after_dispatches(state: &mut HostState, context: u32) {
+    if state.pending_calls.iter().any(|call| call.context_id == context) {
+        return;
+    }
+    if let Some(stream) = state.streams.get_mut(&context)
+        && std::mem::take(&mut stream.dispatch_paused)
+    {
+        stream.request_resumed = true;
     }
 }
 

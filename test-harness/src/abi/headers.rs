@@ -119,6 +119,14 @@ fn hiding_request_headers(state: &mut HostState, map: i32) -> Option<&mut crate:
 
 fn get_value(c: &mut Ctx<'_>, map: i32, key: i32, key_len: i32, ptr_out: i32, size_out: i32) -> HostResult {
     let key = guest::read_string(c, key, key_len)?.to_ascii_lowercase();
+    // ngx_proxy_wasm_maps.c, ngx_proxy_wasm_maps_get_dispatch_status: a special key ("ok",
+    // "timeout", "broken connection", ...), set only while ngx delivers a call response.
+    if map == CALL_RESPONSE_HEADERS
+        && key == ":dispatch_status"
+        && let Some(status) = c.data().dispatch_status
+    {
+        return guest::return_bytes(c, status.as_bytes(), ptr_out, size_out);
+    }
     // The first value when a name repeats; names compare case-insensitively (NGINX keeps the
     // client's spelling).
     let value = headers(c.data(), map)?

@@ -1,4 +1,5 @@
-//! Shared data (with compare-and-swap) and shared queues.
+//! Shared data (with compare-and-swap), in a store shared by every plugin started
+//! `shared_with` another, and shared queues (per plugin).
 
 use std::collections::VecDeque;
 
@@ -6,8 +7,9 @@ use wasmtime::Linker;
 
 use super::Ctx;
 use crate::guest;
-use crate::host::{HostState, Queue};
-use crate::status::{HostResult, Status, to_abi};
+use crate::host::{HostState, Queue, SharedStore};
+use crate::hosts::{envoy, ngx_wasm_module};
+use crate::status::{HostError, HostResult, Status, to_abi};
 
 pub(super) fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap(
@@ -46,22 +48,45 @@ pub(super) fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
 
 fn get_data(c: &mut Ctx<'_>, key: i32, key_len: i32, ptr_out: i32, size_out: i32, cas_out: i32) -> HostResult {
     let key = guest::read_string(c, key, key_len)?;
-    let (value, cas) = c.data().shared_data.get(&key).cloned().ok_or(Status::NotFound)?;
+    let ngx = c.data().profile.is_ngx();
+    let found = {
+        let mut store = lock(c.data())?;
+        if ngx {
+            let zone = ngx_wasm_module::resolve_zone(&mut store.zones, &key)
+                .ok_or_else(|| trap("failed getting value from shm (could not resolve namespace)"))?;
+            zone.get(&key).cloned()
+        } else {
+            store.envoy.get(&key).cloned()
+        }
+    };
+    let (value, cas) = found.ok_or(Status::NotFound)?;
     guest::return_bytes(c, &value, ptr_out, size_out)?;
     guest::write_u32(c, cas_out, cas)
 }
 
-/// A non-zero `cas` must equal the entry's current one; every write bumps it.
+/// Compare-and-swap as the host does it: `hosts::envoy::set_shared`,
+/// `hosts::ngx_wasm_module::set_shared`.
 fn set_data(c: &mut Ctx<'_>, key: i32, key_len: i32, value: i32, value_len: i32, cas: u32) -> HostResult {
     let key = guest::read_string(c, key, key_len)?;
-    let value = guest::read(c, value, value_len)?;
-    let entries = &mut c.data_mut().shared_data;
-    let current = entries.get(&key).map_or(0, |(_, cas)| *cas);
-    if cas != 0 && cas != current {
-        return Err(Status::CasMismatch.into());
-    }
-    entries.insert(key, (value, current.wrapping_add(1).max(1)));
-    Ok(())
+    let bytes = guest::read(c, value, value_len)?;
+    let mut store = lock(c.data())?;
+    let result = if c.data().profile.is_ngx() {
+        let zone = ngx_wasm_module::resolve_zone(&mut store.zones, &key)
+            .ok_or_else(|| trap("failed setting value to shm (could not resolve namespace)"))?;
+        // ngx_proxy_wasm_hfuncs_set_shared_data: a NULL value pointer is a delete.
+        ngx_wasm_module::set_shared(zone, key, (value != 0).then_some(bytes), cas)
+    } else {
+        envoy::set_shared(&mut store, key, bytes, cas)
+    };
+    result.map_err(Into::into)
+}
+
+fn lock(state: &HostState) -> HostResult<std::sync::MutexGuard<'_, SharedStore>> {
+    state.shared.lock().map_err(|_| Status::InternalFailure.into())
+}
+
+fn trap(message: &str) -> HostError {
+    HostError::Trap(wasmtime::Error::msg(message.to_string()))
 }
 
 fn queue_id(index: usize) -> u32 {

@@ -4,7 +4,11 @@
 //! repeats, and the upstream receives exactly the module's final header map. Unknown foreign
 //! functions answer `NotFound`; `verify_signature` is Envoy's own ([`crate::envoy_functions`]).
 //! A refused configuration rejects the listener or ECDS update and the old one keeps serving.
+//! Callouts name a configured cluster; shared data is one map per vm_id, shared by every
+//! worker thread.
 
+use crate::Status;
+use crate::host::SharedStore;
 use crate::http::{Headers, PropertyValue, Request};
 
 pub(crate) fn default_properties() -> Vec<(&'static str, PropertyValue)> {
@@ -47,4 +51,28 @@ pub(crate) fn filter_headers(request: &Request) -> Headers {
     ];
     headers.extend(request.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())));
     headers
+}
+
+/// `Context::httpCall` (`context.cc`): a callout without `:method`, `:path` or `:authority`
+/// answers BadArgument (an unknown cluster too: see `abi::callouts`). Allowed from any
+/// context, start-up included.
+pub(crate) fn call_refused(headers: &Headers) -> bool {
+    let has = |name: &str| headers.iter().any(|(k, v)| k == name && !v.is_empty());
+    !has(":method") || !has(":path") || !has(":authority")
+}
+
+/// proxy-wasm-cpp-host `SharedData::set` (`src/shared_data.cc`): `if (cas && cas !=
+/// entry.cas) return CasMismatch;` for a present key; an absent key is written whatever the
+/// cas. Every write takes the next value of one counter (`nextCas`, never 0).
+pub(crate) fn set_shared(store: &mut SharedStore, key: String, value: Vec<u8>, cas: u32) -> Result<(), Status> {
+    if let Some((_, current)) = store.envoy.get(&key)
+        && cas != 0
+        && cas != *current
+    {
+        return Err(Status::CasMismatch);
+    }
+    let next = store.next_cas;
+    store.next_cas = next.wrapping_add(1).max(1);
+    store.envoy.insert(key, (value, next));
+    Ok(())
 }

@@ -33,7 +33,17 @@
 //!   scoped properties outside of a request").
 //! - **A refused configuration** (`proxy_on_configure` returning false) fails the worker's
 //!   start: every worker exits and the server answers nothing, in every server block.
+//! - **HTTP dispatches** (`ngx_proxy_wasm_host.c`, `ngx_proxy_wasm_hfuncs_dispatch_http_call`;
+//!   `ngx_http_proxy_wasm_dispatch.c`): see [`dispatch_allowed`], [`dispatch_error`],
+//!   [`unreachable`]. A dispatch from a request pauses it until every call is answered, then
+//!   the request goes on by itself.
+//! - **Shared data** lives in `shm_kv` zones (`ngx_wa_shm_kv.c`): see [`resolve_zone`] and
+//!   [`set_shared`]; every worker process sees the same zones.
 
+use std::collections::BTreeMap;
+
+use crate::Status;
+use crate::host::{KeyValues, Step};
 use crate::http::{Headers, PropertyValue, Request, Response};
 
 /// `large_client_header_buffers 4 16k`, as `policy-compiler render` writes it (NGINX's
@@ -308,6 +318,97 @@ pub(crate) fn set_request_header_pairs(visible: &mut Headers, hidden: &mut Heade
         match visible.iter_mut().find(|(k, _)| *k == key && key.starts_with(':')) {
             Some(slot) => slot.1 = value,
             None => visible.push((key, value)),
+        }
+    }
+}
+
+/// `ngx_proxy_wasm_hfuncs_dispatch_http_call`: the steps a dispatch is allowed in; in any
+/// other (`on_configure`, `on_vm_start`, response phases, `on_log`...) the hostcall traps with
+/// [`DISPATCH_STEP_TRAP`].
+pub(crate) fn dispatch_allowed(step: Step) -> bool {
+    matches!(step, Step::RequestHeaders | Step::RequestBody | Step::Tick | Step::CallResponse)
+}
+
+pub(crate) const DISPATCH_STEP_TRAP: &str = "can only send HTTP dispatch during \"on_request_headers\", \"on_request_body\", \"on_tick\", \"on_dispatch_response\", \"on_foreign_function\"";
+
+/// The synchronous refusals of `ngx_http_proxy_wasm_dispatch`, in its order: no `:method`,
+/// no `:path` (an empty value counts as none; `:authority` is optional and becomes Host),
+/// then `ngx_wasm_socket_tcp_init`'s `ngx_parse_url` of the address `host[:port]`. The
+/// caller traps from a request and logs from `on_tick` (`ngx_http_proxy_wasm_dispatch_err`).
+pub(crate) fn dispatch_error(address: &str, headers: &Headers) -> Option<String> {
+    let value = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default();
+    if value(":method").is_empty() {
+        return Some("dispatch failed: no :method".into());
+    }
+    if value(":path").is_empty() {
+        return Some("dispatch failed: no :path".into());
+    }
+    let (host, port) = split_address(address);
+    if host.is_empty() {
+        return Some("dispatch failed: no host".into());
+    }
+    if let Some(port) = port
+        && !port.parse::<u16>().is_ok_and(|p| p > 0)
+    {
+        return Some("dispatch failed: invalid port".into());
+    }
+    None
+}
+
+/// `:scheme` other than http or https is only a warning (TLS stays off); the message names
+/// the key, not the value, as `ngx_wasm_log_error(.., "unknown scheme \"%V\"", &elt->key)`.
+pub(crate) fn unknown_scheme(headers: &Headers) -> Option<String> {
+    let scheme = headers.iter().find(|(k, _)| k == ":scheme").map(|(_, v)| v.as_str())?;
+    (scheme != "http" && scheme != "https").then(|| format!("unknown scheme \":scheme\" (value {scheme:?})"))
+}
+
+/// An address no stub answers fails asynchronously (on_http_call_response with nothing), as
+/// a refused connection (`ngx_wasm_socket_tcp_connect`: "broken connection") or, for a name,
+/// a failed resolution ("resolver failure"): the `:dispatch_status` the module reads.
+pub(crate) fn unreachable(address: &str) -> &'static str {
+    if split_address(address).0.parse::<std::net::IpAddr>().is_ok() { "broken connection" } else { "resolver failure" }
+}
+
+/// `host[:port]`, `[v6][:port]` as `ngx_wasm_socket_tcp_init` splits it.
+fn split_address(address: &str) -> (&str, Option<&str>) {
+    if let Some((host, after)) = address.strip_prefix('[').and_then(|rest| rest.split_once(']')) {
+        return (host, after.strip_prefix(':'));
+    }
+    match address.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (address, None),
+    }
+}
+
+/// A timeout of 0 takes `wasm_socket_read_timeout`'s default (`ngx_wasm.h`,
+/// `NGX_WASM_DEFAULT_SOCK_RECV_TIMEOUT`; `ngx_wasm_socket_tcp_init`: `if (!sock->read_timeout)`).
+pub(crate) const DEFAULT_DISPATCH_TIMEOUT_MS: u32 = 60_000;
+
+/// `ngx_wa_shm_kv_resolve_key`: the zone named by the key's prefix before the first `/` if
+/// one is declared, else the default zone `*`; neither is `None` (the hostcall then traps:
+/// "failed getting value from shm (could not resolve namespace)"). The key keeps its prefix.
+pub(crate) fn resolve_zone<'a>(zones: &'a mut BTreeMap<String, KeyValues>, key: &str) -> Option<&'a mut KeyValues> {
+    let zone = match key.split_once('/') {
+        Some((prefix, _)) if !prefix.is_empty() && zones.contains_key(prefix) => prefix.to_string(),
+        _ => "*".to_string(),
+    };
+    zones.get_mut(&zone)
+}
+
+/// `ngx_wa_shm_kv_set_locked`: `if (cas != (n == NULL ? 0 : n->cas))` nothing is written and
+/// `ngx_proxy_wasm_hfuncs_set_shared_data` answers CasMismatch, so cas 0 only creates; each
+/// write does `n->cas += 1`. A null value pointer deletes (a missing key is not written:
+/// CasMismatch too).
+pub(crate) fn set_shared(kv: &mut KeyValues, key: String, value: Option<Vec<u8>>, cas: u32) -> Result<(), Status> {
+    let current = kv.get(&key).map(|(_, cas)| *cas);
+    if cas != current.unwrap_or(0) {
+        return Err(Status::CasMismatch);
+    }
+    match value {
+        None => kv.remove(&key).map(|_| ()).ok_or(Status::CasMismatch),
+        Some(value) => {
+            kv.insert(key, (value, current.unwrap_or(0).wrapping_add(1)));
+            Ok(())
         }
     }
 }

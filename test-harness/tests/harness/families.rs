@@ -128,7 +128,7 @@ fn ticks_metrics_shared_state_properties_and_foreign_functions() {
     assert_eq!(second.upstream_header("x-source-address"), Some("127.0.0.1:40000"), "per-request properties do not leak");
     assert_eq!(second.upstream_header("x-mtls"), Some("false"));
     assert_eq!(second.upstream_header("x-cas"), None, "a stale compare-and-swap is refused");
-    assert_eq!(plugin.shared_data("last_path"), Some(&b"/bb"[..]));
+    assert_eq!(plugin.shared_data("last_path").as_deref(), Some(&b"/bb"[..]));
     assert_eq!(plugin.metric("path_length").unwrap().samples, vec![2, 3]);
     assert_eq!(plugin.metric("queued").unwrap().value, 2, "every enqueue reaches on_queue_ready");
 }
