@@ -3,10 +3,12 @@
 //! End-to-end tests of the harness: real fixture modules built for wasm32-wasip1, one test per
 //! behaviour, each through the public library API.
 
+mod callouts;
 mod cli;
 mod families;
 mod failures;
 mod lifecycle;
+mod shared;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
