@@ -298,9 +298,10 @@ impl Source {
             }
             (Some(status), _) => return self.failed(loaded, fetcher, meta.fetched_at_ms, &format!("the endpoint answered {status}")),
         };
-        if let Err(why) = self.validate(&body) {
-            return self.failed(loaded, fetcher, meta.fetched_at_ms, &why);
-        }
+        let document = match self.parse(loaded, &body) {
+            Ok(document) => document,
+            Err(why) => return self.failed(loaded, fetcher, meta.fetched_at_ms, &why),
+        };
         let now = fetcher.now_ms();
         let generation = meta.generation.saturating_add(1).max(1);
         let mut stored = generation.to_le_bytes().to_vec();
@@ -316,13 +317,17 @@ impl Source {
                 *m = Meta { generation, fetched_at_ms: now, next_fetch_ms: now.saturating_add(fresh_ms), lease_until_ms: 0, ..*m };
             });
         }
-        self.install(loaded, cache, fetcher, &body, generation);
+        self.install(loaded, cache, fetcher, document, generation);
     }
 
-    fn validate(&self, body: &[u8]) -> Result<(), String> {
+    /// The document, parsed: a fetch that does not parse is a failed fetch.
+    fn parse(&self, loaded: &Loaded, body: &[u8]) -> Result<Document, String> {
         match self.kind {
-            Kind::Keys => Ok(()),
-            Kind::Revocations => Revocation::parse_list(body).map(|_| ()),
+            Kind::Keys => {
+                let jwks = loaded.remote.get(self.provider).and_then(|r| r.jwks.as_ref()).ok_or("the provider has no jwks")?;
+                jwks::parse(body, jwks).map(Document::Keys)
+            }
+            Kind::Revocations => Revocation::parse_list(body).map(Document::Revocations),
         }
     }
 
@@ -358,50 +363,52 @@ impl Source {
     fn install_shared(&mut self, loaded: &Loaded, cache: &mut TokenCache, fetcher: &mut dyn Fetcher, generation: u64) {
         let Some((stored, _)) = fetcher.shared_get(&self.body_key()) else { return };
         let Some((stamp, body)) = stored.split_first_chunk::<8>() else { return };
-        if u64::from_le_bytes(*stamp) == generation {
-            self.install(loaded, cache, fetcher, body, generation);
+        if u64::from_le_bytes(*stamp) != generation {
+            return; // written again since: the next tick reads it
+        }
+        match self.parse(loaded, body) {
+            Ok(document) => self.install(loaded, cache, fetcher, document, generation),
+            Err(why) => {
+                self.installed = generation;
+                fetcher.log(Level::Error, &format!("{}: the shared document does not parse: {why}", self.name(loaded)));
+            }
         }
     }
 
-    fn install(&mut self, loaded: &Loaded, cache: &mut TokenCache, fetcher: &mut dyn Fetcher, body: &[u8], generation: u64) {
+    fn install(&mut self, loaded: &Loaded, cache: &mut TokenCache, fetcher: &mut dyn Fetcher, document: Document, generation: u64) {
         self.installed = generation;
         let Some(provider) = loaded.providers.get(self.provider) else { return };
         let name = self.name(loaded);
-        match self.kind {
-            Kind::Keys => {
-                let Some(jwks) = loaded.remote.get(self.provider).and_then(|r| r.jwks.as_ref()) else { return };
-                match jwks::parse(body, jwks) {
-                    Ok(fetched) => {
-                        for skipped in &fetched.skipped {
-                            fetcher.log(Level::Warn, &format!("{name}: skipped {skipped}"));
-                        }
-                        let kids: Vec<&str> = fetched.keys.iter().map(|k| k.kid.as_str()).collect();
-                        fetcher.log(Level::Info, &format!("{name}: {} keys installed ({})", fetched.keys.len(), kids.join(", ")));
-                        let valid: Vec<[u8; 32]> = provider.keys.iter().chain(&fetched.keys).map(|k| k.fingerprint).collect();
-                        // A key the provider withdrew takes the tokens it verified with it.
-                        let index = self.provider;
-                        cache.retain(|v| v.provider_index != index || valid.contains(&v.key_fingerprint));
-                        if let Ok(mut slot) = provider.fetched.try_borrow_mut() {
-                            *slot = Some(fetched.keys);
-                        }
-                        provider.unknown_kid_at.set(0);
-                    }
-                    Err(why) => fetcher.log(Level::Error, &format!("{name}: the shared document does not parse: {why}")),
+        match document {
+            Document::Keys(fetched) => {
+                for skipped in &fetched.skipped {
+                    fetcher.log(Level::Warn, &format!("{name}: skipped {skipped}"));
+                }
+                let kids: Vec<&str> = fetched.keys.iter().map(|k| k.kid.as_str()).collect();
+                fetcher.log(Level::Info, &format!("{name}: {} keys installed ({})", fetched.keys.len(), kids.join(", ")));
+                let valid: Vec<[u8; 32]> = provider.keys.iter().chain(&fetched.keys).map(|k| k.fingerprint).collect();
+                // A key the provider withdrew takes the tokens it verified with it.
+                let index = self.provider;
+                cache.retain(|v| v.provider_index != index || valid.contains(&v.key_fingerprint));
+                if let Ok(mut slot) = provider.fetched.try_borrow_mut() {
+                    *slot = Some(fetched.keys);
+                }
+                provider.unknown_kid_at.set(0);
+            }
+            Document::Revocations(list) => {
+                fetcher.log(Level::Info, &format!("{name}: {} token ids and {} subjects revoked", list.token_ids.len(), list.subjects.len()));
+                if let Ok(mut slot) = provider.revoked_fetched.try_borrow_mut() {
+                    *slot = Revoked::new(&list);
                 }
             }
-            Kind::Revocations => match Revocation::parse_list(body) {
-                Ok(list) => {
-                    let revoked = Revoked::new(&list);
-                    fetcher.log(Level::Info, &format!("{name}: {} token ids and {} subjects revoked", list.token_ids.len(), list.subjects.len()));
-                    if let Ok(mut slot) = provider.revoked_fetched.try_borrow_mut() {
-                        *slot = revoked;
-                    }
-                }
-                Err(why) => fetcher.log(Level::Error, &format!("{name}: the shared document does not parse: {why}")),
-            },
         }
         fetcher.count(metrics::INSTALLS);
     }
+}
+
+enum Document {
+    Keys(jwks::FetchedKeys),
+    Revocations(Revocation),
 }
 
 #[cfg(test)]

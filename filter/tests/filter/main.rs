@@ -7,6 +7,7 @@ mod attacks;
 mod examples;
 mod hosts;
 mod mock;
+mod remote;
 mod requests;
 mod trust;
 mod vectors;

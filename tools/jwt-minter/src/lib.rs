@@ -75,6 +75,69 @@ impl Signer {
     }
 }
 
+impl Signer {
+    /// The public half as a JWK (`kty`, `n`/`e` or `crv`/`x`/`y`), without `kid`, `alg` or
+    /// `use`; `None` for an HMAC secret.
+    pub fn public_jwk(&self) -> Option<serde_json::Value> {
+        use serde_json::json;
+        let point = |x: &[u8], y: &[u8], crv: &str| json!({"kty": "EC", "crv": crv, "x": encode(x), "y": encode(y)});
+        Some(match self {
+            Signer::Rsa(_, key) => {
+                use rsa::traits::PublicKeyParts;
+                json!({"kty": "RSA", "n": encode(&key.n().to_bytes_be()), "e": encode(&key.e().to_bytes_be())})
+            }
+            Signer::Es256(key) => {
+                let encoded = key.verifying_key().to_encoded_point(false);
+                point(encoded.x()?, encoded.y()?, "P-256")
+            }
+            Signer::Es384(key) => {
+                let encoded = key.verifying_key().to_encoded_point(false);
+                point(encoded.x()?, encoded.y()?, "P-384")
+            }
+            Signer::Es512(key) => {
+                let encoded = p521::ecdsa::VerifyingKey::from(key.as_ref()).to_encoded_point(false);
+                point(encoded.x()?, encoded.y()?, "P-521")
+            }
+            Signer::EdDsa(key) => json!({"kty": "OKP", "crv": "Ed25519", "x": encode(key.verifying_key().as_bytes())}),
+            Signer::Hs256(_) | Signer::Hs384(_) | Signer::Hs512(_) => return None,
+        })
+    }
+}
+
+/// A JWKS document shaped like an identity provider's (Keycloak's, Auth0's): each signing key
+/// with `kid`, `use: sig`, `alg` when `with_alg`, and an `x5c`/`x5t` the filter ignores;
+/// beside them what a real document also holds and the filter must skip: an encryption key
+/// (`use: enc`, RSA-OAEP), a key type it does not know, and a secp256k1 key.
+pub fn idp_jwks(keys: &[(&Signer, &str, &str)], with_alg: bool) -> serde_json::Value {
+    use serde_json::json;
+    let mut entries = Vec::new();
+    for (signer, kid, alg) in keys {
+        let Some(mut jwk) = signer.public_jwk() else { continue };
+        if let Some(object) = jwk.as_object_mut() {
+            object.insert("kid".into(), json!(kid));
+            object.insert("use".into(), json!("sig"));
+            if with_alg {
+                object.insert("alg".into(), json!(alg));
+            }
+            // Not a real certificate: the filter never reads x5c (the key is its members).
+            object.insert("x5c".into(), json!([encode(format!("certificate of {kid}").as_bytes())]));
+            object.insert("x5t".into(), json!(encode(kid.as_bytes())));
+        }
+        entries.push(jwk);
+    }
+    if let Some(Some(mut enc)) = keys.first().map(|(signer, _, _)| signer.public_jwk()) {
+        if let Some(object) = enc.as_object_mut() {
+            object.insert("kid".into(), json!("enc-1"));
+            object.insert("use".into(), json!("enc"));
+            object.insert("alg".into(), json!("RSA-OAEP"));
+        }
+        entries.push(enc);
+    }
+    entries.push(json!({"kid": "pq-1", "kty": "AKP", "alg": "ML-DSA-44", "pub": encode(b"post-quantum")}));
+    entries.push(json!({"kid": "k1-1", "kty": "EC", "crv": "secp256k1", "alg": "ES256K", "x": encode(&[1; 32]), "y": encode(&[2; 32])}));
+    json!({"keys": entries})
+}
+
 pub fn encode(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }

@@ -1,0 +1,348 @@
+//! Remote key sets and revocation lists (#16), natively: the fetcher behind a test host that
+//! plays the shared data of several workers (with ngx_wasm_module's strict compare-and-swap)
+//! and the identity provider, and requests through the engine on each worker. The same
+//! scenarios run in the real module under both host profiles in `wasm.rs`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+use decision_table::bundle::Endpoint;
+use jwt_minter::Signer;
+use policy_filter::cache::TokenCache;
+use policy_filter::config::Loaded;
+use policy_filter::engine::{self, Flow};
+use policy_filter::host::Level;
+use policy_filter::remote::{self, Answer, Fetcher, Remote};
+use serde_json::{Value, json};
+
+use crate::mock::{MockHost, NOW, example_bundle, load, signer};
+
+const ISSUER: &str = "https://idp.example/realms/acme";
+
+/// The proxy's side: shared data, the clock, the callouts made, logs and metrics.
+#[derive(Default)]
+struct World {
+    shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+    now_ms: Cell<u64>,
+    next_token: Cell<u32>,
+    /// (worker, token, path) of every callout.
+    calls: RefCell<Vec<(usize, u32, String)>>,
+    logs: RefCell<Vec<String>>,
+    counters: RefCell<HashMap<String, u64>>,
+    gauges: RefCell<HashMap<String, u64>>,
+}
+
+struct WorkerFetcher<'a> {
+    world: &'a World,
+    worker: usize,
+}
+
+impl Fetcher for WorkerFetcher<'_> {
+    fn now_ms(&self) -> u64 {
+        self.world.now_ms.get()
+    }
+
+    fn shared_get(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.world.shared.borrow().get(key).cloned()
+    }
+
+    fn shared_set(&mut self, key: &str, value: &[u8], cas: u32) -> bool {
+        // ngx_wasm_module's rule (the stricter): cas must be the current one, 0 when absent.
+        let mut shared = self.world.shared.borrow_mut();
+        let current = shared.get(key).map_or(0, |(_, cas)| *cas);
+        if cas != current {
+            return false;
+        }
+        shared.insert(key.to_string(), (value.to_vec(), current + 1));
+        true
+    }
+
+    fn dispatch(&mut self, endpoint: &Endpoint) -> Result<u32, String> {
+        let token = self.world.next_token.get() + 1;
+        self.world.next_token.set(token);
+        self.world.calls.borrow_mut().push((self.worker, token, endpoint.path.clone()));
+        Ok(token)
+    }
+
+    fn log(&mut self, _: Level, message: &str) {
+        self.world.logs.borrow_mut().push(message.to_string());
+    }
+
+    fn count(&mut self, name: &str) {
+        *self.world.counters.borrow_mut().entry(name.to_string()).or_default() += 1;
+    }
+
+    fn gauge(&mut self, name: &str, value: u64) {
+        self.world.gauges.borrow_mut().insert(name.to_string(), value);
+    }
+}
+
+struct Worker {
+    index: usize,
+    loaded: Loaded,
+    remote: Remote,
+    cache: TokenCache,
+}
+
+impl Worker {
+    fn new(index: usize) -> Worker {
+        let loaded = load(&example_bundle());
+        let remote = Remote::new(&loaded);
+        Worker { index, loaded, remote, cache: TokenCache::with_rejected(64, 64) }
+    }
+
+    fn tick(&mut self, world: &World) {
+        self.remote.on_tick(&self.loaded, &mut self.cache, &mut WorkerFetcher { world, worker: self.index });
+    }
+
+    fn answer(&mut self, world: &World, token: u32, answer: Answer) {
+        let handled = self.remote.on_answer(&self.loaded, &mut self.cache, &mut WorkerFetcher { world, worker: self.index }, token, answer);
+        assert!(handled, "token {token} is one of this worker's callouts");
+    }
+
+    /// `GET /users/me` with `token`, at the world's time: the status and the host.
+    fn get(&mut self, world: &World, token: &str) -> (u32, MockHost) {
+        let mut host = MockHost::request("GET", "/users/me").bearer(token);
+        host.now = world.now_ms.get() / 1000;
+        let flow = engine::on_request_headers(&self.loaded, &mut self.cache, &mut host);
+        (if flow == Flow::Continue { 200 } else { host.status().unwrap_or(0) }, host)
+    }
+}
+
+fn ok(body: &Value) -> Answer {
+    ok_with(body, None)
+}
+
+fn ok_with(body: &Value, cache_control: Option<&str>) -> Answer {
+    let body = body.to_string().into_bytes();
+    Answer { status: Some(200), cache_control: cache_control.map(str::to_string), body_size: body.len(), body: Some(body) }
+}
+
+fn rsa_key() -> Signer {
+    signer("RS256", "platform.EXAMPLE-ONLY.key")
+}
+
+fn ec_key() -> Signer {
+    signer("ES256", "partner-es256.EXAMPLE-ONLY.key")
+}
+
+/// A token of the identity provider for `sub`, signed by `key` (`alg`, `kid`), over `extra`.
+fn idp_token(key: &Signer, alg: &str, kid: &str, sub: &str, extra: Value) -> String {
+    let mut claims = json!({"iss": ISSUER, "aud": "api.example", "sub": sub, "roles": "user", "iat": NOW - 60, "exp": NOW + 3600});
+    claims.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    jwt_minter::mint(key, alg, Some(kid), &claims)
+}
+
+fn world() -> World {
+    let world = World::default();
+    world.now_ms.set(NOW * 1000);
+    world
+}
+
+fn advance(world: &World, seconds: u64) {
+    world.now_ms.set(world.now_ms.get() + seconds * 1000);
+}
+
+/// The callouts made so far to `path` (the JWKS's or the revocation list's).
+fn calls_to(world: &World, path: &str) -> Vec<(usize, u32)> {
+    world.calls.borrow().iter().filter(|(_, _, p)| p == path).map(|(w, t, _)| (*w, *t)).collect()
+}
+
+const CERTS: &str = "/realms/acme/protocol/openid-connect/certs";
+const REVOCATIONS: &str = "/realms/acme/revocations";
+
+fn last_call(world: &World, path: &str) -> (usize, u32) {
+    *calls_to(world, path).last().expect("a callout was made")
+}
+
+#[test]
+fn issue16_a_remote_key_set_is_fetched_at_start_and_shared_by_every_worker() {
+    let world = world();
+    let (mut first, mut second) = (Worker::new(0), Worker::new(1));
+    let (rsa, ec) = (rsa_key(), ec_key());
+    let token = idp_token(&rsa, "RS256", "rsa-1", "ana", json!({}));
+
+    // Before the first fetch: a 401 saying why, and no callout from the request path.
+    let (status, host) = first.get(&world, &token);
+    assert_eq!(status, 401);
+    assert!(host.response_header("www-authenticate").unwrap().contains("has published no keys yet"), "{:?}", host.response);
+    assert!(world.calls.borrow().is_empty(), "requests never fetch");
+
+    // The first tick of each worker: one fetch between them.
+    first.tick(&world);
+    second.tick(&world);
+    assert_eq!(calls_to(&world, CERTS).len(), 1, "one worker holds the lease, the other waits");
+    let (worker, call) = last_call(&world, CERTS);
+    assert_eq!(worker, 0);
+    let document = jwt_minter::idp_jwks(&[(&rsa, "rsa-1", "RS256"), (&ec, "ec-1", "ES256")], true);
+    first.answer(&world, call, ok(&document));
+    assert_eq!(first.get(&world, &token).0, 200, "the fetching worker installs at once");
+
+    // The other worker installs the shared set on its next tick, without fetching.
+    second.tick(&world);
+    assert_eq!(calls_to(&world, CERTS).len(), 1);
+    assert_eq!(second.get(&world, &token).0, 200);
+    assert_eq!(second.get(&world, &idp_token(&ec, "ES256", "ec-1", "ana", json!({}))).0, 200);
+
+    // What a real document holds beside the signing keys is skipped, each with its reason.
+    let logs = world.logs.borrow().join("\n");
+    for expected in ["\"enc-1\": `use` is \"enc\"", "\"pq-1\": the key type \"AKP\" is not supported", "\"k1-1\": the curve secp256k1 is not supported", "2 keys installed (rsa-1, ec-1)"] {
+        assert!(logs.contains(expected), "{expected:?} in\n{logs}");
+    }
+    assert_eq!(world.gauges.borrow().get("policy_filter_jwks_age_seconds_idp"), Some(&0));
+}
+
+#[test]
+fn issue16_rotation_a_new_kid_is_fetched_early_rate_limited_and_a_withdrawn_key_drops_its_tokens() {
+    let world = world();
+    let mut worker = Worker::new(0);
+    let (rsa, ec) = (rsa_key(), ec_key());
+    worker.tick(&world);
+    let (_, call) = last_call(&world, CERTS);
+    worker.answer(&world, call, ok_with(&jwt_minter::idp_jwks(&[(&rsa, "rsa-1", "RS256")], true), Some("max-age=600")));
+    let old = idp_token(&rsa, "RS256", "rsa-1", "ana", json!({}));
+    assert_eq!(worker.get(&world, &old).0, 200);
+    assert_eq!(worker.get(&world, &old).0, 200, "now cached");
+
+    // The IdP starts signing with a new key before the refresh: the first token is refused,
+    // the next tick fetches early, and the token is accepted from then on.
+    let new = idp_token(&ec, "ES256", "ec-2", "ana", json!({}));
+    assert_eq!(worker.get(&world, &new).0, 401);
+    advance(&world, 1);
+    worker.tick(&world);
+    assert_eq!(calls_to(&world, CERTS).len(), 2, "an unknown kid fetches early");
+    let rotated = jwt_minter::idp_jwks(&[(&ec, "ec-2", "ES256")], true);
+    let (_, call) = last_call(&world, CERTS);
+    worker.answer(&world, call, ok_with(&rotated, Some("max-age=600")));
+    assert_eq!(worker.get(&world, &new).0, 200);
+
+    // The old key is gone from the set: its cached token is dropped and refused.
+    let (status, host) = worker.get(&world, &old);
+    assert_eq!(status, 401, "a withdrawn key stops verifying, cached tokens included");
+    assert!(host.response_header("www-authenticate").unwrap().contains("not signed by a trusted key"));
+
+    // A flood of random kids costs at most one early fetch per unknown_kid_seconds (30).
+    for second in 0..90 {
+        let random = idp_token(&ec, "ES256", &format!("random-{second}"), "ana", json!({}));
+        assert_eq!(worker.get(&world, &random).0, 401);
+        advance(&world, 1);
+        worker.tick(&world);
+        if let Some((_, call)) = world.calls.borrow().last().map(|(w, t, _)| (*w, *t)).filter(|(_, t)| worker.remote.max_bytes(*t).is_some()) {
+            worker.answer(&world, call, ok_with(&rotated, Some("max-age=600")));
+        }
+    }
+    let early = calls_to(&world, CERTS).len() - 2;
+    assert!((3..=4).contains(&early), "{early} early fetches in 90 s of random kids");
+}
+
+#[test]
+fn issue16_an_outage_keeps_the_last_good_set_and_retries_after_retry_seconds() {
+    let world = world();
+    let mut worker = Worker::new(0);
+    let rsa = rsa_key();
+    let token = idp_token(&rsa, "RS256", "rsa-1", "ana", json!({}));
+    worker.tick(&world);
+    let (_, call) = last_call(&world, CERTS);
+    let good = jwt_minter::idp_jwks(&[(&rsa, "rsa-1", "RS256")], true);
+    worker.answer(&world, call, ok_with(&good, Some("max-age=60")));
+
+    let oversized = Answer { status: Some(200), cache_control: None, body_size: 200_000, body: None };
+    let failures: Vec<(&str, Answer)> = vec![
+        ("the endpoint answered 503", Answer { status: Some(503), cache_control: None, body_size: 0, body: Some(Vec::new()) }),
+        ("the callout failed (timeout or connection error)", Answer { status: None, cache_control: None, body_size: 0, body: None }),
+        ("not a JWKS document", ok(&json!("<html>login</html>"))),
+        ("over max_bytes (131072)", oversized),
+        ("holds no usable key", ok(&json!({"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "hs"}, {"kty": "RSA", "n": "AQAB", "e": "AQAB", "d": "AQAB", "kid": "private"}]}))),
+        ("no answer within the timeout", Answer { status: None, cache_control: None, body_size: 0, body: None }),
+    ];
+    advance(&world, 60);
+    let mut made = calls_to(&world, CERTS).len();
+    for (expected, answer) in failures {
+        worker.tick(&world);
+        assert_eq!(calls_to(&world, CERTS).len(), made + 1, "due: {expected}");
+        made += 1;
+        let (_, call) = last_call(&world, CERTS);
+        if expected == "no answer within the timeout" {
+            // The host never answers: given up at timeout + 1 s.
+            advance(&world, 5);
+            worker.tick(&world);
+            assert_eq!(calls_to(&world, CERTS).len(), made, "still in flight");
+            advance(&world, 1);
+            worker.tick(&world);
+        } else {
+            worker.answer(&world, call, answer);
+        }
+        let logs = world.logs.borrow().last().cloned().unwrap_or_default();
+        assert!(logs.contains(expected) && logs.contains("keeping the one fetched") && logs.contains("next attempt in 10 s"), "{expected:?}: {logs}");
+        assert_eq!(worker.get(&world, &token).0, 200, "the last good set still verifies ({expected})");
+        advance(&world, 9);
+        worker.tick(&world);
+        assert_eq!(calls_to(&world, CERTS).len(), made, "no retry before retry_seconds");
+        advance(&world, 1);
+    }
+    let key_set_failures = world.logs.borrow().iter().filter(|line| line.contains("key set: fetching")).count();
+    assert_eq!(key_set_failures, 6);
+    assert!(world.counters.borrow()[remote::metrics::FETCH_FAILURES] >= 6, "counted (with the unanswered revocation list's)");
+    assert!(world.gauges.borrow()["policy_filter_jwks_age_seconds_idp"] >= 100, "the age says how stale the set is");
+}
+
+#[test]
+fn issue16_keys_are_bound_to_one_algorithm_whatever_the_document_says() {
+    let world = world();
+    let mut worker = Worker::new(0);
+    let (rsa, ec) = (rsa_key(), ec_key());
+    worker.tick(&world);
+    let (_, call) = last_call(&world, CERTS);
+    // Without `alg`: an RSA key verifies the provider's RSA algorithms (RS256 here), an EC
+    // key its curve's. A key whose `alg` the provider does not accept is skipped.
+    let mut document = jwt_minter::idp_jwks(&[(&rsa, "rsa-1", "RS256"), (&ec, "ec-1", "ES256")], false);
+    let mut ps = rsa.public_jwk().unwrap();
+    ps.as_object_mut().unwrap().extend(json!({"kid": "ps-1", "alg": "PS256"}).as_object().unwrap().clone());
+    document["keys"].as_array_mut().unwrap().push(ps);
+    worker.answer(&world, call, ok(&document));
+    assert_eq!(worker.get(&world, &idp_token(&rsa, "RS256", "rsa-1", "ana", json!({}))).0, 200);
+    assert_eq!(worker.get(&world, &idp_token(&ec, "ES256", "ec-1", "ana", json!({}))).0, 200);
+    let ps_token = jwt_minter::mint(&signer("PS256", "platform.EXAMPLE-ONLY.key"), "PS256", Some("rsa-1"), &json!({"iss": ISSUER, "aud": "api.example", "sub": "ana", "roles": "user", "iat": NOW - 60, "exp": NOW + 3600}));
+    assert_eq!(worker.get(&world, &ps_token).0, 401, "the RSA key is bound to RS256, not to what a token says");
+    assert!(world.logs.borrow().join("\n").contains("\"ps-1\": `alg` PS256 is not among the provider's algorithms"));
+}
+
+#[test]
+fn issue16_revoked_tokens_and_subjects_are_refused_even_from_the_cache() {
+    let world = world();
+    let mut worker = Worker::new(0);
+    let rsa = rsa_key();
+    worker.tick(&world);
+    let (_, call) = last_call(&world, CERTS);
+    worker.answer(&world, call, ok(&jwt_minter::idp_jwks(&[(&rsa, "rsa-1", "RS256")], true)));
+
+    // The bundle's list: a jti, a subject for good, and one for tokens issued before 1800000000.
+    let refused = |worker: &mut Worker, token: &str| {
+        let (status, host) = worker.get(&world, token);
+        status == 401 && host.response_header("www-authenticate").is_some_and(|h| h.contains("the token has been revoked"))
+    };
+    assert!(refused(&mut worker, &idp_token(&rsa, "RS256", "rsa-1", "ana", json!({"jti": "leaked-7f3a"}))));
+    assert!(refused(&mut worker, &idp_token(&rsa, "RS256", "rsa-1", "mallory", json!({}))));
+    assert!(refused(&mut worker, &idp_token(&rsa, "RS256", "rsa-1", "bob", json!({"iat": NOW - 60}))), "issued before re-enablement");
+    advance(&world, 10);
+    let bob_after = idp_token(&rsa, "RS256", "rsa-1", "bob", json!({"iat": NOW + 5}));
+    assert_eq!(worker.get(&world, &bob_after).0, 200, "a token issued after the subject's re-enablement works");
+
+    // The fetched list: a token accepted and cached is refused once its jti is listed.
+    let carol = idp_token(&rsa, "RS256", "rsa-1", "carol", json!({"jti": "c-1"}));
+    assert_eq!(worker.get(&world, &carol).0, 200);
+    assert_eq!(worker.get(&world, &carol).0, 200);
+    let (_, call) = last_call(&world, REVOCATIONS);
+    worker.answer(&world, call, ok(&json!({"token_ids": ["c-1"], "subjects": {"dave": null}})));
+    assert!(refused(&mut worker, &carol), "revoked while in the token cache");
+    assert!(refused(&mut worker, &idp_token(&rsa, "RS256", "rsa-1", "dave", json!({}))));
+    assert!(refused(&mut worker, &idp_token(&rsa, "RS256", "rsa-1", "mallory", json!({}))), "the bundle's list still applies");
+
+    // A malformed list keeps the last good one.
+    advance(&world, 31);
+    worker.tick(&world);
+    let (_, call) = last_call(&world, REVOCATIONS);
+    worker.answer(&world, call, ok(&json!({"jti": ["typo"]})));
+    assert!(refused(&mut worker, &carol));
+    assert!(world.logs.borrow().last().unwrap().contains("revocation list"));
+}
