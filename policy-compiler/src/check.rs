@@ -25,6 +25,17 @@ pub fn lint(file: &PolicyFile, policies: &[SourcePolicy], settings: &Settings, p
             None => problem.in_file(&file.source),
         }
     };
+    // A key set or revocation list fetched over plain HTTP can be replaced by anyone on the
+    // way, and with it every key.
+    for provider in providers {
+        let fetched = provider.jwks.iter().map(|j| ("jwks", &j.endpoint)).chain(provider.revocation.endpoint.iter().map(|e| ("revocation list", e)));
+        for (what, endpoint) in fetched {
+            if endpoint.scheme == "http" {
+                let message = format!("provider {:?}: its {what} is fetched over plain http ({}{})", provider.name, endpoint.authority, endpoint.path);
+                found.push(Problem::warning("plain-http-fetch", message).in_file(&file.source).help("use an https URI (on Envoy, a cluster with TLS)"));
+            }
+        }
+    }
     let mapped: Vec<&String> = settings.actions.values().collect();
     for policy in policies {
         let empty = [("subjects", &policy.subjects), ("resources", &policy.resources), ("actions", &policy.actions)]

@@ -131,6 +131,8 @@ pub struct ProviderTrust {
     pub name: String,
     pub issuer: Option<String>,
     pub trust: Trust,
+    /// The bundle's revocation list (a fetched one is not known here).
+    pub revocation: decision_table::bundle::Revocation,
 }
 
 /// A policy file ready to answer requests two ways: the compiled table and the reference.
@@ -155,7 +157,7 @@ pub fn prepare(file: &PolicyFile) -> Result<Prepared, Vec<Problem>> {
         .iter()
         .map(|p| {
             let trust = Trust::new(&p.may_assert).map_err(|e| vec![Problem::error("may-assert", format!("provider {:?}: {e}", p.name))])?;
-            Ok(ProviderTrust { name: p.name.clone(), issuer: p.issuer.clone(), trust })
+            Ok(ProviderTrust { name: p.name.clone(), issuer: p.issuer.clone(), trust, revocation: p.revocation.clone() })
         })
         .collect::<Result<_, Vec<Problem>>>()?;
     Ok(Prepared { settings, policies, evaluator, providers, ignore })
@@ -229,20 +231,27 @@ pub fn decide(
         (subject, attributes)
     } else {
         let chosen = match provider {
-            None if prepared.providers.is_empty() => Ok(("", &Trust::Any)),
-            Some(name) => prepared.providers.iter().find(|p| p.name == name).map(|p| (p.name.as_str(), &p.trust)).ok_or(format!("the bundle has no provider {name:?}")),
+            None if prepared.providers.is_empty() => Ok(None),
+            Some(name) => prepared.providers.iter().find(|p| p.name == name).map(Some).ok_or(format!("the bundle has no provider {name:?}")),
             None => provider_for_issuer(&prepared.providers, |p| p.issuer.as_deref(), claims.get("iss").and_then(Value::as_str))
-                .map(|p| (p.name.as_str(), &p.trust))
+                .map(Some)
                 .ok_or("401: no provider takes the token's issuer".to_string()),
         };
-        let (provider, trust) = match chosen {
+        let chosen = match chosen {
             Ok(chosen) => chosen,
             Err(why) => return Ok(Answer::Unauthenticated(why)),
         };
-        match attributes_from_claims(claims, &prepared.settings.claims, provider, trust) {
+        let (provider, trust) = chosen.map_or(("", &Trust::Any), |p| (p.name.as_str(), &p.trust));
+        let found = match attributes_from_claims(claims, &prepared.settings.claims, provider, trust) {
             Ok(found) => found,
             Err(_) => return Ok(Answer::Unauthenticated(format!("401: provider {provider:?} may not assert the subject"))),
+        };
+        if let Some(chosen) = chosen
+            && revoked(&chosen.revocation, claims, &found.0)
+        {
+            return Ok(Answer::Unauthenticated(format!("401: the token has been revoked (provider {provider:?}'s revocation list in the bundle)")));
         }
+        found
     };
     if let Some(ip) = client_ip {
         attributes.insert("clientIP", vec![ip.to_string()]);
@@ -257,6 +266,20 @@ pub fn decide(
         )));
     }
     Ok(Answer::Decided { allowed: decision.allowed(), policy: decision.policy.map(str::to_string), trace })
+}
+
+/// Whether the bundle's revocation list names the token, as the module reads it: its `jti`, or
+/// its subject (every token, or those issued before the listed time; without `iat`, revoked).
+fn revoked(list: &decision_table::bundle::Revocation, claims: &Map<String, Value>, subject: &str) -> bool {
+    let jti = claims.get("jti").and_then(Value::as_str);
+    if jti.is_some_and(|jti| list.token_ids.iter().any(|id| id == jti)) {
+        return true;
+    }
+    match list.subjects.get(subject) {
+        None => false,
+        Some(None) => true,
+        Some(Some(before)) => claims.get("iat").and_then(Value::as_u64).is_none_or(|iat| iat < *before),
+    }
 }
 
 /// The payload of a JWT, unverified (for `explain --token`).
@@ -435,8 +458,11 @@ pub fn inspect(path: &Path, format: Format) -> Exit {
         .iter()
         .flat_map(|p| p.keys.iter().map(move |k| json!({"provider": p.name, "issuer": p.issuer, "kid": k.get("kid"), "alg": k.get("alg"), "kty": k.get("kty")})))
         .collect();
-    let providers: Vec<Value> =
-        bundle.providers.iter().map(|p| json!({"name": p.name, "issuer": p.issuer, "audiences": p.audiences, "may_assert": p.may_assert})).collect();
+    let providers: Vec<Value> = bundle
+        .providers
+        .iter()
+        .map(|p| json!({"name": p.name, "issuer": p.issuer, "audiences": p.audiences, "may_assert": p.may_assert, "jwks": p.jwks, "revocation": p.revocation}))
+        .collect();
     let summary = json!({
         "format": bundle.format,
         "bytes": text.len(),
@@ -474,6 +500,16 @@ pub fn inspect(path: &Path, format: Format) -> Exit {
                     }
                 };
                 println!("  provider {}: {issuer}; {audiences}; {may_assert}", provider.name);
+                if let Some(jwks) = &provider.jwks {
+                    println!("    jwks: {}", describe_endpoint(&jwks.endpoint));
+                }
+                let revocation = &provider.revocation;
+                if !revocation.is_empty() {
+                    println!("    revoked: {} token ids, {} subjects", revocation.token_ids.len(), revocation.subjects.len());
+                }
+                if let Some(endpoint) = &revocation.endpoint {
+                    println!("    revocation list: {}", describe_endpoint(endpoint));
+                }
             }
             for key in &keys {
                 println!("  key: provider {} kid {} alg {} ({})", key["provider"], key["kid"], key["alg"], key["kty"]);
@@ -519,4 +555,21 @@ pub fn render(template: &Path, bundle: &Path, output: Option<&Path>) -> Exit {
             Exit::Success
         }
     }
+}
+
+/// An endpoint as `inspect` and `explain` show it.
+pub fn describe_endpoint(endpoint: &decision_table::bundle::Endpoint) -> String {
+    format!(
+        "{}://{}{} via {} (refresh {} s, max-age held to {}..{} s, retry {} s, timeout {} ms, at most {} bytes)",
+        endpoint.scheme,
+        endpoint.authority,
+        endpoint.path,
+        endpoint.upstream,
+        endpoint.refresh_seconds,
+        endpoint.min_refresh_seconds,
+        endpoint.max_refresh_seconds,
+        endpoint.retry_seconds,
+        endpoint.timeout_ms,
+        endpoint.max_bytes
+    )
 }

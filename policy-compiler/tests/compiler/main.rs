@@ -5,6 +5,7 @@
 mod agreement;
 mod cli;
 mod inputs;
+mod remote;
 mod trust;
 
 use std::path::PathBuf;
