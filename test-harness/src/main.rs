@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use proxy_wasm_harness::cases::{self, CaseFile};
-use proxy_wasm_harness::{HostProfile, Limits, Plugin, ProxyWasmModule, Request, bench, workspace};
+use proxy_wasm_harness::cases::{self, CaseFile, Replay};
+use proxy_wasm_harness::{HostProfile, Limits, Plugin, PluginBuilder, ProxyWasmModule, Request, bench, workspace};
 
 #[derive(Parser)]
 #[command(name = "pw-harness", version, about = "Run proxy-wasm 0.2.1 modules offline, the way Envoy or NGINX with ngx_wasm_module does")]
@@ -101,8 +101,13 @@ fn read(path: &Path) -> Result<Vec<u8>, LoadFailure> {
     std::fs::read(path).map_err(|e| LoadFailure(format!("cannot read {}: {e}", path.display())))
 }
 
-fn start(wasm: &Path, load: &LoadArgs, file: &CaseFile, verbose: bool, limits: Limits) -> Result<Plugin, LoadFailure> {
-    let module = ProxyWasmModule::from_bytes(&read(wasm)?, limits).map_err(|e| LoadFailure(format!("{}: {e}", wasm.display())))?;
+fn compile(wasm: &Path, limits: Limits) -> Result<ProxyWasmModule, LoadFailure> {
+    ProxyWasmModule::from_bytes(&read(wasm)?, limits).map_err(|e| LoadFailure(format!("{}: {e}", wasm.display())))
+}
+
+/// The plugin as the command line and the case file set it up, before the case file's
+/// upstreams and zones (`cases::prepare`).
+fn builder<'m>(module: &'m ProxyWasmModule, load: &LoadArgs, file: &CaseFile, verbose: bool) -> Result<PluginBuilder<'m>, LoadFailure> {
     let mut builder = module
         .plugin()
         .host(load.host.or(file.host).unwrap_or_default())
@@ -115,6 +120,13 @@ fn start(wasm: &Path, load: &LoadArgs, file: &CaseFile, verbose: bool, limits: L
     for name in &load.without_foreign_function {
         builder = builder.without_foreign_function(name);
     }
+    Ok(builder)
+}
+
+/// One plugin with the case file's upstreams and zones (for the bench).
+fn start(wasm: &Path, load: &LoadArgs, file: &CaseFile, limits: Limits) -> Result<Plugin, LoadFailure> {
+    let module = compile(wasm, limits)?;
+    let (builder, _upstreams) = cases::prepare(file, builder(&module, load, file, false)?).map_err(LoadFailure)?;
     builder.start().map_err(|e| LoadFailure(format!("{}: {e}", wasm.display())))
 }
 
@@ -127,10 +139,12 @@ fn say(line: &str) -> bool {
 
 fn run(load: &LoadArgs, json: bool, verbose: bool) -> Result<ExitCode, LoadFailure> {
     let file = cases::load(&load.cases).map_err(LoadFailure)?;
-    let mut plugin = start(&load.wasm, load, &file, verbose, Limits::default())?;
+    let module = compile(&load.wasm, Limits::default())?;
+    let mut replay = Replay::start(&file, builder(&module, load, &file, verbose)?)
+        .map_err(|e| LoadFailure(format!("{}: {e}", load.wasm.display())))?;
     let (mut passed, mut failed) = (0, 0);
     for case in &file.cases {
-        let result = cases::run_case(&mut plugin, case);
+        let result = replay.run(case);
         if result.passed {
             passed += 1;
         } else {
@@ -154,9 +168,11 @@ fn run(load: &LoadArgs, json: bool, verbose: bool) -> Result<ExitCode, LoadFailu
     }
     let code = if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) };
     if json {
-        // One tick, so a module that hands its counters over on its timer has done so.
-        let ticked = plugin.advance_time(std::time::Duration::from_secs(1));
-        let summary = serde_json::json!({"passed": passed, "failed": failed, "metrics": plugin.metrics(), "tick": ticked.err()});
+        // One tick, so a module that hands its counters over on its timer has done so. The
+        // metrics are worker 0's.
+        let ticked = Plugin::advance_workers(replay.workers_mut(), std::time::Duration::from_secs(1));
+        let metrics = replay.workers().first().map(|w| w.metrics().to_vec()).unwrap_or_default();
+        let summary = serde_json::json!({"passed": passed, "failed": failed, "metrics": metrics, "tick": ticked.err()});
         say(&summary.to_string());
     } else {
         say(&format!("{passed} passed, {failed} failed"));
@@ -179,8 +195,8 @@ fn bench(load: &LoadArgs, iterations: usize, baseline: Option<PathBuf>, json: bo
     let unmetered = Limits { fuel_per_callback: None, ..Limits::default() };
     let mut stats = Vec::new();
     for wasm in [&load.wasm, &baseline] {
-        let mut timed = start(wasm, load, &file, false, unmetered)?;
-        let mut metered = start(wasm, load, &file, false, Limits::default())?;
+        let mut timed = start(wasm, load, &file, unmetered)?;
+        let mut metered = start(wasm, load, &file, Limits::default())?;
         stats.push(bench::measure(&mut timed, &mut metered, &requests, iterations));
     }
     let [module_stats, baseline_stats] = <[bench::Stats; 2]>::try_from(stats).map_err(|_| LoadFailure("bench: no figures".into()))?;

@@ -151,3 +151,62 @@ fn bench_reports_the_module_beside_the_passthrough_baseline() {
     // The header-logging module burns more fuel per request than the passthrough one.
     assert!(report["module"]["median_fuel"].as_u64().unwrap() > report["baseline"]["median_fuel"].as_u64().unwrap());
 }
+
+/// Two NGINX workers and an IdP: the JWKS fetched on one worker's tick is served by the
+/// other; a delayed answer lands later; a case's own upstreams replace the answers.
+const IDP_CASES: &str = r#"{"now": 1800000000, "host": "ngx_wasm_module", "workers": 2, "shm_kv": ["*"],
+ "upstreams": {"idp.local": [{"body_json": {"keys": ["k1"]}, "headers": [["cache-control", "max-age=60"]]},
+                             {"body_json": {"keys": ["k2"]}, "delay_ms": 200}]},
+ "cases": [
+  {"name": "nothing cached before a tick", "request": {"method": "GET", "path": "/cached"},
+   "expect": {"status": 404, "calls": {"idp.local": 0}}},
+  {"name": "worker 1 serves what worker 0 fetched", "advance_seconds": 1, "worker": 1,
+   "request": {"method": "GET", "path": "/cached"},
+   "expect": {"status": 200, "body_contains": "[\"k1\"]", "calls": {"idp.local": 2}}},
+  {"name": "the delayed answer lands later", "advance_seconds": 0.5,
+   "request": {"method": "GET", "path": "/cached"},
+   "expect": {"status": 200, "body_contains": "k2", "calls": {"idp.local": 2}}},
+  {"name": "timeouts keep the last good set", "advance_seconds": 1,
+   "upstreams": {"idp.local": [{"fail": "timeout"}]},
+   "request": {"method": "GET", "path": "/cached"},
+   "expect": {"status": 200, "body_contains": "k2", "calls": {"idp.local": 4}}},
+  {"name": "a request waits for its callout", "upstreams": {"idp.local": [{"body": "fresh", "delay_ms": 100}]},
+   "request": {"method": "GET", "path": "/dispatch"},
+   "expect": {"status": 200, "body_contains": "fresh", "calls": {"idp.local": 5}}},
+  {"name": "a wrong count fails", "request": {"method": "GET", "path": "/cached"},
+   "expect": {"status": 200, "calls": {"idp.local": 99}}}
+]}"#;
+
+#[test]
+fn run_replays_upstream_answers_ticks_and_workers_on_both_hosts() {
+    let wasm = workspace::fixture("idp-refresh").unwrap();
+    let config = scratch("config-idp.txt", "tick_ms=1000\ntimeout_ms=500");
+    let cases = scratch("cases-idp.json", IDP_CASES);
+    for host in ["ngx_wasm_module", "envoy"] {
+        let output = pw_harness()
+            .args(["run", "--host", host, "--wasm"]).arg(&wasm)
+            .arg("--plugin-config").arg(&config)
+            .arg("--cases").arg(&cases)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        assert_eq!(output.status.code(), Some(1), "{host}: {stdout}{}", String::from_utf8_lossy(&output.stderr));
+        assert!(stdout.contains("calls to idp.local: expected 99, got 5"), "{host}: {stdout}");
+        assert_eq!(stdout.lines().last(), Some("5 passed, 1 failed"), "{host}: {stdout}");
+    }
+}
+
+#[test]
+fn an_unknown_field_in_an_upstream_answer_exits_2() {
+    let wasm = workspace::fixture("passthrough").unwrap();
+    let config = scratch("config-f.txt", "");
+    let cases = scratch("cases-f.json", r#"{"upstreams": {"idp": [{"fail": "reset", "delay": 5}]}, "cases": []}"#);
+    let output = pw_harness()
+        .args(["run", "--wasm"]).arg(&wasm)
+        .arg("--plugin-config").arg(&config)
+        .arg("--cases").arg(&cases)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8(output.stderr).unwrap().contains("unknown field `delay`"));
+}
