@@ -5,8 +5,9 @@
 //! chosen proxy does ([`HostProfile`]: Envoy by default, or NGINX/Kong's ngx_wasm_module):
 //! WASI preview 1 from `wasmtime-wasi`, every `env` import the module names, one root context
 //! per plugin with `proxy_on_vm_start` and `proxy_on_configure` (a `false` is a refused
-//! configuration), one HTTP context per request, callouts answered by stub clusters, and a
-//! host clock that only the test moves.
+//! configuration), one HTTP context per request, callouts answered by stub clusters when due
+//! on a host clock that only the test moves, and shared data that several plugins (worker
+//! processes, [`PluginBuilder::shared_with`]) can share.
 //!
 //! ```no_run
 //! use proxy_wasm_harness::{ProxyWasmModule, Request};

@@ -1,7 +1,8 @@
 //! The proxies the harness plays. What a module can observe of its host differs between
 //! them (which foreign functions exist and what an unknown one does, whether a removed header
 //! still reaches the upstream, what `:path` says, which requests the host answers itself, what
-//! a refused configuration does, how properties are spelled), and a filter that is right in
+//! a refused configuration does, how properties are spelled, where and to what a callout may
+//! go, how shared data's compare-and-swap works and where it lives), and a filter that is right in
 //! one can be wrong in another. Each host's semantics live in its own module, side by side:
 //! [`envoy`] and [`ngx_wasm_module`] (Kong's NGINX module, the runtime Kong Gateway embeds).
 

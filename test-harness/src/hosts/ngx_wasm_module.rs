@@ -34,12 +34,16 @@
 //! - **A refused configuration** (`proxy_on_configure` returning false) fails the worker's
 //!   start: every worker exits and the server answers nothing, in every server block.
 //! - **HTTP dispatches** (`ngx_proxy_wasm_host.c`, `ngx_proxy_wasm_hfuncs_dispatch_http_call`;
-//!   `ngx_http_proxy_wasm_dispatch.c`): see [`dispatch_allowed`], [`dispatch_error`],
-//!   [`unreachable`]. A dispatch from a request pauses it until every call is answered, then
-//!   the request goes on by itself.
-//! - **Shared data** lives in `shm_kv` zones (`ngx_wa_shm_kv.c`): see [`resolve_zone`] and
-//!   [`set_shared`]; every worker process sees the same zones.
-
+//!   `ngx_http_proxy_wasm_dispatch.c`, `ngx_http_proxy_wasm_dispatch`): only from
+//!   on_request_headers, on_request_body, on_tick and on_http_call_response, else a trap; the
+//!   upstream is an address `host[:port]`, not a cluster; `:method` and `:path` are required,
+//!   `:authority` is not; a synchronous refusal traps in a request and is logged (with
+//!   InternalFailure) from on_tick; an address nobody serves fails later, with the reason in
+//!   the `:dispatch_status` pseudo-header; a dispatch pauses its request until every call is
+//!   answered, and the request then goes on by itself.
+//! - **Shared data** lives in `shm_kv` zones (`ngx_wa_shm_kv.c`), shared by every worker
+//!   process: no zone, a trap; cas 0 only creates; every write adds 1 to the key's cas.
+//!
 use std::collections::BTreeMap;
 
 use crate::Status;
@@ -410,5 +414,59 @@ pub(crate) fn set_shared(kv: &mut KeyValues, key: String, value: Option<Vec<u8>>
             kv.insert(key, (value, current.unwrap_or(0).wrapping_add(1)));
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
+
+    use super::*;
+
+    fn call(method: &str, path: &str) -> Headers {
+        vec![(":method".into(), method.into()), (":path".into(), path.into())]
+    }
+
+    #[test]
+    fn dispatch_errors_in_ngx_order() {
+        assert_eq!(dispatch_error("idp.local", &call("GET", "/jwks")), None);
+        assert_eq!(dispatch_error("[::1]:8443", &call("GET", "/")), None);
+        assert_eq!(dispatch_error("idp", &call("", "/")).as_deref(), Some("dispatch failed: no :method"));
+        assert_eq!(dispatch_error("", &call("GET", "")).as_deref(), Some("dispatch failed: no :path"), ":path before the address");
+        assert_eq!(dispatch_error(":80", &call("GET", "/")).as_deref(), Some("dispatch failed: no host"));
+        for port in ["0", "65536", "http", ""] {
+            assert_eq!(dispatch_error(&format!("idp:{port}"), &call("GET", "/")).as_deref(), Some("dispatch failed: invalid port"), "{port}");
+        }
+    }
+
+    #[test]
+    fn unreachable_names_resolve_and_addresses_refuse() {
+        assert_eq!(unreachable("10.0.0.1:80"), "broken connection");
+        assert_eq!(unreachable("[::1]:80"), "broken connection");
+        assert_eq!(unreachable("idp.local:443"), "resolver failure");
+    }
+
+    #[test]
+    fn zones_resolve_by_prefix_then_default() {
+        let mut zones: BTreeMap<String, KeyValues> = BTreeMap::new();
+        assert!(resolve_zone(&mut zones, "k").is_none());
+        zones.insert("idp".into(), KeyValues::new());
+        assert!(resolve_zone(&mut zones, "idp/k").is_some());
+        assert!(resolve_zone(&mut zones, "other/k").is_none());
+        zones.insert("*".into(), KeyValues::new());
+        resolve_zone(&mut zones, "other/k").unwrap().insert("other/k".into(), (vec![], 1));
+        assert!(zones["*"].contains_key("other/k"), "the default zone keeps the whole key");
+    }
+
+    #[test]
+    fn cas_counts_per_key_and_zero_only_creates() {
+        let mut kv = KeyValues::new();
+        assert_eq!(set_shared(&mut kv, "k".into(), Some(b"a".to_vec()), 0), Ok(()));
+        assert_eq!(kv["k"].1, 1);
+        assert_eq!(set_shared(&mut kv, "k".into(), Some(b"b".to_vec()), 0), Err(Status::CasMismatch));
+        assert_eq!(set_shared(&mut kv, "k".into(), Some(b"b".to_vec()), 1), Ok(()));
+        assert_eq!(kv["k"], (b"b".to_vec(), 2));
+        assert_eq!(set_shared(&mut kv, "k".into(), None, 2), Ok(()));
+        assert!(kv.is_empty());
     }
 }
