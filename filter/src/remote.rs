@@ -247,8 +247,10 @@ impl Source {
             self.failed(loaded, fetcher, meta.fetched_at_ms, "no answer within the timeout");
             return;
         }
-        let early = self.wants_early_fetch(loaded, &meta, now);
-        if !(now >= meta.next_fetch_ms || early) || now < meta.lease_until_ms {
+        let due = now >= meta.next_fetch_ms;
+        // Only a fetch made for an unknown kid alone counts against the early-fetch limit.
+        let early = !due && self.wants_early_fetch(loaded, &meta, now);
+        if !(due || early) || now < meta.lease_until_ms {
             return;
         }
         let lease = Meta {
@@ -259,7 +261,7 @@ impl Source {
         if !fetcher.shared_set(&self.meta_key(), &lease.encode(), cas) {
             return; // another worker took the lease
         }
-        if early && let Some(provider) = loaded.providers.get(self.provider) {
+        if let Some(provider) = loaded.providers.get(self.provider).filter(|_| self.kind == Kind::Keys) {
             provider.unknown_kid_at.set(0);
         }
         match fetcher.dispatch(&self.endpoint) {

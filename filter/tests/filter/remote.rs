@@ -346,3 +346,195 @@ fn issue16_revoked_tokens_and_subjects_are_refused_even_from_the_cache() {
     assert!(refused(&mut worker, &carol));
     assert!(world.logs.borrow().last().unwrap().contains("revocation list"));
 }
+
+/// The same scenarios in the real module, under each host profile, with the identity
+/// provider as a stub upstream (`idp.example:443`: an Envoy cluster of that name, or the
+/// address NGINX dispatches to).
+mod in_the_module {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use decision_table::bundle::{Bundle, ProxyHost};
+    use proxy_wasm_harness::{CallReply, HostProfile, HttpCallRequest, Plugin, Request, Response};
+    use serde_json::{Value, json};
+
+    use super::{CERTS, REVOCATIONS, ec_key, idp_token, rsa_key};
+    use crate::mock::{NOW, example_bundle};
+    use crate::wasm::filter;
+
+    const UPSTREAM: &str = "idp.example:443";
+
+    /// What the stub IdP answers, and what it was asked.
+    #[derive(Default)]
+    struct Idp {
+        certs: Option<CallReply>,
+        revocations: Option<CallReply>,
+        asked: Vec<HttpCallRequest>,
+    }
+
+    fn json_reply(body: &Value, cache_control: &str) -> CallReply {
+        CallReply::Respond(Response::new(200).header("content-type", "application/json").header("cache-control", cache_control).body(body.to_string()))
+    }
+
+    fn bundle(host: HostProfile, zone: Option<&str>) -> String {
+        let mut bundle: Bundle = example_bundle();
+        bundle.settings.host = if host == HostProfile::Envoy { ProxyHost::Envoy } else { ProxyHost::NgxWasmModule };
+        bundle.settings.shm_kv_zone = zone.map(str::to_string);
+        serde_json::to_string(&bundle).unwrap()
+    }
+
+    /// `workers` workers of one proxy, sharing shared data and the clock.
+    fn start(host: HostProfile, zone: Option<&str>, workers: usize, idp: &Arc<Mutex<Idp>>) -> Vec<Plugin> {
+        let mut started: Vec<Plugin> = Vec::new();
+        for _ in 0..workers {
+            let stub = Arc::clone(idp);
+            let mut builder = filter().plugin().host(host).plugin_config(bundle(host, zone)).now(NOW).cluster(UPSTREAM, move |request| {
+                let mut idp = stub.lock().unwrap();
+                idp.asked.push(request.clone());
+                let path = request.headers.iter().find(|(k, _)| k == ":path").map(|(_, v)| v.clone()).unwrap_or_default();
+                let reply = if path == CERTS { idp.certs.clone() } else { idp.revocations.clone() };
+                reply.unwrap_or(CallReply::Respond(Response::new(404)))
+            });
+            if let Some(zone) = zone {
+                builder = builder.ngx_shm_kv(zone);
+            }
+            if let Some(first) = started.first() {
+                builder = builder.shared_with(first);
+            }
+            started.push(builder.start().unwrap_or_else(|e| panic!("{}: {e}", host.name())));
+        }
+        started
+    }
+
+    fn get(plugin: &mut Plugin, token: &str) -> (u16, String) {
+        let outcome = plugin.send(&Request::get("/users/me").header("authorization", &format!("Bearer {token}")));
+        (outcome.status(), outcome.response_header("www-authenticate").unwrap_or_default().to_string())
+    }
+
+    fn asked(idp: &Arc<Mutex<Idp>>, path: &str) -> usize {
+        idp.lock().unwrap().asked.iter().filter(|r| r.headers.iter().any(|(k, v)| k == ":path" && v == path)).count()
+    }
+
+    fn tick(workers: &mut [Plugin], seconds: u64) {
+        Plugin::advance_workers(workers, Duration::from_secs(seconds)).unwrap();
+    }
+
+    /// Envoy; NGINX with a `shm_kv` zone the bundle names; NGINX without one.
+    const SETUPS: [(HostProfile, Option<&str>); 3] =
+        [(HostProfile::Envoy, None), (HostProfile::NgxWasmModule, Some("policy_filter")), (HostProfile::NgxWasmModule, None)];
+
+    #[test]
+    fn issue16_one_fetch_at_start_serves_every_worker_and_rotation_needs_no_restart() {
+        let (rsa, ec) = (rsa_key(), ec_key());
+        for (host, zone) in SETUPS {
+            let setup = format!("{} with zone {zone:?}", host.name());
+            let idp = Arc::new(Mutex::new(Idp::default()));
+            idp.lock().unwrap().certs = Some(json_reply(&jwt_minter::idp_jwks(&[(&rsa, "rsa-1", "RS256")], true), "max-age=300"));
+            idp.lock().unwrap().revocations = Some(json_reply(&json!({"token_ids": []}), "max-age=30"));
+            let mut workers = start(host, zone, 2, &idp);
+            let old = idp_token(&rsa, "RS256", "rsa-1", "ana", json!({}));
+
+            let (status, challenge) = get(&mut workers[0], &old);
+            assert_eq!((status, asked(&idp, CERTS)), (401, 0), "{setup}: before the first tick, and no fetch from a request");
+            assert!(challenge.contains("has published no keys yet"), "{setup}: {challenge}");
+
+            tick(&mut workers, 1);
+            let fetches = asked(&idp, CERTS);
+            let shares = zone.is_some() || host == HostProfile::Envoy;
+            assert_eq!(fetches, if shares { 1 } else { 2 }, "{setup}: one fetch for every worker that shares data");
+            let request = idp.lock().unwrap().asked[0].clone();
+            for (name, value) in [(":method", "GET"), (":authority", "idp.example"), (":scheme", "https")] {
+                assert!(request.headers.iter().any(|(k, v)| k == name && v == value), "{setup}: {name} in {:?}", request.headers);
+            }
+            tick(&mut workers, 1);
+            for worker in workers.iter_mut() {
+                assert_eq!(get(worker, &old).0, 200, "{setup}");
+            }
+
+            // The IdP rotates to an EC key: a token naming it is fetched for early, then accepted;
+            // the withdrawn RSA key's cached tokens are refused.
+            idp.lock().unwrap().certs = Some(json_reply(&jwt_minter::idp_jwks(&[(&ec, "ec-2", "ES256")], true), "max-age=300"));
+            let new = idp_token(&ec, "ES256", "ec-2", "ana", json!({}));
+            assert_eq!(get(&mut workers[1], &new).0, 401, "{setup}: unknown until fetched");
+            tick(&mut workers, 1);
+            assert_eq!(asked(&idp, CERTS), fetches + 1, "{setup}: one early fetch");
+            if !shares {
+                // Each worker keeps its own set: the other learns of the new key the same way.
+                assert_eq!(get(&mut workers[0], &new).0, 401, "{setup}: the other worker's set is its own");
+                tick(&mut workers, 1);
+                assert_eq!(asked(&idp, CERTS), fetches + 2, "{setup}: its own early fetch");
+            }
+            tick(&mut workers, 1);
+            for worker in workers.iter_mut() {
+                assert_eq!(get(worker, &new).0, 200, "{setup}");
+                let (status, challenge) = get(worker, &old);
+                assert_eq!(status, 401, "{setup}: the withdrawn key's cached token");
+                assert!(challenge.contains("not signed by a trusted key"), "{setup}: {challenge}");
+            }
+            assert!(workers.iter().all(|w| w.failure().is_none()), "{setup}: no trap");
+        }
+    }
+
+    #[test]
+    fn issue16_an_outage_slow_malformed_or_oversized_answer_keeps_the_last_good_set() {
+        let rsa = rsa_key();
+        for (host, zone) in SETUPS {
+            let setup = format!("{} with zone {zone:?}", host.name());
+            let idp = Arc::new(Mutex::new(Idp::default()));
+            idp.lock().unwrap().certs = Some(json_reply(&jwt_minter::idp_jwks(&[(&rsa, "rsa-1", "RS256")], true), "max-age=60"));
+            let mut workers = start(host, zone, 1, &idp);
+            tick(&mut workers, 1);
+            let token = idp_token(&rsa, "RS256", "rsa-1", "ana", json!({}));
+            assert_eq!(get(&mut workers[0], &token).0, 200, "{setup}");
+            let oversized = json!({"keys": [], "padding": "x".repeat(200_000)});
+            let failures = [
+                ("answered 503", CallReply::Respond(Response::new(503).body("down"))),
+                ("the callout failed", CallReply::Fail),
+                ("the callout failed", json_reply(&json!({"keys": []}), "max-age=60").after(Duration::from_secs(6))),
+                ("not a JWKS document", CallReply::Respond(Response::new(200).body("<html>maintenance</html>"))),
+                ("over max_bytes", json_reply(&oversized, "max-age=60")),
+            ];
+            for (expected, reply) in failures {
+                idp.lock().unwrap().certs = Some(reply);
+                workers[0].clear_logs();
+                let before = asked(&idp, CERTS);
+                tick(&mut workers, 61);
+                tick(&mut workers, 7);
+                assert!(asked(&idp, CERTS) > before, "{setup}: {expected}: fetched again");
+                let logs: Vec<String> = workers[0].logs().iter().map(|l| l.message.clone()).collect();
+                assert!(logs.iter().any(|l| l.contains(expected) && l.contains("keeping the one fetched")), "{setup}: {expected}: {logs:#?}");
+                assert_eq!(get(&mut workers[0], &token).0, 200, "{setup}: {expected}: the last good set still verifies");
+            }
+            let age = workers[0].metric("policy_filter_jwks_age_seconds_idp").map(|m| m.value);
+            assert!(age.is_some_and(|age| age >= 300), "{setup}: the age gauge says how stale the set is: {age:?}");
+            assert!(workers[0].failure().is_none(), "{setup}");
+        }
+    }
+
+    #[test]
+    fn issue16_a_fetched_revocation_list_refuses_a_cached_token_within_a_tick() {
+        let rsa = rsa_key();
+        for (host, zone) in SETUPS {
+            let setup = format!("{} with zone {zone:?}", host.name());
+            let idp = Arc::new(Mutex::new(Idp::default()));
+            idp.lock().unwrap().certs = Some(json_reply(&jwt_minter::idp_jwks(&[(&rsa, "rsa-1", "RS256")], true), "max-age=300"));
+            idp.lock().unwrap().revocations = Some(json_reply(&json!({"token_ids": []}), "max-age=10"));
+            let mut workers = start(host, zone, 2, &idp);
+            tick(&mut workers, 1);
+            let carol = idp_token(&rsa, "RS256", "rsa-1", "carol", json!({"jti": "c-1"}));
+            assert_eq!(get(&mut workers[1], &carol).0, 200, "{setup}");
+            assert_eq!(get(&mut workers[1], &carol).0, 200, "{setup}: cached");
+            idp.lock().unwrap().revocations = Some(json_reply(&json!({"token_ids": ["c-1"], "subjects": {}}), "max-age=10"));
+            tick(&mut workers, 11);
+            for worker in workers.iter_mut() {
+                let (status, challenge) = get(worker, &carol);
+                assert_eq!(status, 401, "{setup}");
+                assert!(challenge.contains("the token has been revoked"), "{setup}: {challenge}");
+            }
+            assert!(asked(&idp, REVOCATIONS) >= 2, "{setup}");
+            let mallory = idp_token(&rsa, "RS256", "rsa-1", "mallory", json!({}));
+            assert!(get(&mut workers[0], &mallory).1.contains("revoked"), "{setup}: the bundle's list still applies");
+        }
+    }
+}
+
