@@ -22,7 +22,9 @@
 //! and a case's `expect_on` (`{"ngx_wasm_module": {...}}`) replaces `expect` on that host.
 //!
 //! `upstreams` play the services the module calls out to, by Envoy cluster name or
-//! ngx_wasm_module address: each call takes the next answer, the last one repeats. An answer
+//! ngx_wasm_module address (`"idp.local:443"`), or by that and a `:path`
+//! (`"idp.local:443 /revocations"`, which takes that path's calls): each call takes the next
+//! answer, the last one repeats. An answer
 //! is `status` (200), `headers`, `body` or `body_json` (serialised), `delay_ms` (0: right
 //! after the callback that called), or `"fail": "reset"` (fails at once, after any delay) or
 //! `"timeout"` (never answers: fails at the call's timeout). A case's `upstreams` replace
@@ -135,6 +137,10 @@ impl Upstreams {
         Ok(())
     }
 
+    fn has(&self, name: &str) -> bool {
+        self.0.lock().is_ok_and(|scripts| scripts.contains_key(name))
+    }
+
     /// The next answer of `name`; the last repeats, and none is a reset.
     pub fn answer(&self, name: &str) -> CallReply {
         let Ok(mut scripts) = self.0.lock() else { return CallReply::Fail };
@@ -151,12 +157,19 @@ pub fn prepare<'m>(file: &CaseFile, mut builder: PluginBuilder<'m>) -> Result<(P
     for (name, answers) in &file.upstreams {
         upstreams.set(name, answers)?;
     }
-    let mut names: Vec<&String> = file.upstreams.keys().chain(file.cases.iter().flat_map(|c| c.upstreams.keys())).collect();
-    names.sort();
-    names.dedup();
-    for name in names {
-        let (script, label) = (upstreams.clone(), name.clone());
-        builder = builder.cluster(name, move |_| script.answer(&label));
+    // A name is a cluster (or address), or `CLUSTER PATH` for the calls to that `:path` alone
+    // (one IdP serves its key set and its revocation list).
+    let mut clusters: Vec<String> =
+        file.upstreams.keys().chain(file.cases.iter().flat_map(|c| c.upstreams.keys())).map(|name| cluster_of(name).to_string()).collect();
+    clusters.sort();
+    clusters.dedup();
+    for cluster in clusters {
+        let (script, label) = (upstreams.clone(), cluster.clone());
+        builder = builder.cluster(&cluster, move |request| {
+            let path = request.headers.iter().find(|(k, _)| k == ":path").map_or("", |(_, v)| v.as_str());
+            let by_path = format!("{label} {path}");
+            if script.has(&by_path) { script.answer(&by_path) } else { script.answer(&label) }
+        });
     }
     for zone in &file.shm_kv {
         builder = builder.ngx_shm_kv(zone);
@@ -374,10 +387,23 @@ fn not_run(case: &Case, reason: String) -> CaseResult {
     }
 }
 
+/// The cluster (or address) of an upstream name, `CLUSTER` or `CLUSTER PATH`.
+fn cluster_of(name: &str) -> &str {
+    name.split_once(' ').map_or(name, |(cluster, _)| cluster)
+}
+
+/// Whether a callout is one `name` counts: to its cluster, and to its path when it names one.
+fn counts(name: &str, call: &crate::http::HttpCallRequest) -> bool {
+    match name.split_once(' ') {
+        None => call.cluster == name,
+        Some((cluster, path)) => call.cluster == cluster && call.headers.iter().any(|(k, v)| k == ":path" && v == path),
+    }
+}
+
 fn check_calls(expect: &Expect, workers: &[Plugin]) -> Vec<String> {
     let mut problems = Vec::new();
     for (name, wanted) in &expect.calls {
-        let made: usize = workers.iter().map(|w| w.http_calls().iter().filter(|call| call.cluster == *name).count()).sum();
+        let made: usize = workers.iter().map(|w| w.http_calls().iter().filter(|call| counts(name, call)).count()).sum();
         if made != *wanted {
             problems.push(format!("calls to {name}: expected {wanted}, got {made}"));
         }

@@ -3,7 +3,7 @@
 //! promises, so the examples never rot.
 
 use decision_table::bundle::{Bundle, ProxyHost};
-use proxy_wasm_harness::cases::{CaseFile, run_case};
+use proxy_wasm_harness::cases::{CaseFile, Replay};
 use proxy_wasm_harness::{HostProfile, ProxyWasmModule, workspace};
 use serde_json::Value;
 
@@ -108,15 +108,10 @@ fn every_example_configuration_gives_the_walkthrough_decisions() {
     let module = ProxyWasmModule::from_file(workspace::package("policy-filter").unwrap()).unwrap();
     let file: CaseFile = serde_json::from_value(jwt_minter::example_cases(&example("keys")).unwrap()).unwrap();
     for (proxy, host, configuration) in configurations() {
-        let mut plugin = module
-            .plugin()
-            .host(host)
-            .plugin_config(configuration)
-            .now(file.now.unwrap())
-            .start()
-            .unwrap_or_else(|e| panic!("{proxy}: the module refused the configuration: {e}"));
+        let builder = module.plugin().host(host).plugin_config(configuration).now(file.now.unwrap());
+        let mut replay = Replay::start(&file, builder).unwrap_or_else(|e| panic!("{proxy}: the module refused the configuration: {e}"));
         for case in &file.cases {
-            let result = run_case(&mut plugin, case);
+            let result = replay.run(case);
             assert!(result.passed, "{proxy}: {}: {:?}", case.name, result.reason);
         }
     }

@@ -5,7 +5,7 @@
 //! profile forwards it, not about what the module believes it did.
 
 use decision_table::bundle::{Bundle, ProxyHost};
-use proxy_wasm_harness::cases::{CaseFile, run_case};
+use proxy_wasm_harness::cases::{CaseFile, Replay, run_case};
 use proxy_wasm_harness::{HostProfile, LoadError, Outcome, Plugin, Request};
 
 use serde_json::json;
@@ -49,9 +49,10 @@ fn the_example_walkthrough_passes_under_every_host_with_rendered_and_auto_bundle
     // The rendered configurations; a plain proxy_pass is the path test's subject.
     for host in [HostProfile::Envoy, NGX] {
         for configuration in [rendered_for(host), bundle_for(ProxyHost::Auto)] {
-            let mut plugin = start(host, configuration).unwrap_or_else(|e| panic!("{}: {e}", host.name()));
+            let builder = filter().plugin().host(host).plugin_config(configuration).now(NOW);
+            let mut replay = Replay::start(&file, builder).unwrap_or_else(|e| panic!("{}: {e}", host.name()));
             for case in &file.cases {
-                let result = run_case(&mut plugin, case);
+                let result = replay.run(case);
                 assert!(result.passed, "{}: {}: {:?}", host.name(), case.name, result.reason);
             }
         }

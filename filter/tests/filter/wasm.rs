@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use base64::Engine as _;
-use proxy_wasm_harness::cases::{CaseFile, run_case};
+use proxy_wasm_harness::cases::{CaseFile, Replay};
 use proxy_wasm_harness::{LoadError, ProxyWasmModule, Request, workspace};
 use serde_json::json;
 
@@ -24,11 +24,11 @@ fn bundle_json() -> String {
 #[test]
 fn the_example_walkthrough_passes_inside_the_module() {
     let file: CaseFile = serde_json::from_value(jwt_minter::example_cases(&example("keys")).unwrap()).unwrap();
-    let mut plugin = filter().plugin().plugin_config(bundle_json()).now(file.now.unwrap()).start().unwrap();
+    let mut replay = Replay::start(&file, filter().plugin().plugin_config(bundle_json()).now(file.now.unwrap())).unwrap();
     let failures: Vec<String> =
-        file.cases.iter().map(|case| run_case(&mut plugin, case)).filter(|r| !r.passed).map(|r| format!("{}: {:?}", r.name, r.reason)).collect();
+        file.cases.iter().map(|case| replay.run(case)).filter(|r| !r.passed).map(|r| format!("{}: {:?}", r.name, r.reason)).collect();
     assert!(failures.is_empty(), "{failures:#?}");
-    assert_eq!(file.cases.len(), 26);
+    assert_eq!(file.cases.len(), 34);
 }
 
 #[test]

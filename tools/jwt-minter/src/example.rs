@@ -120,7 +120,81 @@ pub fn example_cases(keys: &std::path::Path) -> Result<Value, String> {
     let mut outside = case("metrics from outside", "GET", "/internal/metrics", bearer(&scraper), forbidden);
     from_address(&mut outside, "203.0.113.9:5000");
     list.push(outside);
-    Ok(json!({"now": NOW, "cases": list}))
+    let (idp_cases, upstreams) = idp_cases(keys)?;
+    list.extend(idp_cases);
+    Ok(json!({"now": NOW, "upstreams": upstreams, "cases": list}))
+}
+
+const IDP: &str = "https://idp.example/realms/acme";
+const CERTS: &str = "idp.example:443 /realms/acme/protocol/openid-connect/certs";
+const REVOCATIONS: &str = "idp.example:443 /realms/acme/revocations";
+
+/// The `idp` provider's cases: its keys come from its JWKS endpoint, played by a stub (an
+/// Envoy cluster `idp.example:443`, or the address NGINX dispatches to), and rotate; its
+/// revocation list comes from the same identity provider. The stub's answers and the clock's
+/// moves are part of the cases, so `pw-harness run` replays them on either host.
+fn idp_cases(keys: &std::path::Path) -> Result<(Vec<Value>, Value), String> {
+    let rsa = Signer::from_file("RS256", &keys.join("idp-rsa.EXAMPLE-ONLY.key"))?;
+    let ec = Signer::from_file("ES256", &keys.join("idp-es256.EXAMPLE-ONLY.key"))?;
+    let token = |signer: &Signer, alg: &str, kid: &str, sub: &str, extra: Value| {
+        let mut claims = claims(json!({"iss": IDP, "aud": "api.example", "sub": sub, "username": sub, "userId": format!("idp-{sub}"), "roles": "user"}));
+        if let (Some(target), Value::Object(extra)) = (claims.as_object_mut(), extra) {
+            target.extend(extra);
+        }
+        mint(signer, alg, Some(kid), &claims)
+    };
+    let lena = token(&rsa, "RS256", "idp-rsa-1", "lena", json!({}));
+    let leaked = token(&rsa, "RS256", "idp-rsa-1", "lena", json!({"jti": "leaked-7f3a"}));
+    let stolen = token(&rsa, "RS256", "idp-rsa-1", "lena", json!({"jti": "stolen-2b9c"}));
+    let mallory = token(&rsa, "RS256", "idp-rsa-1", "mallory", json!({}));
+    let rotated = token(&ec, "ES256", "idp-ec-2", "lena", json!({}));
+    let after_outage = token(&rsa, "RS256", "idp-rsa-1", "lena", json!({"jti": "after-outage"}));
+
+    let first = crate::idp_jwks(&[(&rsa, "idp-rsa-1", "RS256")], true);
+    let both = crate::idp_jwks(&[(&rsa, "idp-rsa-1", "RS256"), (&ec, "idp-ec-2", "ES256")], true);
+    let jwks = |document: &Value| json!({"status": 200, "headers": [["content-type", "application/json"], ["cache-control", "max-age=300"]], "body_json": document});
+    let revocations = json!({"status": 200, "headers": [["cache-control", "max-age=30"]], "body_json": {"token_ids": ["stolen-2b9c"], "subjects": {}}});
+    let upstreams = json!({CERTS: [jwks(&first)], REVOCATIONS: [revocations]});
+
+    let revoked = r#"Bearer realm="users-service", error="invalid_token", error_description="the token has been revoked""#;
+    let lena_allowed = json!({"status": 200, "headers": {"x-auth-username": "lena", "x-auth-user-id": "idp-lena", "x-auth-policy": "users-allow-read-access"}, "absent_headers": ["authorization"]});
+    let calls = |expect: &mut Value, certs: usize| {
+        if let Some(object) = expect.as_object_mut() {
+            object.insert("calls".into(), json!({CERTS: certs}));
+        }
+    };
+    let mut before = json!({"status": 401, "headers": {"www-authenticate": r#"Bearer realm="users-service", error="invalid_token", error_description="the token's issuer has published no keys yet""#}});
+    calls(&mut before, 0);
+    let mut fetched = lena_allowed.clone();
+    calls(&mut fetched, 1);
+    let mut early = lena_allowed.clone();
+    calls(&mut early, 2);
+    let mut cases = vec![
+        case("the IdP's token before its keys are fetched (no fetch from a request)", "GET", "/users/me", bearer(&lena), before),
+        with(case("the IdP's keys are fetched on the first tick, once", "GET", "/users/me", bearer(&lena), fetched), json!({"advance_seconds": 1})),
+        case("a token id the bundle revokes", "GET", "/users/me", bearer(&leaked), json!({"status": 401, "headers": {"www-authenticate": revoked}})),
+        case("a token id the IdP's revocation list names", "GET", "/users/me", bearer(&stolen), json!({"status": 401, "headers": {"www-authenticate": revoked}})),
+        case("a subject the bundle revokes", "GET", "/users/me", bearer(&mallory), json!({"status": 401, "headers": {"www-authenticate": revoked}})),
+        with(
+            case("a token signed by the IdP's new key, before the set has it", "GET", "/users/me", bearer(&rotated), json!({"status": 401})),
+            json!({"upstreams": {CERTS: [jwks(&both)]}}),
+        ),
+        with(case("the new key, fetched early (no restart)", "GET", "/users/me", bearer(&rotated), early), json!({"advance_seconds": 1})),
+    ];
+    let down = json!({"status": 503, "body": "maintenance"});
+    cases.push(with(
+        case("the IdP is down at the refresh: the last good set still verifies", "GET", "/users/me", bearer(&after_outage), lena_allowed),
+        json!({"advance_seconds": 301, "upstreams": {CERTS: [down]}}),
+    ));
+    Ok((cases, upstreams))
+}
+
+/// The case with these fields added (`advance_seconds`, `upstreams`).
+fn with(mut case: Value, fields: Value) -> Value {
+    if let (Some(object), Value::Object(fields)) = (case.as_object_mut(), fields) {
+        object.extend(fields);
+    }
+    case
 }
 
 /// The case with another expectation under ngx_wasm_module (NGINX, Kong).
