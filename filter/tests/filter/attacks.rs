@@ -19,7 +19,7 @@ thread_local! {
             .into_iter()
             .map(|host| {
                 let bundle = serde_json::to_string(&example_bundle()).unwrap();
-                (host, crate::wasm::filter().plugin().host(host).plugin_config(bundle).now(NOW).start().unwrap())
+                (host, crate::wasm::plugin().host(host).plugin_config(bundle).now(NOW).start().unwrap())
             })
             .collect(),
     );

@@ -108,7 +108,7 @@ fn every_example_configuration_gives_the_walkthrough_decisions() {
     let module = ProxyWasmModule::from_file(workspace::package("policy-filter").unwrap()).unwrap();
     let file: CaseFile = serde_json::from_value(jwt_minter::example_cases(&example("keys")).unwrap()).unwrap();
     for (proxy, host, configuration) in configurations() {
-        let builder = module.plugin().host(host).plugin_config(configuration).now(file.now.unwrap());
+        let builder = module.plugin().ngx_shm_kv("policy_filter").host(host).plugin_config(configuration).now(file.now.unwrap());
         let mut replay = Replay::start(&file, builder).unwrap_or_else(|e| panic!("{proxy}: the module refused the configuration: {e}"));
         for case in &file.cases {
             let result = replay.run(case);

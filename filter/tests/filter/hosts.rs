@@ -11,7 +11,6 @@ use proxy_wasm_harness::{HostProfile, LoadError, Outcome, Plugin, Request};
 use serde_json::json;
 
 use crate::mock::{NOW, ana_token, claims, example, example_bundle, platform};
-use crate::wasm::filter;
 
 const NGX: HostProfile = HostProfile::NgxWasmModule;
 
@@ -27,7 +26,7 @@ fn rendered_for(host: HostProfile) -> String {
 }
 
 fn start(host: HostProfile, configuration: String) -> Result<Plugin, LoadError> {
-    filter().plugin().host(host).plugin_config(configuration).now(NOW).start()
+    crate::wasm::plugin().host(host).plugin_config(configuration).now(NOW).start()
 }
 
 fn plugin(host: HostProfile) -> Plugin {
@@ -49,7 +48,7 @@ fn the_example_walkthrough_passes_under_every_host_with_rendered_and_auto_bundle
     // The rendered configurations; a plain proxy_pass is the path test's subject.
     for host in [HostProfile::Envoy, NGX] {
         for configuration in [rendered_for(host), bundle_for(ProxyHost::Auto)] {
-            let builder = filter().plugin().host(host).plugin_config(configuration).now(NOW);
+            let builder = crate::wasm::plugin().host(host).plugin_config(configuration).now(NOW);
             let mut replay = Replay::start(&file, builder).unwrap_or_else(|e| panic!("{}: {e}", host.name()));
             for case in &file.cases {
                 let result = replay.run(case);
@@ -132,7 +131,7 @@ fn the_removal_the_harness_models_is_what_ngx_wasm_module_does() {
     // behaviour, checked with the workspace's header fixture, which removes `x-forged`.
     let module = proxy_wasm_harness::ProxyWasmModule::from_file(proxy_wasm_harness::workspace::fixture("http-headers").unwrap()).unwrap();
     for (host, reaches) in [(HostProfile::Envoy, false), (NGX, true)] {
-        let mut plugin = module.plugin().host(host).start().unwrap();
+        let mut plugin = module.plugin().ngx_shm_kv("policy_filter").host(host).start().unwrap();
         let outcome = plugin.send(&Request::get("/").header("x-forged", "secret"));
         assert_eq!(outcome.upstream_header_values("x-forged") == ["secret"], reaches, "{}: {:?}", host.name(), outcome.upstream);
     }

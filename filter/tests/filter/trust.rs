@@ -12,7 +12,6 @@ use proxy_wasm_harness::{HostProfile, Request};
 use serde_json::{Value, json};
 
 use crate::mock::{MockHost, NOW, ana_token, claims, example, example_bundle, load, platform, run, signer};
-use crate::wasm::filter;
 
 /// A request as the tests send it.
 #[derive(Clone, Default)]
@@ -89,7 +88,7 @@ fn on(hosts: &[HostProfile], bundle: &Bundle, ask: &Ask) -> Seen {
     for &profile in hosts {
         let mut configured = bundle.clone();
         configured.settings.host = if profile == HostProfile::Envoy { ProxyHost::Envoy } else { ProxyHost::NgxWasmModule };
-        let mut plugin = filter().plugin().host(profile).plugin_config(serde_json::to_string(&configured).unwrap()).now(NOW).start().unwrap();
+        let mut plugin = crate::wasm::plugin().host(profile).plugin_config(serde_json::to_string(&configured).unwrap()).now(NOW).start().unwrap();
         let mut request = Request::new(&ask.method, &ask.path);
         for (name, value) in &ask.headers {
             request = request.header(name, value);
@@ -207,7 +206,7 @@ fn issue14_2_a_spoofed_subject_cn_does_not_authenticate() {
     assert_eq!(on(&envoy, &bundle, &with_subject("O=Evil\\,CN=admin-svc,C=US")).status, 401);
     assert_eq!(on(&envoy, &bundle, &with_subject("OU=x\\,CN=admin-svc,CN=attacker")).status, 403);
     assert_eq!(on(&envoy, &bundle, &with_subject("CN=admin-svc,CN=attacker")).status, 401);
-    let mut ngx = filter().plugin().host(HostProfile::NgxWasmModule).plugin_config(serde_json::to_string(&bundle).unwrap()).now(NOW).start().unwrap();
+    let mut ngx = crate::wasm::plugin().host(HostProfile::NgxWasmModule).plugin_config(serde_json::to_string(&bundle).unwrap()).now(NOW).start().unwrap();
     let request = Request::get("/admin/settings").property("connection.mtls", "true").property("connection.subject_peer_certificate", "CN=admin-svc");
     assert_eq!(ngx.send(&request).status(), 401, "ngx_wasm_module: no certificate property, no identity");
 }
@@ -230,7 +229,7 @@ fn issue14_3_path_spellings_an_upstream_resolves_differently_are_refused() {
     // A fragment: Envoy hands it to the module, which refuses it; NGINX drops it (its URI ends
     // at a raw `#`), and the module decides on, and forwards, what is left.
     assert_eq!(on(&[HostProfile::Envoy], &bundle, &Ask::get("/swagger.json#/../admin").bearer(&token)).status, 400);
-    let mut ngx = filter().plugin().host(HostProfile::NgxWasmModule).plugin_config(serde_json::to_string(&bundle).unwrap()).now(NOW).start().unwrap();
+    let mut ngx = crate::wasm::plugin().host(HostProfile::NgxWasmModule).plugin_config(serde_json::to_string(&bundle).unwrap()).now(NOW).start().unwrap();
     let outcome = ngx.send(&Request::get("/swagger.json#/../admin").header("authorization", &format!("Bearer {token}")));
     assert_eq!(outcome.upstream_header(":path"), Some("/swagger.json"));
     // Under an ignore pattern, unauthenticated: refused before the bypass.
@@ -305,7 +304,7 @@ fn issue14_8_shadow_mode_takes_a_rejected_token_out() {
     let token = mint(&platform(), "RS256", Some("platform"), &expired);
     let seen = everywhere(&bundle, &Ask::get("/users/me").bearer(&token));
     assert_eq!((seen.status, seen.identity.len()), (200, 0));
-    let mut plugin = filter().plugin().plugin_config(serde_json::to_string(&bundle).unwrap()).now(NOW).start().unwrap();
+    let mut plugin = crate::wasm::plugin().plugin_config(serde_json::to_string(&bundle).unwrap()).now(NOW).start().unwrap();
     let outcome = plugin.send(&Request::get("/users/me").header("authorization", &format!("Bearer {token}")));
     assert_eq!(outcome.upstream_header("authorization"), None);
 }
@@ -326,7 +325,7 @@ fn issue14_9_a_kidless_token_is_tried_against_a_bounded_number_of_keys() {
 fn issue14_9_claims_refuse_before_a_signature_is_paid_for_and_a_replayed_forgery_costs_a_hash() {
     let bundle = example_bundle();
     // ngx_wasm_module: the module checks ECDSA itself (Envoy's verify_signature would).
-    let mut plugin = filter().plugin().host(HostProfile::NgxWasmModule).plugin_config(serde_json::to_string(&bundle).unwrap()).now(NOW).start().unwrap();
+    let mut plugin = crate::wasm::plugin().host(HostProfile::NgxWasmModule).plugin_config(serde_json::to_string(&bundle).unwrap()).now(NOW).start().unwrap();
     let send = |plugin: &mut proxy_wasm_harness::Plugin, token: &str| plugin.send(&Request::get("/billing/inv-1").header("authorization", &format!("Bearer {token}")));
     let valid = partner_token(json!({"username": "partner-billing", "scope": "billing:read"}));
     let (head, _) = valid.rsplit_once('.').unwrap();

@@ -17,6 +17,13 @@ pub(crate) fn filter() -> &'static ProxyWasmModule {
     MODULE.get_or_init(|| ProxyWasmModule::from_file(workspace::package("policy-filter").unwrap()).unwrap())
 }
 
+/// A plugin of the module with the example's `shm_kv` zone declared, as the rendered
+/// nginx.conf declares it (the example bundle names it; without it ngx_wasm_module traps on
+/// shared data). Envoy has no zones and ignores it.
+pub(crate) fn plugin() -> proxy_wasm_harness::PluginBuilder<'static> {
+    filter().plugin().ngx_shm_kv("policy_filter")
+}
+
 fn bundle_json() -> String {
     serde_json::to_string(&example_bundle()).unwrap()
 }
@@ -24,7 +31,7 @@ fn bundle_json() -> String {
 #[test]
 fn the_example_walkthrough_passes_inside_the_module() {
     let file: CaseFile = serde_json::from_value(jwt_minter::example_cases(&example("keys")).unwrap()).unwrap();
-    let mut replay = Replay::start(&file, filter().plugin().plugin_config(bundle_json()).now(file.now.unwrap())).unwrap();
+    let mut replay = Replay::start(&file, plugin().plugin_config(bundle_json()).now(file.now.unwrap())).unwrap();
     let failures: Vec<String> =
         file.cases.iter().map(|case| replay.run(case)).filter(|r| !r.passed).map(|r| format!("{}: {:?}", r.name, r.reason)).collect();
     assert!(failures.is_empty(), "{failures:#?}");
@@ -33,7 +40,7 @@ fn the_example_walkthrough_passes_inside_the_module() {
 
 #[test]
 fn metrics_and_the_denial_log_go_through_proxy_wasm() {
-    let mut plugin = filter().plugin().plugin_config(bundle_json()).now(NOW).start().unwrap();
+    let mut plugin = plugin().plugin_config(bundle_json()).now(NOW).start().unwrap();
     let ana = Request::get("/users/me").header("authorization", &format!("Bearer {}", ana_token()));
     assert!(plugin.send(&ana).forwarded());
     assert!(plugin.send(&ana).forwarded());
@@ -55,7 +62,7 @@ fn metrics_and_the_denial_log_go_through_proxy_wasm() {
 
 #[test]
 fn a_bad_bundle_is_refused_by_the_module_with_its_reason() {
-    let refused = |config: String| match filter().plugin().plugin_config(config).start() {
+    let refused = |config: String| match plugin().plugin_config(config).start() {
         Err(LoadError::Refused { phase, logs, .. }) => {
             assert_eq!(phase, "proxy_on_configure");
             logs.iter().map(|l| l.message.clone()).collect::<Vec<_>>().join("\n")
@@ -74,7 +81,7 @@ fn a_bad_bundle_is_refused_by_the_module_with_its_reason() {
 fn the_module_fails_closed_for_requests_after_a_refused_configuration() {
     // Envoy would not run a refused plugin at all; if a host did, the module answers 500.
     let module = filter();
-    let error = module.plugin().plugin_config("{}").start().err().unwrap();
+    let error = module.plugin().ngx_shm_kv("policy_filter").plugin_config("{}").start().err().unwrap();
     assert!(error.to_string().contains("refused"));
 }
 
@@ -163,7 +170,7 @@ fn counting_envoy_host() -> (proxy_wasm_harness::PluginBuilder<'static>, std::sy
     use std::sync::atomic::{AtomicUsize, Ordering};
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&calls);
-    let builder = filter().plugin().foreign_function("verify_signature", move |arguments| {
+    let builder = plugin().foreign_function("verify_signature", move |arguments| {
         counted.fetch_add(1, Ordering::SeqCst);
         proxy_wasm_harness::envoy_functions::verify_signature(arguments)
     });
@@ -191,7 +198,7 @@ fn ecdsa_signatures_are_checked_by_envoys_verify_signature_when_the_host_has_it(
 #[test]
 fn ecdsa_is_checked_in_wasm_when_the_host_fails_only_the_ecdsa_self_test() {
     // A host whose verify_signature knows RSA keys only: RSA is offloaded, ECDSA stays in wasm.
-    let builder = filter().plugin().foreign_function("verify_signature", |arguments| {
+    let builder = plugin().foreign_function("verify_signature", |arguments| {
         let is_ec_key = arguments.windows(7).any(|w| w == [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01]);
         if is_ec_key { Ok(vec![0x12, 0x03, b'b', b'a', b'd']) } else { proxy_wasm_harness::envoy_functions::verify_signature(arguments) }
     });
@@ -202,11 +209,11 @@ fn ecdsa_is_checked_in_wasm_when_the_host_fails_only_the_ecdsa_self_test() {
 
 #[test]
 fn rsa_signatures_are_checked_in_wasm_when_the_host_lacks_verify_signature() {
-    let (real, forged, statement) = real_and_forged(filter().plugin().without_foreign_function("verify_signature"));
+    let (real, forged, statement) = real_and_forged(plugin().without_foreign_function("verify_signature"));
     assert_eq!((real, forged), (true, 401));
     assert!(statement.ends_with("in wasm"), "{statement}");
     let (real, forged, statement) =
-        real_and_forged_of(filter().plugin().without_foreign_function("verify_signature"), &partner_es256_token(), "/billing/inv-1", "ES256/384");
+        real_and_forged_of(plugin().without_foreign_function("verify_signature"), &partner_es256_token(), "/billing/inv-1", "ES256/384");
     assert_eq!((real, forged), (true, 401));
     assert_eq!(statement, "ES256/384 signatures are checked in wasm");
 }
@@ -214,7 +221,7 @@ fn rsa_signatures_are_checked_in_wasm_when_the_host_lacks_verify_signature() {
 #[test]
 fn a_host_whose_verify_signature_says_yes_to_everything_is_not_trusted() {
     // result: true, whatever the arguments. The self-test catches it; forged tokens still fail.
-    let (real, forged, statement) = real_and_forged(filter().plugin().foreign_function("verify_signature", |_| Ok(vec![0x08, 0x01])));
+    let (real, forged, statement) = real_and_forged(plugin().foreign_function("verify_signature", |_| Ok(vec![0x08, 0x01])));
     assert_eq!((real, forged), (true, 401));
     assert!(statement.ends_with("in wasm"), "{statement}");
 }
@@ -225,7 +232,7 @@ fn a_failing_verify_signature_at_request_time_falls_back_to_wasm() {
     // checks in wasm.
     use std::sync::atomic::{AtomicUsize, Ordering};
     let calls = AtomicUsize::new(0);
-    let builder = filter().plugin().foreign_function("verify_signature", move |arguments| {
+    let builder = plugin().foreign_function("verify_signature", move |arguments| {
         if calls.fetch_add(1, Ordering::SeqCst) < 6 {
             proxy_wasm_harness::envoy_functions::verify_signature(arguments)
         } else {

@@ -122,7 +122,9 @@ pub fn example_cases(keys: &std::path::Path) -> Result<Value, String> {
     list.push(outside);
     let (idp_cases, upstreams) = idp_cases(keys)?;
     list.extend(idp_cases);
-    Ok(json!({"now": NOW, "upstreams": upstreams, "cases": list}))
+    // The example bundle shares fetched documents in this zone (nginx.conf: `shm_kv
+    // policy_filter 1m;`); Envoy ignores it.
+    Ok(json!({"now": NOW, "shm_kv": ["policy_filter"], "upstreams": upstreams, "cases": list}))
 }
 
 const IDP: &str = "https://idp.example/realms/acme";
