@@ -2,7 +2,8 @@
 # Benchmarks of the module in the harness (release build), each beside the passthrough module
 # measured in the same run: a bypassed path, a cached-token allow, and uncached RS256, ES256,
 # EdDSA and HS256 checks (token cache off), and refused forgeries: a flood of distinct ones
-# (rejected-token cache off, so each costs a signature check), a replayed one, an expired one.
+# (rejected-token cache off, so each costs a signature check), a replayed one, an expired one;
+# and the cached allow of a provider whose keys the module fetched from its JWKS endpoint.
 # Writes target/bench/report.txt.
 # Needs python3 (to switch the cache off in a copy of the bundle).
 set -euo pipefail
@@ -28,6 +29,9 @@ run() { # name, bundle, cases, extra harness arguments...
 }
 run "bypassed path" "$out/cached.json" "$out/bypass.json"
 run "cached RS256 allow" "$out/cached.json" "$out/rs256.json"
+# The same allow with a token of the idp provider, whose key set the module fetched (from a
+# stub) on the tick before timing: a remote key set costs the request what an embedded one does.
+run "cached RS256 allow, remote JWKS provider" "$out/cached.json" "$out/remote-rs256.json"
 run "bypassed path, ngx_wasm_module" "$out/cached.json" "$out/bypass.json" --host ngx_wasm_module
 run "cached RS256 allow, ngx_wasm_module" "$out/cached.json" "$out/rs256.json" --host ngx_wasm_module
 # As Envoy, the harness offers verify_signature, so RS256 and ES256 are checked by the host

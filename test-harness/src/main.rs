@@ -124,10 +124,19 @@ fn builder<'m>(module: &'m ProxyWasmModule, load: &LoadArgs, file: &CaseFile, ve
 }
 
 /// One plugin with the case file's upstreams and zones (for the bench).
+/// Starts a plugin for `bench`, and moves its clock by the cases' largest `advance_seconds`
+/// before anything is timed (ticks and callouts delivered: a key set fetched at start is in
+/// place when the requests are timed).
 fn start(wasm: &Path, load: &LoadArgs, file: &CaseFile, limits: Limits) -> Result<Plugin, LoadFailure> {
     let module = compile(wasm, limits)?;
     let (builder, _upstreams) = cases::prepare(file, builder(&module, load, file, false)?).map_err(LoadFailure)?;
-    builder.start().map_err(|e| LoadFailure(format!("{}: {e}", wasm.display())))
+    let mut plugin = builder.start().map_err(|e| LoadFailure(format!("{}: {e}", wasm.display())))?;
+    let settle = file.cases.iter().filter_map(|case| case.advance_seconds).fold(0.0_f64, f64::max);
+    if settle > 0.0 {
+        let by = std::time::Duration::try_from_secs_f64(settle).map_err(|e| LoadFailure(format!("advance_seconds: {e}")))?;
+        plugin.advance_time(by).map_err(|e| LoadFailure(format!("{}: {e}", wasm.display())))?;
+    }
+    Ok(plugin)
 }
 
 /// Writes a line to stdout; false once stdout is closed (`pw-harness run --json | head -2`),

@@ -6,7 +6,9 @@
 //! Scenarios: bypass (an ignored path), rs256, es256, eddsa, hs256 (an allowed request
 //! carrying a token of that algorithm); forged-es256 (a partner token whose signature is
 //! another token's: refused after a signature check) and expired-es256 (the same forgery,
-//! expired: refused on its claims).
+//! expired: refused on its claims); remote-rs256 (an allowed request with a token of the
+//! `idp` provider, whose keys come from its JWKS endpoint: a stub answers the fetch, made
+//! on the tick before timing starts).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,7 +49,17 @@ fn run(keys: &std::path::Path, out: &std::path::Path) -> Result<(), String> {
     let expired = mint(&es256_key, "ES256", Some("partner-es256"), &json!({"iss": "https://partner.example", "aud": "api.example", "username": "partner-billing", "iat": NOW - 7200, "exp": NOW - 3600}));
     let eddsa = mint(&Signer::from_file("EdDSA", &keys.join("partner-eddsa.EXAMPLE-ONLY.key"))?, "EdDSA", Some("partner-eddsa"), &claims(partner));
     let hs256 = mint(&Signer::from_file("HS256", &keys.join("internal-hs256.secret"))?, "HS256", Some("internal-1"), &claims(json!({"iss": "internal", "username": "scraper", "roles": ["service"]})));
+    let idp_key = Signer::from_file("RS256", &keys.join("idp-rsa.EXAMPLE-ONLY.key"))?;
+    let idp_claims = json!({"iss": "https://idp.example/realms/acme", "aud": "api.example", "sub": "lena", "username": "lena", "roles": "user"});
+    let remote = mint(&idp_key, "RS256", Some("idp-rsa-1"), &claims(idp_claims));
+    let mut remote_file = case_file("/users/me", Some(&remote), "10.1.2.3:5000");
+    let jwks = jwt_minter::idp_jwks(&[(&idp_key, "idp-rsa-1", "RS256")], true);
+    let answer = json!([{"headers": [["cache-control", "max-age=300"]], "body_json": jwks}]);
+    remote_file["upstreams"] = json!({"idp.example:443 /realms/acme/protocol/openid-connect/certs": answer, "idp.example:443 /realms/acme/revocations": [{"body_json": {}}]});
+    remote_file["shm_kv"] = json!(["policy_filter"]);
+    remote_file["cases"][0]["advance_seconds"] = json!(1);
     let files = [
+        ("remote-rs256", remote_file),
         ("bypass", case_file("/health", None, "10.1.2.3:5000")),
         ("rs256", case_file("/users/me", Some(&rs256), "10.1.2.3:5000")),
         ("es256", case_file("/billing/inv-1", Some(&es256), "10.1.2.3:5000")),
