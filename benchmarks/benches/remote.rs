@@ -2,7 +2,8 @@
 //! (five RSA 2048 and five EC P-256 keys, with `x5c` and the entries a real document holds
 //! beside them), and a whole refresh (take the lease, dispatch, parse, share, install and
 //! sweep the token cache), beside loading the same 10 keys from the bundle (what
-//! `on_configure` does for embedded keys) in the same run.
+//! `on_configure` does for embedded keys) in the same run; and a refreshing tick in the real
+//! module beside a tick that finds the set fresh.
 //!
 //!     cargo bench -p benchmarks --bench remote
 
@@ -102,5 +103,44 @@ fn remote(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, remote);
+/// The same refresh in the real module (the harness as Envoy, unmetered as proxies run it):
+/// one tick that fetches, parses and installs the 10-key set, beside one tick that finds the
+/// set fresh (the cost every worker pays once a second), in the same run.
+fn in_the_module(c: &mut Criterion) {
+    use proxy_wasm_harness::{CallReply, Limits, ProxyWasmModule, Response, workspace};
+    let path = workspace::package("policy-filter").unwrap_or_else(|_| std::process::abort());
+    let bytes = std::fs::read(path).unwrap_or_else(|_| std::process::abort());
+    let module = ProxyWasmModule::from_bytes(&bytes, Limits { fuel_per_callback: None, ..Limits::default() }).unwrap_or_else(|_| std::process::abort());
+    let signer = |alg: &str, file: &str| jwt_minter::Signer::from_file(alg, &example(&format!("keys/{file}"))).unwrap_or_else(|_| std::process::abort());
+    let (rsa, ec) = (signer("RS256", "idp-rsa.EXAMPLE-ONLY.key"), signer("ES256", "idp-es256.EXAMPLE-ONLY.key"));
+    let kids: Vec<String> = (0..10).map(|i| format!("key-{i}")).collect();
+    let entries: Vec<(&jwt_minter::Signer, &str, &str)> =
+        kids.iter().enumerate().map(|(i, kid)| if i % 2 == 0 { (&rsa, kid.as_str(), "RS256") } else { (&ec, kid.as_str(), "ES256") }).collect();
+    let document = jwt_minter::idp_jwks(&entries, true).to_string();
+    let file = policy_compiler::source::read(&example("config.json")).unwrap_or_else(|_| std::process::abort());
+    let mut bundle = policy_compiler::compile::bundle(&file).unwrap_or_else(|_| std::process::abort()).0;
+    for provider in &mut bundle.providers {
+        provider.revocation.endpoint = None;
+        if let Some(jwks) = &mut provider.jwks {
+            (jwks.endpoint.refresh_seconds, jwks.endpoint.min_refresh_seconds) = (1, 1);
+        }
+    }
+    let configuration = serde_json::to_string(&bundle).unwrap_or_default();
+    for (name, max_age) in [("a tick that refreshes the 10-key set, in the module", "max-age=1"), ("a tick with the set fresh, in the module", "max-age=86400")] {
+        let answer = CallReply::Respond(Response::new(200).header("cache-control", max_age).body(document.clone()));
+        let mut plugin = module
+            .plugin()
+            .plugin_config(configuration.clone())
+            .now(1_800_000_000)
+            .cluster("idp.example:443", move |_| answer.clone())
+            .start()
+            .unwrap_or_else(|_| std::process::abort());
+        plugin.advance_time(std::time::Duration::from_secs(1)).unwrap_or_else(|_| std::process::abort());
+        c.bench_function(name, |b| b.iter(|| black_box(plugin.advance_time(std::time::Duration::from_secs(1)))));
+        let refreshes = plugin.http_calls().len();
+        println!("{name}: {refreshes} fetches made");
+    }
+}
+
+criterion_group!(benches, remote, in_the_module);
 criterion_main!(benches);

@@ -81,7 +81,11 @@ pub struct Endpoint {
 /// A provider's remote key set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RemoteJwks {
+    /// The JWKS endpoint; with `discovery`, the issuer's OpenID Connect configuration
+    /// (`/.well-known/openid-configuration`), whose `jwks_uri` names the JWKS on the same
+    /// upstream.
     pub endpoint: Endpoint,
+    pub discovery: bool,
     /// The algorithms a key without `alg` is bound to, by its key type (an EC key's curve
     /// names its one algorithm; an RSA key verifies `RS256` unless RSA algorithms are listed).
     pub algorithms: Vec<String>,
@@ -120,6 +124,24 @@ impl Revocation {
     pub fn is_empty(&self) -> bool {
         self.token_ids.is_empty() && self.subjects.is_empty() && self.endpoint.is_none()
     }
+}
+
+/// Where an OpenID Connect configuration says the JWKS is, when it is on the same upstream as
+/// the configuration (`scheme://authority/path`, the same scheme and authority, ASCII case
+/// aside): the path. The module fetches only from the upstream the bundle names.
+pub fn same_origin_path(configuration: &Endpoint, jwks_uri: &str) -> Result<String, String> {
+    let (scheme, rest) = jwks_uri.split_once("://").ok_or("jwks_uri is not an absolute URI")?;
+    let (authority, path) = rest.find('/').map_or((rest, "/"), |at| rest.split_at(at));
+    let default_port = if configuration.scheme == "https" { ":443" } else { ":80" };
+    let same_authority = authority.eq_ignore_ascii_case(&configuration.authority)
+        || authority.strip_suffix(default_port).is_some_and(|a| a.eq_ignore_ascii_case(&configuration.authority));
+    if !scheme.eq_ignore_ascii_case(&configuration.scheme) || !same_authority {
+        return Err(format!("jwks_uri {jwks_uri:?} is not on {}://{} (the upstream the bundle names)", configuration.scheme, configuration.authority));
+    }
+    if path.contains('#') || path.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
+        return Err(format!("jwks_uri {jwks_uri:?} has a fragment or a character a path may not hold"));
+    }
+    Ok(path.to_string())
 }
 
 impl Endpoint {
@@ -475,13 +497,15 @@ impl Endpoint {
 
 impl RemoteJwks {
     fn from_json(value: &Value, path: &str) -> Result<RemoteJwks, String> {
-        let object = Object::new(value, path, &["endpoint", "algorithms", "unknown_kid_seconds", "max_keys"])?;
+        let object = Object::new(value, path, &["endpoint", "discovery", "algorithms", "unknown_kid_seconds", "max_keys"])?;
         let mut jwks = RemoteJwks {
             endpoint: object.required("endpoint", |o, name| Endpoint::from_json(o.value(name)?, &o.at(name)))?,
+            discovery: false,
             algorithms: Vec::new(),
             unknown_kid_seconds: 30,
             max_keys: 32,
         };
+        object.set(&mut jwks.discovery, "discovery", Object::boolean)?;
         object.set(&mut jwks.algorithms, "algorithms", Object::strings)?;
         object.set(&mut jwks.unknown_kid_seconds, "unknown_kid_seconds", Object::unsigned)?;
         object.set(&mut jwks.max_keys, "max_keys", Object::size)?;
@@ -860,6 +884,7 @@ mod tests {
                 may_assert: MayAssert::Only([("roles".to_string(), vec!["reader".to_string()])].into()),
                 jwks: Some(RemoteJwks {
                     endpoint: Endpoint { timeout_ms: 900, max_bytes: 4096, refresh_seconds: 60, min_refresh_seconds: 5, max_refresh_seconds: 600, retry_seconds: 2, ..Endpoint::new("idp", "id.example", "/certs", "https") },
+                    discovery: true,
                     algorithms: vec!["PS256".into()],
                     unknown_kid_seconds: 9,
                     max_keys: 4,
@@ -938,6 +963,17 @@ mod tests {
         assert_eq!(endpoint.freshness(Some("max-age=999999")), 3600, "held to the upper bound");
         assert_eq!(endpoint.freshness(Some("no-cache")), 300);
         assert_eq!(endpoint.freshness(Some("max-age=junk")), 300);
+    }
+
+    #[test]
+    fn a_discovered_jwks_uri_must_be_on_the_configured_upstream() {
+        let configuration = Endpoint::new("idp", "idp.example", "/realms/a/.well-known/openid-configuration", "https");
+        assert_eq!(same_origin_path(&configuration, "https://idp.example/realms/a/certs"), Ok("/realms/a/certs".into()));
+        assert_eq!(same_origin_path(&configuration, "https://IDP.example:443/certs?v=1"), Ok("/certs?v=1".into()));
+        for elsewhere in ["https://evil.example/certs", "http://idp.example/certs", "https://idp.example:8443/certs", "https://idp.example.evil/certs", "/certs"] {
+            assert!(same_origin_path(&configuration, elsewhere).is_err(), "{elsewhere}");
+        }
+        assert!(same_origin_path(&configuration, "https://idp.example/certs#x").is_err());
     }
 
     #[test]

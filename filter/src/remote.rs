@@ -54,6 +54,8 @@ pub struct Answer {
 pub enum Kind {
     Keys,
     Revocations,
+    /// The issuer's OpenID Connect configuration, for the `jwks_uri` in it.
+    Discovery,
 }
 
 impl Kind {
@@ -61,6 +63,7 @@ impl Kind {
         match self {
             Kind::Keys => "key set",
             Kind::Revocations => "revocation list",
+            Kind::Discovery => "openid configuration",
         }
     }
 }
@@ -82,6 +85,8 @@ pub struct Source {
     key: String,
     /// The generation installed in this worker (0: none).
     installed: u64,
+    /// For a discovery source: the JWKS path its configuration names.
+    discovered: Option<String>,
     in_flight: Option<InFlight>,
 }
 
@@ -136,7 +141,13 @@ impl Remote {
         let mut sources = Vec::new();
         for (provider, remote) in loaded.remote.iter().enumerate() {
             if let Some(jwks) = &remote.jwks {
-                sources.push(Source::new(Kind::Keys, provider, &jwks.endpoint, jwks.unknown_kid_seconds));
+                let mut keys = Source::new(Kind::Keys, provider, &jwks.endpoint, jwks.unknown_kid_seconds);
+                if jwks.discovery {
+                    sources.push(Source::new(Kind::Discovery, provider, &jwks.endpoint, 0));
+                    // Fetched once the configuration names its path (same upstream).
+                    keys.endpoint.path.clear();
+                }
+                sources.push(keys);
             }
             if let Some(endpoint) = &remote.revocations {
                 sources.push(Source::new(Kind::Revocations, provider, endpoint, 0));
@@ -157,8 +168,22 @@ impl Remote {
 
     /// Once a tick: install what other workers fetched, and fetch what is due.
     pub fn on_tick(&mut self, loaded: &Loaded, cache: &mut TokenCache, fetcher: &mut dyn Fetcher) {
-        for source in &mut self.sources {
-            source.tick(loaded, cache, fetcher);
+        for at in 0..self.sources.len() {
+            if let Some(source) = self.sources.get_mut(at) {
+                source.tick(loaded, cache, fetcher);
+            }
+            self.follow_discovery();
+        }
+    }
+
+    /// Gives each discovered JWKS path to its provider's key set.
+    fn follow_discovery(&mut self) {
+        let discovered: Vec<(usize, String)> =
+            self.sources.iter().filter(|s| s.kind == Kind::Discovery).filter_map(|s| s.discovered.clone().map(|path| (s.provider, path))).collect();
+        for (provider, path) in discovered {
+            if let Some(keys) = self.sources.iter_mut().find(|s| s.kind == Kind::Keys && s.provider == provider) {
+                keys.endpoint.path = path;
+            }
         }
     }
 
@@ -169,6 +194,7 @@ impl Remote {
         };
         source.in_flight = None;
         source.answered(loaded, cache, fetcher, answer);
+        self.follow_discovery();
         true
     }
 }
@@ -189,6 +215,7 @@ impl Source {
             early_interval_ms: early_seconds.saturating_mul(1000),
             key: format!("policy_filter.remote.{hex}"),
             installed: 0,
+            discovered: None,
             in_flight: None,
         }
     }
@@ -226,6 +253,9 @@ impl Source {
     }
 
     fn tick(&mut self, loaded: &Loaded, cache: &mut TokenCache, fetcher: &mut dyn Fetcher) {
+        if self.endpoint.path.is_empty() {
+            return; // a discovered key set whose configuration has not been read yet
+        }
         let now = fetcher.now_ms();
         let (meta, cas) = self.read_meta(fetcher);
         if meta.generation != 0 && meta.generation != self.installed {
@@ -236,6 +266,7 @@ impl Source {
             let gauge = match self.kind {
                 Kind::Keys => format!("policy_filter_jwks_age_seconds_{provider}"),
                 Kind::Revocations => format!("policy_filter_revocations_age_seconds_{provider}"),
+                Kind::Discovery => format!("policy_filter_openid_configuration_age_seconds_{provider}"),
             };
             fetcher.gauge(&gauge, now.saturating_sub(meta.fetched_at_ms) / 1000);
         }
@@ -330,6 +361,18 @@ impl Source {
                 jwks::parse(body, jwks).map(Document::Keys)
             }
             Kind::Revocations => Revocation::parse_list(body).map(Document::Revocations),
+            Kind::Discovery => {
+                // OpenID Connect Discovery 1.0 §4.3: the configuration's issuer must be the
+                // provider's, exactly; its jwks_uri must be on the upstream the bundle names.
+                let configuration = decision_table::strict_json::object(body).map_err(|e| format!("not an OpenID configuration: {e}"))?;
+                let expected = loaded.providers.get(self.provider).and_then(|p| p.issuer.as_deref()).unwrap_or_default();
+                let issuer = configuration.get("issuer").and_then(serde_json::Value::as_str).unwrap_or_default();
+                if issuer != expected {
+                    return Err(format!("its issuer {issuer:?} is not the provider's {expected:?}"));
+                }
+                let jwks_uri = configuration.get("jwks_uri").and_then(serde_json::Value::as_str).ok_or("it names no jwks_uri")?;
+                decision_table::bundle::same_origin_path(&self.endpoint, jwks_uri).map(Document::Discovery)
+            }
         }
     }
 
@@ -344,7 +387,7 @@ impl Source {
         fetcher.count(metrics::FETCH_FAILURES);
         let kept = if self.installed == 0 {
             match self.kind {
-                Kind::Keys => "none was fetched yet: tokens that need it are refused (401)".to_string(),
+                Kind::Keys | Kind::Discovery => "none was fetched yet: tokens that need it are refused (401)".to_string(),
                 Kind::Revocations => "none was fetched yet: only the bundle's list applies".to_string(),
             }
         } else {
@@ -397,6 +440,10 @@ impl Source {
                 }
                 provider.unknown_kid_at.set(0);
             }
+            Document::Discovery(path) => {
+                fetcher.log(Level::Info, &format!("{name}: the key set is at {}{path}", self.endpoint.authority));
+                self.discovered = Some(path);
+            }
             Document::Revocations(list) => {
                 fetcher.log(Level::Info, &format!("{name}: {} token ids and {} subjects revoked", list.token_ids.len(), list.subjects.len()));
                 if let Ok(mut slot) = provider.revoked_fetched.try_borrow_mut() {
@@ -411,6 +458,8 @@ impl Source {
 enum Document {
     Keys(jwks::FetchedKeys),
     Revocations(Revocation),
+    /// The JWKS path an OpenID configuration names.
+    Discovery(String),
 }
 
 #[cfg(test)]

@@ -501,7 +501,8 @@ pub fn inspect(path: &Path, format: Format) -> Exit {
                 };
                 println!("  provider {}: {issuer}; {audiences}; {may_assert}", provider.name);
                 if let Some(jwks) = &provider.jwks {
-                    println!("    jwks: {}", describe_endpoint(&jwks.endpoint));
+                    let found = if jwks.discovery { " (its openid configuration: the jwks_uri in it)" } else { "" };
+                    println!("    jwks: {}{found}", describe_endpoint(&jwks.endpoint));
                 }
                 let revocation = &provider.revocation;
                 if !revocation.is_empty() {

@@ -480,13 +480,26 @@ pub fn endpoint(uri: &str, fetch: &FetchSource, what: &str) -> Result<Endpoint, 
 
 fn remote_jwks(source: &crate::source::ProviderSource) -> Result<Option<RemoteJwks>, String> {
     let what = format!("provider {:?}: jwks", source.name);
-    let Some(uri) = &source.jwks_uri else {
-        return match source.jwks {
-            Some(_) => Err(format!("{what} is set without a jwks_uri")),
-            None => Ok(None),
-        };
-    };
     let settings = source.jwks.clone().unwrap_or_default();
+    let discovery = settings.discovery.unwrap_or(false);
+    let uri = match (&source.jwks_uri, discovery) {
+        (Some(_), true) => return Err(format!("{what}: give jwks_uri or discovery, not both")),
+        (Some(uri), false) => uri.clone(),
+        // OpenID Connect Discovery 1.0 §4: the configuration is at the issuer's
+        // `/.well-known/openid-configuration`.
+        (None, true) => match &source.issuer {
+            Some(issuer) if issuer.starts_with("https://") || issuer.starts_with("http://") => {
+                format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'))
+            }
+            _ => return Err(format!("{what}.discovery needs an issuer that is an http(s) URL")),
+        },
+        (None, false) => {
+            return match source.jwks {
+                Some(_) => Err(format!("{what} is set without a jwks_uri (or discovery: true)")),
+                None => Ok(None),
+            };
+        }
+    };
     for alg in &settings.algorithms {
         let asymmetric = crate::keys::RSA_ALGORITHMS.contains(&alg.as_str()) || ["ES256", "ES384", "ES512", "EdDSA"].contains(&alg.as_str());
         if !asymmetric {
@@ -498,7 +511,8 @@ fn remote_jwks(source: &crate::source::ProviderSource) -> Result<Option<RemoteJw
         return Err(format!("{what}.max_keys must be 1..=256"));
     }
     Ok(Some(RemoteJwks {
-        endpoint: endpoint(uri, &settings.fetch(), &what)?,
+        endpoint: endpoint(&uri, &settings.fetch(), &what)?,
+        discovery,
         algorithms: settings.algorithms.clone(),
         unknown_kid_seconds: settings.unknown_kid_seconds.unwrap_or(30),
         max_keys,

@@ -159,6 +159,10 @@ pub struct JwksSource {
     pub max_refresh_seconds: Option<u64>,
     #[serde(default)]
     pub retry_seconds: Option<u64>,
+    /// Find the JWKS through the issuer's OpenID Connect configuration
+    /// (`ISSUER/.well-known/openid-configuration`) instead of a `jwks_uri`.
+    #[serde(default)]
+    pub discovery: Option<bool>,
     /// The algorithms a key without `alg` verifies (RSA keys: `RS256` when none is listed).
     #[serde(default)]
     pub algorithms: Vec<String>,

@@ -86,7 +86,11 @@ struct Worker {
 
 impl Worker {
     fn new(index: usize) -> Worker {
-        let loaded = load(&example_bundle());
+        Worker::of(index, &example_bundle())
+    }
+
+    fn of(index: usize, bundle: &decision_table::bundle::Bundle) -> Worker {
+        let loaded = load(bundle);
         let remote = Remote::new(&loaded);
         Worker { index, loaded, remote, cache: TokenCache::with_rejected(64, 64) }
     }
@@ -345,6 +349,60 @@ fn issue16_revoked_tokens_and_subjects_are_refused_even_from_the_cache() {
     worker.answer(&world, call, ok(&json!({"jti": ["typo"]})));
     assert!(refused(&mut worker, &carol));
     assert!(world.logs.borrow().last().unwrap().contains("revocation list"));
+}
+
+const CONFIGURATION: &str = "/realms/acme/.well-known/openid-configuration";
+
+/// The example bundle with the idp provider finding its JWKS by OpenID Connect discovery.
+fn discovering_bundle() -> decision_table::bundle::Bundle {
+    let mut bundle = example_bundle();
+    let idp = bundle.providers.iter_mut().find(|p| p.name == "idp").unwrap();
+    let jwks = idp.jwks.as_mut().unwrap();
+    jwks.discovery = true;
+    jwks.endpoint.path = CONFIGURATION.into();
+    bundle
+}
+
+#[test]
+fn issue16_openid_discovery_finds_the_jwks_on_the_same_upstream_and_checks_the_issuer() {
+    let rsa = rsa_key();
+    let token = idp_token(&rsa, "RS256", "rsa-1", "ana", json!({}));
+    let configuration = |issuer: &str, jwks_uri: &str| ok(&json!({"issuer": issuer, "jwks_uri": jwks_uri, "token_endpoint": "https://idp.example/token"}));
+    let answers = [
+        (configuration("https://evil.example/realms/acme", "https://idp.example/realms/acme/certs"), "its issuer \"https://evil.example/realms/acme\" is not the provider's"),
+        (configuration(ISSUER, "https://evil.example/certs"), "is not on https://idp.example"),
+        (ok(&json!({"issuer": ISSUER})), "it names no jwks_uri"),
+    ];
+    for (answer, expected) in answers {
+        let world = world();
+        let mut worker = Worker::of(0, &discovering_bundle());
+        worker.tick(&world);
+        assert_eq!(calls_to(&world, CERTS).len(), 0, "the key set's path is not known yet");
+        let (_, call) = last_call(&world, CONFIGURATION);
+        worker.answer(&world, call, answer);
+        assert!(world.logs.borrow().last().unwrap().contains(expected), "{expected}: {:?}", world.logs.borrow());
+        advance(&world, 1);
+        worker.tick(&world);
+        assert!(world.calls.borrow().iter().all(|(_, _, path)| path != "/certs" && path != CERTS), "nothing fetched from elsewhere");
+        assert_eq!(worker.get(&world, &token).0, 401);
+    }
+
+    let world = world();
+    let (mut first, mut second) = (Worker::of(0, &discovering_bundle()), Worker::of(1, &discovering_bundle()));
+    first.tick(&world);
+    second.tick(&world);
+    let (_, call) = last_call(&world, CONFIGURATION);
+    first.answer(&world, call, configuration(ISSUER, &format!("https://idp.example{CERTS}")));
+    assert_eq!(calls_to(&world, CONFIGURATION).len(), 1, "one worker reads the configuration for all");
+    advance(&world, 1);
+    first.tick(&world);
+    second.tick(&world);
+    let (_, call) = last_call(&world, CERTS);
+    first.answer(&world, call, ok(&jwt_minter::idp_jwks(&[(&rsa, "rsa-1", "RS256")], true)));
+    advance(&world, 1);
+    first.tick(&world);
+    second.tick(&world);
+    assert_eq!((calls_to(&world, CERTS).len(), first.get(&world, &token).0, second.get(&world, &token).0), (1, 200, 200));
 }
 
 /// The same scenarios in the real module, under each host profile, with the identity

@@ -55,13 +55,25 @@ fn a_jwks_uri_becomes_an_endpoint_with_defaults_and_settings() {
 }
 
 #[test]
+fn discovery_reads_the_issuers_openid_configuration() {
+    let provider = compiled("discovery.json", idp(json!({"issuer": "https://idp.example/realms/acme/", "jwks": {"discovery": true}}))).unwrap();
+    let jwks = provider.jwks.unwrap();
+    assert!(jwks.discovery);
+    assert_eq!(jwks.endpoint, Endpoint::new("idp.example:443", "idp.example", "/realms/acme/.well-known/openid-configuration", "https"));
+    let both = compiled("both.json", idp(json!({"jwks_uri": "https://idp.example/c", "jwks": {"discovery": true}}))).unwrap_err();
+    assert!(both.iter().any(|e| e.contains("give jwks_uri or discovery, not both")), "{both:?}");
+    let no_url = compiled("no-url.json", idp(json!({"issuer": "internal", "jwks": {"discovery": true}}))).unwrap_err();
+    assert!(no_url.iter().any(|e| e.contains("discovery needs an issuer that is an http(s) URL")), "{no_url:?}");
+}
+
+#[test]
 fn mistakes_in_remote_settings_are_errors_that_say_what_is_wrong() {
     let cases = [
         (json!({"jwks_uri": "ftp://idp.example/certs"}), "the scheme must be https or http"),
         (json!({"jwks_uri": "idp.example/certs"}), "is not an absolute http(s) URI"),
         (json!({"jwks_uri": "https://user:pw@idp.example/certs"}), "no user information"),
         (json!({"jwks_uri": "https://idp.example/certs#keys"}), "a fragment is never sent"),
-        (json!({"jwks": {"timeout_ms": 100}}), "is set without a jwks_uri"),
+        (json!({"jwks": {"timeout_ms": 100}}), "is set without a jwks_uri (or discovery: true)"),
         (json!({"jwks_uri": "https://idp.example/c", "jwks": {"algorithms": ["HS256"]}}), "not an asymmetric JWS algorithm"),
         (json!({"jwks_uri": "https://idp.example/c", "jwks": {"min_refresh_seconds": 600, "max_refresh_seconds": 60}}), "min_refresh_seconds must be at least 1 and at most"),
         (json!({"jwks_uri": "https://idp.example/c", "jwks": {"timeout_ms": 0}}), "timeout_ms must be 1..=60000"),
