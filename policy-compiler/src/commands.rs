@@ -133,6 +133,8 @@ pub struct ProviderTrust {
     pub trust: Trust,
     /// The bundle's revocation list (a fetched one is not known here).
     pub revocation: decision_table::bundle::Revocation,
+    /// Where its keys are fetched at run time, described (none: embedded only).
+    pub jwks: Option<String>,
 }
 
 /// A policy file ready to answer requests two ways: the compiled table and the reference.
@@ -157,7 +159,8 @@ pub fn prepare(file: &PolicyFile) -> Result<Prepared, Vec<Problem>> {
         .iter()
         .map(|p| {
             let trust = Trust::new(&p.may_assert).map_err(|e| vec![Problem::error("may-assert", format!("provider {:?}: {e}", p.name))])?;
-            Ok(ProviderTrust { name: p.name.clone(), issuer: p.issuer.clone(), trust, revocation: p.revocation.clone() })
+            let jwks = p.jwks.as_ref().map(|j| format!("{}://{}{}", j.endpoint.scheme, j.endpoint.authority, j.endpoint.path));
+            Ok(ProviderTrust { name: p.name.clone(), issuer: p.issuer.clone(), trust, revocation: p.revocation.clone(), jwks })
         })
         .collect::<Result<_, Vec<Problem>>>()?;
     Ok(Prepared { settings, policies, evaluator, providers, ignore })
@@ -316,6 +319,18 @@ pub fn explain(path: &Path, ask: &Ask, format: Format) -> Exit {
         }
     };
     print_answer(&answer, ask, format);
+    let chosen = match ask.provider.as_deref() {
+        Some(name) => prepared.providers.iter().find(|p| p.name == name),
+        None => provider_for_issuer(&prepared.providers, |p| p.issuer.as_deref(), claims.get("iss").and_then(Value::as_str)),
+    };
+    if let (Format::Human, Some(provider)) = (format, chosen) {
+        if let Some(jwks) = &provider.jwks {
+            println!("  note: provider {:?} takes its keys from {jwks} at run time; explain does not check signatures", provider.name);
+        }
+        if provider.revocation.endpoint.is_some() {
+            println!("  note: provider {:?} also fetches a revocation list at run time, which explain does not know", provider.name);
+        }
+    }
     match answer {
         Answer::Decided { allowed: true, .. } | Answer::Bypassed(_) => Exit::Success,
         _ => Exit::Denied,

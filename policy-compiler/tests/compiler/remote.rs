@@ -121,7 +121,10 @@ fn inspect_shows_the_endpoints_and_explain_applies_the_bundles_revocations() {
         String::from_utf8(output.stdout).unwrap()
     };
     let issuer = "https://idp.example/realms/acme";
-    assert!(explain(json!({"iss": issuer, "sub": "ana", "roles": "user"})).contains("ALLOW"));
+    let allowed = explain(json!({"iss": issuer, "sub": "ana", "roles": "user"}));
+    assert!(allowed.contains("ALLOW"), "{allowed}");
+    assert!(allowed.contains("note: provider \"idp\" takes its keys from https://idp.example/realms/acme/protocol/openid-connect/certs at run time"), "{allowed}");
+    assert!(allowed.contains("also fetches a revocation list at run time"), "{allowed}");
     assert!(explain(json!({"iss": issuer, "sub": "ana", "roles": "user", "jti": "leaked-7f3a"})).contains("401: the token has been revoked"));
     assert!(explain(json!({"iss": issuer, "sub": "mallory", "roles": "user"})).contains("401: the token has been revoked"));
     assert!(explain(json!({"iss": issuer, "sub": "bob", "roles": "user", "iat": 1_799_999_999})).contains("401: the token has been revoked"));
