@@ -117,6 +117,11 @@ fn in_the_module(c: &mut Criterion) {
     let entries: Vec<(&jwt_minter::Signer, &str, &str)> =
         kids.iter().enumerate().map(|(i, kid)| if i % 2 == 0 { (&rsa, kid.as_str(), "RS256") } else { (&ec, kid.as_str(), "ES256") }).collect();
     let document = jwt_minter::idp_jwks(&entries, true).to_string();
+    // The same keys under other kids: a document that differs from the one installed.
+    let renamed: Vec<String> = (0..10).map(|i| format!("next-{i}")).collect();
+    let other: Vec<(&jwt_minter::Signer, &str, &str)> =
+        renamed.iter().enumerate().map(|(i, kid)| if i % 2 == 0 { (&rsa, kid.as_str(), "RS256") } else { (&ec, kid.as_str(), "ES256") }).collect();
+    let other = jwt_minter::idp_jwks(&other, true).to_string();
     let file = policy_compiler::source::read(&example("config.json")).unwrap_or_else(|_| std::process::abort());
     let mut bundle = policy_compiler::compile::bundle(&file).unwrap_or_else(|_| std::process::abort()).0;
     for provider in &mut bundle.providers {
@@ -126,19 +131,30 @@ fn in_the_module(c: &mut Criterion) {
         }
     }
     let configuration = serde_json::to_string(&bundle).unwrap_or_default();
-    for (name, max_age) in [("a tick that refreshes the 10-key set, in the module", "max-age=1"), ("a tick with the set fresh, in the module", "max-age=86400")] {
-        let answer = CallReply::Respond(Response::new(200).header("cache-control", max_age).body(document.clone()));
+    let scenarios = [
+        ("a tick that refreshes the 10-key set, changed, in the module", "max-age=1", true),
+        ("a tick that refreshes the 10-key set, unchanged, in the module", "max-age=1", false),
+        ("a tick with the set fresh, in the module", "max-age=86400", false),
+    ];
+    for (name, max_age, changing) in scenarios {
+        let (first, second) = (document.clone(), other.clone());
+        let flip = std::sync::atomic::AtomicBool::new(false);
+        let max_age = max_age.to_string();
+        let answer = move |_: &proxy_wasm_harness::HttpCallRequest| {
+            let odd = changing && flip.fetch_xor(true, std::sync::atomic::Ordering::Relaxed);
+            CallReply::Respond(Response::new(200).header("cache-control", &max_age).body(if odd { second.clone() } else { first.clone() }))
+        };
         let mut plugin = module
             .plugin()
             .plugin_config(configuration.clone())
             .now(1_800_000_000)
-            .cluster("idp.example:443", move |_| answer.clone())
+            .cluster("idp.example:443", answer)
             .start()
             .unwrap_or_else(|_| std::process::abort());
         plugin.advance_time(std::time::Duration::from_secs(1)).unwrap_or_else(|_| std::process::abort());
         c.bench_function(name, |b| b.iter(|| black_box(plugin.advance_time(std::time::Duration::from_secs(1)))));
-        let refreshes = plugin.http_calls().len();
-        println!("{name}: {refreshes} fetches made");
+        let installs = plugin.metric("policy_filter_remote_installs").map_or(0, |m| m.value);
+        println!("{name}: {} fetches, {installs} installs", plugin.http_calls().len());
     }
 }
 

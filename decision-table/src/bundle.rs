@@ -78,6 +78,10 @@ pub struct Endpoint {
     pub retry_seconds: u64,
 }
 
+/// The shortest interval between early fetches for unknown `kid`s: a flood of made-up kids
+/// costs the identity provider at most one fetch per this many seconds.
+pub const MIN_UNKNOWN_KID_SECONDS: u64 = 5;
+
 /// A provider's remote key set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RemoteJwks {
@@ -108,6 +112,10 @@ pub struct Revocation {
     /// A revocation list fetched at run time, added to the ones above (see README.md,
     /// "Revocation").
     pub endpoint: Option<Endpoint>,
+    /// With `endpoint`: the provider's tokens are refused while the fetched list is older
+    /// than this, or before it was first fetched (fail closed); `None`: the last good list
+    /// serves however old it is.
+    pub max_list_age_seconds: Option<u64>,
 }
 
 impl Revocation {
@@ -115,8 +123,8 @@ impl Revocation {
     /// `{"token_ids": ["..."], "subjects": {"alice": null, "bob": 1800000000}}`, both optional.
     pub fn parse_list(text: &[u8]) -> Result<Revocation, String> {
         let list = Revocation::from_json(&Value::Object(crate::strict_json::object(text)?), "revocation list")?;
-        if list.endpoint.is_some() {
-            return Err("revocation list: unknown field `endpoint`".into());
+        if list.endpoint.is_some() || list.max_list_age_seconds.is_some() {
+            return Err("revocation list: only `token_ids` and `subjects` may be listed".into());
         }
         Ok(list)
     }
@@ -133,8 +141,8 @@ pub fn same_origin_path(configuration: &Endpoint, jwks_uri: &str) -> Result<Stri
     let (scheme, rest) = jwks_uri.split_once("://").ok_or("jwks_uri is not an absolute URI")?;
     let (authority, path) = rest.find('/').map_or((rest, "/"), |at| rest.split_at(at));
     let default_port = if configuration.scheme == "https" { ":443" } else { ":80" };
-    let same_authority = authority.eq_ignore_ascii_case(&configuration.authority)
-        || authority.strip_suffix(default_port).is_some_and(|a| a.eq_ignore_ascii_case(&configuration.authority));
+    let bare = |authority: &str| authority.strip_suffix(default_port).unwrap_or(authority).to_ascii_lowercase();
+    let same_authority = bare(authority) == bare(&configuration.authority);
     if !scheme.eq_ignore_ascii_case(&configuration.scheme) || !same_authority {
         return Err(format!("jwks_uri {jwks_uri:?} is not on {}://{} (the upstream the bundle names)", configuration.scheme, configuration.authority));
     }
@@ -491,6 +499,10 @@ impl Endpoint {
         if endpoint.timeout_ms == 0 || endpoint.timeout_ms > u64::from(u32::MAX) || endpoint.max_bytes == 0 {
             return Err(format!("{path}: timeout_ms and max_bytes must be above 0"));
         }
+        // Floors against fetching every tick (a `max-age=0` answer, or a hand-written bundle).
+        if endpoint.min_refresh_seconds == 0 || endpoint.retry_seconds == 0 || endpoint.min_refresh_seconds > endpoint.max_refresh_seconds {
+            return Err(format!("{path}: min_refresh_seconds and retry_seconds must be at least 1, and min_refresh_seconds at most max_refresh_seconds"));
+        }
         Ok(endpoint)
     }
 }
@@ -509,13 +521,16 @@ impl RemoteJwks {
         object.set(&mut jwks.algorithms, "algorithms", Object::strings)?;
         object.set(&mut jwks.unknown_kid_seconds, "unknown_kid_seconds", Object::unsigned)?;
         object.set(&mut jwks.max_keys, "max_keys", Object::size)?;
+        if jwks.unknown_kid_seconds < MIN_UNKNOWN_KID_SECONDS || jwks.max_keys == 0 {
+            return Err(format!("{path}: unknown_kid_seconds must be at least {MIN_UNKNOWN_KID_SECONDS} and max_keys at least 1"));
+        }
         Ok(jwks)
     }
 }
 
 impl Revocation {
     fn from_json(value: &Value, path: &str) -> Result<Revocation, String> {
-        let object = Object::new(value, path, &["token_ids", "subjects", "endpoint"])?;
+        let object = Object::new(value, path, &["token_ids", "subjects", "endpoint", "max_list_age_seconds"])?;
         let mut revocation = Revocation::default();
         object.set(&mut revocation.token_ids, "token_ids", Object::strings)?;
         object.set(&mut revocation.subjects, "subjects", |o, name| {
@@ -528,6 +543,10 @@ impl Revocation {
                 .collect()
         })?;
         revocation.endpoint = object.nullable("endpoint", |o, name| Endpoint::from_json(o.value(name)?, &o.at(name)))?;
+        revocation.max_list_age_seconds = object.nullable("max_list_age_seconds", Object::unsigned)?;
+        if revocation.max_list_age_seconds.is_some() && revocation.endpoint.is_none() {
+            return Err(format!("{path}: max_list_age_seconds needs an endpoint"));
+        }
         Ok(revocation)
     }
 }
@@ -536,6 +555,17 @@ impl Revocation {
 /// at most one provider (without an `issuer`) takes the tokens whose `iss` names none. A
 /// second provider for the same issuer could never be reached.
 pub fn check_provider_chain(providers: &[Provider]) -> Result<(), String> {
+    for provider in providers {
+        // Names go into logs and metric names (ngx_wasm_module traps on a metric name past
+        // its max_metric_name_length).
+        let name = &provider.name;
+        if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+            return Err(format!("provider name {name:?}: 1 to 64 letters, digits, `.`, `_` or `-`"));
+        }
+        if provider.jwks.as_ref().is_some_and(|j| j.discovery) && provider.issuer.is_none() {
+            return Err(format!("provider {name:?}: discovery needs an issuer (the configuration's issuer must equal it)"));
+        }
+    }
     for (at, provider) in providers.iter().enumerate() {
         let earlier = providers.iter().take(at);
         if provider.name == MTLS_PROVIDER {
@@ -893,6 +923,7 @@ mod tests {
                     token_ids: vec!["t-1".into()],
                     subjects: [("alice".to_string(), Some(1_800_000_000)), ("bob".to_string(), None)].into(),
                     endpoint: Some(Endpoint::new("10.0.0.5:8080", "revocations.local", "/revoked", "http")),
+                    max_list_age_seconds: Some(120),
                 },
             }],
         }
@@ -974,6 +1005,8 @@ mod tests {
             assert!(same_origin_path(&configuration, elsewhere).is_err(), "{elsewhere}");
         }
         assert!(same_origin_path(&configuration, "https://idp.example/certs#x").is_err());
+        let with_port = Endpoint::new("idp", "idp.example:443", "/.well-known/openid-configuration", "https");
+        assert_eq!(same_origin_path(&with_port, "https://idp.example/certs"), Ok("/certs".into()), "the default port on either side");
     }
 
     #[test]
@@ -1020,19 +1053,25 @@ mod tests {
 
     #[test]
     fn a_chain_with_an_unreachable_provider_is_refused() {
-        let one = every_field_changed().providers.remove(0);
+        let one = Provider { jwks: None, ..every_field_changed().providers.remove(0) };
         let named = |name: &str, issuer: Option<&str>| Provider { name: name.into(), issuer: issuer.map(str::to_string), ..one.clone() };
         assert_eq!(check_provider_chain(&[named("a", Some("x")), named("b", Some("y")), named("c", None)]), Ok(()));
         assert!(check_provider_chain(&[named("a", Some("x")), named("b", Some("x"))]).unwrap_err().contains("could never be reached"));
         assert!(check_provider_chain(&[named("a", None), named("b", None)]).unwrap_err().contains("both have no issuer"));
         assert!(check_provider_chain(&[named("a", Some("x")), named("a", Some("y"))]).unwrap_err().contains("two providers are named"));
         assert!(check_provider_chain(&[named("mtls", Some("x"))]).unwrap_err().contains("reserved"));
+        for bad in ["", "a b", "p/q", &"x".repeat(65)] {
+            assert!(check_provider_chain(&[named(bad, Some("x"))]).unwrap_err().contains("1 to 64 letters"), "{bad:?}");
+        }
+        let discovering = Provider { issuer: None, ..every_field_changed().providers.remove(0) };
+        assert!(check_provider_chain(&[discovering]).unwrap_err().contains("discovery needs an issuer"));
     }
 
     #[test]
     fn an_issuer_or_mtls_left_out_or_null_is_none() {
         let mut value = serde_json::to_value(every_field_changed()).unwrap();
         value["providers"][0].as_object_mut().unwrap().remove("issuer");
+        value["providers"][0]["jwks"]["discovery"] = json!(false);
         value["settings"]["mtls"] = Value::Null;
         let bundle = read(&value).unwrap();
         assert_eq!((bundle.providers[0].issuer.as_deref(), bundle.settings.mtls), (None, None));

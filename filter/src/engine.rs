@@ -226,7 +226,7 @@ fn verify(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, token: &
     let skew = loaded.settings.clock_skew_seconds;
     if let Some(hit) = cache.get(token, now, skew) {
         host.count(metrics::CACHE_HITS);
-        return not_revoked(loaded, hit);
+        return not_revoked(loaded, hit, now);
     }
     host.count(metrics::CACHE_MISSES);
     if cache.was_rejected(token, now) {
@@ -241,7 +241,7 @@ fn verify(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, token: &
         Ok(verified) => {
             let verified = Rc::new(verified);
             cache.insert(token, Rc::clone(&verified));
-            not_revoked(loaded, verified)
+            not_revoked(loaded, verified, now)
         }
         Err(Rejection::BadSignature) => {
             // The one refusal that cost a signature check: a replay of it costs a hash.
@@ -255,8 +255,14 @@ fn verify(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, token: &
 /// A verified token, unless its provider's revocation list (the bundle's or the one last
 /// fetched) names it: checked on every request, cached or not, so a revocation takes effect
 /// on the next request.
-fn not_revoked(loaded: &Loaded, verified: Rc<Verified>) -> Result<Rc<Verified>, Rejection> {
+fn not_revoked(loaded: &Loaded, verified: Rc<Verified>, now: u64) -> Result<Rc<Verified>, Rejection> {
     let Some(provider) = loaded.providers.get(verified.provider_index) else { return Ok(verified) };
+    if let Some(max_age) = provider.max_list_age_ms {
+        let fetched_at = provider.revocations_fetched_at.get();
+        if fetched_at == 0 || now.saturating_mul(1000).saturating_sub(fetched_at) > max_age {
+            return Err(Rejection::RevocationsStale);
+        }
+    }
     let fetched_revokes = || provider.revoked_fetched.try_borrow().map_or(true, |list| list.revokes(&verified));
     if provider.revoked.revokes(&verified) || fetched_revokes() { Err(Rejection::Revoked) } else { Ok(verified) }
 }

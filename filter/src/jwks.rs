@@ -21,15 +21,25 @@ pub struct FetchedKeys {
 /// Members that only a private key has (RFC 7518 §6.2.2, §6.3.2; RFC 8037 §2).
 const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "oth"];
 
-/// Parses a JWKS document. An error (the last good set stays) when it is not a JWKS or
-/// holds no key this provider may use.
+/// Parses a JWKS document. An error (the last good set stays) when it is not a JWKS; one
+/// with no usable key gives none.
 pub fn parse(body: &[u8], config: &RemoteJwks) -> Result<FetchedKeys, String> {
     let document = decision_table::strict_json::object(body).map_err(|e| format!("not a JWKS document: {e}"))?;
     let Some(Value::Array(entries)) = document.get("keys") else {
         return Err("not a JWKS document: no `keys` list".into());
     };
     let mut fetched = FetchedKeys { keys: Vec::new(), skipped: Vec::new() };
-    for (at, entry) in entries.iter().enumerate() {
+    // Each entry may cost a key's setup (RSA's Montgomery constants, an EC point check): a
+    // document is read only up to max_keys usable keys, and a bounded number of entries.
+    let examined = config.max_keys.saturating_mul(2).saturating_add(16);
+    if entries.len() > examined {
+        fetched.skipped.push(format!("{} entries beyond the first {examined} (max_keys {})", entries.len() - examined, config.max_keys));
+    }
+    for (at, entry) in entries.iter().enumerate().take(examined) {
+        if fetched.keys.len() >= config.max_keys {
+            fetched.skipped.push(format!("keys[{at}..]: beyond max_keys ({})", config.max_keys));
+            break;
+        }
         let Some(jwk) = entry.as_object() else {
             fetched.skipped.push(format!("keys[{at}]: not an object"));
             continue;
@@ -41,6 +51,7 @@ pub fn parse(body: &[u8], config: &RemoteJwks) -> Result<FetchedKeys, String> {
                 for key in keys {
                     if fetched.keys.len() >= config.max_keys {
                         fetched.skipped.push(format!("{name}: beyond max_keys ({})", config.max_keys));
+                        break;
                     } else if fetched.keys.iter().any(|k| k.kid == key.kid && k.alg == key.alg) {
                         fetched.skipped.push(format!("{name}: a second key with this kid and alg"));
                     } else {
@@ -51,9 +62,8 @@ pub fn parse(body: &[u8], config: &RemoteJwks) -> Result<FetchedKeys, String> {
             Err(why) => fetched.skipped.push(format!("{name}: {why}")),
         }
     }
-    if fetched.keys.is_empty() {
-        return Err(format!("the JWKS document holds no usable key ({} skipped)", fetched.skipped.len()));
-    }
+    // A JWKS with no usable key is still the provider's word: every fetched key is withdrawn
+    // (the caller logs it). Only a document that is not a JWKS keeps the last good set.
     Ok(fetched)
 }
 

@@ -46,6 +46,9 @@ pub enum Rejection {
     KeysUnavailable,
     /// The token's `jti`, or its subject, is on the provider's revocation list.
     Revoked,
+    /// The provider's fetched revocation list is older than its `max_list_age_seconds` (or
+    /// was never fetched).
+    RevocationsStale,
 }
 
 impl Rejection {
@@ -70,6 +73,7 @@ impl Rejection {
             Rejection::UntrustedSubject => "untrusted_subject",
             Rejection::KeysUnavailable => "keys_unavailable",
             Rejection::Revoked => "revoked",
+            Rejection::RevocationsStale => "revocations_stale",
         }
     }
 
@@ -93,6 +97,7 @@ impl Rejection {
             Rejection::UntrustedSubject => "the token's issuer may not assert its subject",
             Rejection::KeysUnavailable => "the token's issuer has published no keys yet",
             Rejection::Revoked => "the token has been revoked",
+            Rejection::RevocationsStale => "the issuer's revocation list is out of date",
         }
     }
 }
@@ -137,6 +142,12 @@ pub struct ProviderKeys {
     /// Its revocation list: the bundle's, and the one last fetched.
     pub revoked: Revoked,
     pub revoked_fetched: RefCell<Revoked>,
+    /// Host time (ms) of the fetched revocation list's fetch; 0: none yet.
+    pub revocations_fetched_at: Cell<u64>,
+    /// Tokens are refused while the fetched list is older than this (ms), or missing.
+    pub max_list_age_ms: Option<u64>,
+    /// The algorithms its remote keys may have (`jwks.algorithms`; empty: any).
+    remote_algorithms: Vec<String>,
 }
 
 /// A revocation list, ready for lookups.
@@ -155,9 +166,10 @@ impl Revoked {
         self.token_ids.is_empty() && self.subjects.is_empty()
     }
 
-    /// Whether a token with these claims is revoked: its `jti` is listed, or its subject is,
-    /// for tokens issued (`iat`) before the listed time (a token without `iat` is revoked
-    /// then too: nothing says it is newer).
+    /// Whether a token with these claims is revoked: its `jti` is listed, or its subject is
+    /// (the caller's subject, or the token's `sub` when that differs: a list keyed by `sub`
+    /// holds whatever claim names the caller), for tokens issued (`iat`) before the listed
+    /// time (a token without `iat` is revoked then too: nothing says it is newer).
     pub fn revokes(&self, verified: &Verified) -> bool {
         if self.is_empty() {
             return false;
@@ -165,11 +177,13 @@ impl Revoked {
         if verified.claims.get("jti").and_then(Value::as_str).is_some_and(|jti| self.token_ids.contains(jti)) {
             return true;
         }
-        match self.subjects.get(&verified.subject) {
+        let sub = verified.claims.get("sub").and_then(Value::as_str);
+        let revoked_before = |subject: &str| match self.subjects.get(subject) {
             None => false,
             Some(None) => true,
             Some(Some(before)) => verified.claims.get("iat").and_then(Value::as_u64).is_none_or(|iat| iat < *before),
-        }
+        };
+        revoked_before(&verified.subject) || sub.is_some_and(revoked_before)
     }
 }
 
@@ -242,9 +256,14 @@ pub fn key_from_jwk(jwk: &Value) -> Result<Key, String> {
 impl ProviderKeys {
     /// The key families that would ask the host's `verify_signature`.
     pub fn host_families(&self) -> host_verify::Families {
+        // Keys fetched later may be of the algorithms the provider accepts (any, when it
+        // lists none): their families are self-tested at start too.
+        let remote = |prefixes: &[&str]| {
+            self.has_remote_keys && (self.remote_algorithms.is_empty() || self.remote_algorithms.iter().any(|a| prefixes.iter().any(|p| a.starts_with(p)) && a != "ES512"))
+        };
         host_verify::Families {
-            rsa: self.keys.iter().any(|key| matches!(&key.material, KeyMaterial::Rsa(rsa) if rsa.host_form().is_some())),
-            ecdsa: self.keys.iter().any(|key| matches!(&key.material, KeyMaterial::Ecdsa(ec) if ec.host_form().is_some())),
+            rsa: remote(&["RS"]) || self.keys.iter().any(|key| matches!(&key.material, KeyMaterial::Rsa(rsa) if rsa.host_form().is_some())),
+            ecdsa: remote(&["ES"]) || self.keys.iter().any(|key| matches!(&key.material, KeyMaterial::Ecdsa(ec) if ec.host_form().is_some())),
         }
     }
 }
@@ -266,6 +285,9 @@ pub fn providers(bundle_providers: &[Provider]) -> Result<Vec<ProviderKeys>, Str
                 unknown_kid_at: Cell::new(0),
                 revoked: Revoked::new(&p.revocation),
                 revoked_fetched: RefCell::default(),
+                revocations_fetched_at: Cell::new(0),
+                max_list_age_ms: p.revocation.max_list_age_seconds.map(|s| s.saturating_mul(1000)),
+                remote_algorithms: p.jwks.as_ref().map(|j| j.algorithms.clone()).unwrap_or_default(),
             })
         })
         .collect()

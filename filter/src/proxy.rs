@@ -58,17 +58,25 @@ struct Root {
 }
 
 impl Context for Root {
-    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+    fn on_http_call_response(&mut self, token: u32, headers: usize, body_size: usize, _trailers: usize) {
         let Some(shared) = &self.shared else { return };
         let (Ok(mut remote), Ok(mut cache)) = (shared.remote.try_borrow_mut(), shared.cache.try_borrow_mut()) else { return };
         let Some(max_bytes) = remote.max_bytes(token) else { return };
-        let header = |name: &str| hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name).ok().flatten();
-        // A failed callout has no headers, so no `:status` (Envoy, and ngx_wasm_module, which
-        // names the failure in `:dispatch_status`).
-        let status = header(":status").and_then(|s| s.parse::<u16>().ok());
-        let body = (body_size <= max_bytes)
-            .then(|| hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default());
-        let answer = remote::Answer { status, cache_control: header("cache-control"), body_size, body };
+        // A failed callout (timeout, reset) comes with no headers. Nothing is read then: Envoy
+        // has no response at all (`Context::onHttpCallFailure`), and reading its headers is
+        // BadArgument, on which the SDK's `get_map_value` panics. Values are read as bytes
+        // (a non-UTF-8 header value would make `get_map_value` panic too).
+        let answer = if headers == 0 {
+            remote::Answer { status: None, cache_control: None, body_size: 0, body: None }
+        } else {
+            let header = |name: &str| {
+                hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name).ok().flatten().map(|v| String::from_utf8_lossy(&v).into_owned())
+            };
+            let status = header(":status").and_then(|s| s.parse::<u16>().ok());
+            let body = (body_size <= max_bytes)
+                .then(|| hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default());
+            remote::Answer { status, cache_control: header("cache-control"), body_size, body }
+        };
         remote.on_answer(&shared.loaded, &mut cache, &mut Fetcher { shared }, token, answer);
     }
 }
@@ -211,6 +219,11 @@ impl RootContext for Root {
                     log::warn!("policy filter: no shm_kv_zone is set, so each worker fetches the identity providers' documents itself (set one, and declare it in nginx.conf's wasm block: shm_kv policy_filter 1m;)");
                 }
                 let shared = Shared { loaded, cache: RefCell::new(cache), metrics: RefCell::default(), remote: RefCell::new(remote), store, gauges: RefCell::default() };
+                // What another worker (or this one, before a reload) fetched is used from the
+                // first request, not from the first tick.
+                if let (Ok(mut remote), Ok(mut cache)) = (shared.remote.try_borrow_mut(), shared.cache.try_borrow_mut()) {
+                    remote.install_shared(&shared.loaded, &mut cache, &mut Fetcher { shared: &shared });
+                }
                 self.shared = Some(Rc::new(shared));
                 let _ = hostcalls::set_tick_period(std::time::Duration::from_millis(u64::from(METRICS_FLUSH_MS)));
                 true

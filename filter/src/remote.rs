@@ -87,6 +87,11 @@ pub struct Source {
     installed: u64,
     /// For a discovery source: the JWKS path its configuration names.
     discovered: Option<String>,
+    /// Ticks in a row on which `meta` named a body that could not be read.
+    missing_body_ticks: u8,
+    /// SHA-256 of the installed document: a refresh that brings the same bytes (the usual
+    /// case) is neither parsed nor installed again, so it costs no key setup.
+    installed_digest: [u8; 32],
     in_flight: Option<InFlight>,
 }
 
@@ -176,6 +181,21 @@ impl Remote {
         }
     }
 
+    /// At start: installs what is in shared data already, without fetching.
+    pub fn install_shared(&mut self, loaded: &Loaded, cache: &mut TokenCache, fetcher: &mut dyn Fetcher) {
+        for at in 0..self.sources.len() {
+            if let Some(source) = self.sources.get_mut(at)
+                && !source.endpoint.path.is_empty()
+            {
+                let (meta, _) = source.read_meta(fetcher);
+                if meta.generation != 0 {
+                    source.install_shared(loaded, cache, fetcher, &meta);
+                }
+            }
+            self.follow_discovery();
+        }
+    }
+
     /// Gives each discovered JWKS path to its provider's key set.
     fn follow_discovery(&mut self) {
         let discovered: Vec<(usize, String)> =
@@ -216,6 +236,8 @@ impl Source {
             key: format!("policy_filter.remote.{hex}"),
             installed: 0,
             discovered: None,
+            missing_body_ticks: 0,
+            installed_digest: [0; 32],
             in_flight: None,
         }
     }
@@ -257,9 +279,21 @@ impl Source {
             return; // a discovered key set whose configuration has not been read yet
         }
         let now = fetcher.now_ms();
-        let (meta, cas) = self.read_meta(fetcher);
-        if meta.generation != 0 && meta.generation != self.installed {
-            self.install_shared(loaded, cache, fetcher, meta.generation);
+        let (mut meta, mut cas) = self.read_meta(fetcher);
+        if meta.generation != 0 && meta.generation != self.installed && !self.install_shared(loaded, cache, fetcher, &meta) {
+            // `meta` names a document whose body is gone (ngx_wasm_module's shm_kv evicts
+            // entries when the zone is full) or is being rewritten: after a second tick of
+            // that, it is fetched again.
+            self.missing_body_ticks = self.missing_body_ticks.saturating_add(1);
+            if self.missing_body_ticks >= 2 && now < meta.next_fetch_ms {
+                fetcher.log(Level::Warn, &format!("{}: the shared document is missing (shm_kv zone too small?); fetching it again", self.name(loaded)));
+                if let Some(due) = self.update_meta(fetcher, |m| m.next_fetch_ms = now) {
+                    (meta, cas) = (due, self.read_meta(fetcher).1);
+                }
+                self.missing_body_ticks = 0;
+            }
+        } else {
+            self.missing_body_ticks = 0;
         }
         if self.installed != 0 {
             let provider = loaded.providers.get(self.provider).map_or("", |p| p.name.as_str());
@@ -331,12 +365,19 @@ impl Source {
             }
             (Some(status), _) => return self.failed(loaded, fetcher, meta.fetched_at_ms, &format!("the endpoint answered {status}")),
         };
-        let document = match self.parse(loaded, &body) {
-            Ok(document) => document,
-            Err(why) => return self.failed(loaded, fetcher, meta.fetched_at_ms, &why),
+        let digest: [u8; 32] = Sha256::digest(&body).into();
+        let unchanged = self.installed != 0 && digest == self.installed_digest;
+        let document = match unchanged {
+            true => None,
+            false => match self.parse(loaded, &body) {
+                Ok(document) => Some(document),
+                Err(why) => return self.failed(loaded, fetcher, meta.fetched_at_ms, &why),
+            },
         };
         let now = fetcher.now_ms();
-        let generation = meta.generation.saturating_add(1).max(1);
+        // Larger than any generation before it, even one whose `meta` was evicted and
+        // rewritten from 0 (a worker that installed generation 1 would never install another 1).
+        let generation = meta.generation.saturating_add(1).max(now);
         let mut stored = generation.to_le_bytes().to_vec();
         stored.extend_from_slice(&body);
         let body_key = self.body_key();
@@ -345,12 +386,29 @@ impl Source {
             fetcher.shared_set(&body_key, &stored, cas)
         });
         let fresh_ms = self.endpoint.freshness(answer.cache_control.as_deref()).saturating_mul(1000);
-        if written {
-            self.update_meta(fetcher, |m| {
-                *m = Meta { generation, fetched_at_ms: now, next_fetch_ms: now.saturating_add(fresh_ms), lease_until_ms: 0, ..*m };
-            });
+        if !written {
+            // Another worker wrote the body meanwhile: its document is installed on the next tick.
+            self.update_meta(fetcher, |m| m.lease_until_ms = 0);
+            return;
         }
-        self.install(loaded, cache, fetcher, document, generation);
+        self.update_meta(fetcher, |m| {
+            *m = Meta { generation, fetched_at_ms: now, next_fetch_ms: now.saturating_add(fresh_ms), lease_until_ms: 0, ..*m };
+        });
+        match document {
+            Some(document) => self.install(loaded, cache, fetcher, document, generation, now),
+            None => self.keep(loaded, generation, now),
+        }
+        self.installed_digest = digest;
+    }
+
+    /// The same document again: only its generation and age change.
+    fn keep(&mut self, loaded: &Loaded, generation: u64, fetched_at_ms: u64) {
+        self.installed = generation;
+        if self.kind == Kind::Revocations
+            && let Some(provider) = loaded.providers.get(self.provider)
+        {
+            provider.revocations_fetched_at.set(fetched_at_ms.max(1));
+        }
     }
 
     /// The document, parsed: a fetch that does not parse is a failed fetch.
@@ -404,33 +462,51 @@ impl Source {
         fetcher.log(Level::Warn, &message);
     }
 
-    /// Installs the document another worker fetched.
-    fn install_shared(&mut self, loaded: &Loaded, cache: &mut TokenCache, fetcher: &mut dyn Fetcher, generation: u64) {
-        let Some((stored, _)) = fetcher.shared_get(&self.body_key()) else { return };
-        let Some((stamp, body)) = stored.split_first_chunk::<8>() else { return };
-        if u64::from_le_bytes(*stamp) != generation {
-            return; // written again since: the next tick reads it
+    /// Installs the document `meta` names, which another worker (or this one, before a
+    /// reload) fetched; false when its body is not there.
+    fn install_shared(&mut self, loaded: &Loaded, cache: &mut TokenCache, fetcher: &mut dyn Fetcher, meta: &Meta) -> bool {
+        let Some((stored, _)) = fetcher.shared_get(&self.body_key()) else { return false };
+        let Some((stamp, body)) = stored.split_first_chunk::<8>() else { return false };
+        if u64::from_le_bytes(*stamp) != meta.generation {
+            return false;
         }
+        let digest: [u8; 32] = Sha256::digest(body).into();
+        if self.installed != 0 && digest == self.installed_digest {
+            self.keep(loaded, meta.generation, meta.fetched_at_ms);
+            return true;
+        }
+        self.installed_digest = digest;
         match self.parse(loaded, body) {
-            Ok(document) => self.install(loaded, cache, fetcher, document, generation),
+            Ok(document) => self.install(loaded, cache, fetcher, document, meta.generation, meta.fetched_at_ms),
             Err(why) => {
-                self.installed = generation;
+                self.installed = meta.generation;
                 fetcher.log(Level::Error, &format!("{}: the shared document does not parse: {why}", self.name(loaded)));
             }
         }
+        true
     }
 
-    fn install(&mut self, loaded: &Loaded, cache: &mut TokenCache, fetcher: &mut dyn Fetcher, document: Document, generation: u64) {
+    fn install(&mut self, loaded: &Loaded, cache: &mut TokenCache, fetcher: &mut dyn Fetcher, document: Document, generation: u64, fetched_at_ms: u64) {
         self.installed = generation;
         let Some(provider) = loaded.providers.get(self.provider) else { return };
         let name = self.name(loaded);
         match document {
             Document::Keys(fetched) => {
-                for skipped in &fetched.skipped {
-                    fetcher.log(Level::Warn, &format!("{name}: skipped {skipped}"));
+                if !fetched.skipped.is_empty() {
+                    // One line, however many: a document's size bounds its entries, not its logs.
+                    let shown: Vec<&str> = fetched.skipped.iter().take(8).map(String::as_str).collect();
+                    let more = fetched.skipped.len().saturating_sub(shown.len());
+                    let more = if more > 0 { format!("; and {more} more") } else { String::new() };
+                    fetcher.log(Level::Warn, &format!("{name}: skipped {} entries: {}{more}", fetched.skipped.len(), shown.join("; ")));
                 }
                 let kids: Vec<&str> = fetched.keys.iter().map(|k| k.kid.as_str()).collect();
-                fetcher.log(Level::Info, &format!("{name}: {} keys installed ({})", fetched.keys.len(), kids.join(", ")));
+                if kids.is_empty() {
+                    // The provider withdrew every key it had (or every one left is unusable):
+                    // taken as it says, so a compromised key cannot outlive its withdrawal.
+                    fetcher.log(Level::Error, &format!("{name}: the JWKS holds no usable key: none of this provider's fetched keys verifies any more"));
+                } else {
+                    fetcher.log(Level::Info, &format!("{name}: {} keys installed ({})", fetched.keys.len(), kids.join(", ")));
+                }
                 let valid: Vec<[u8; 32]> = provider.keys.iter().chain(&fetched.keys).map(|k| k.fingerprint).collect();
                 // A key the provider withdrew takes the tokens it verified with it.
                 let index = self.provider;
@@ -449,6 +525,7 @@ impl Source {
                 if let Ok(mut slot) = provider.revoked_fetched.try_borrow_mut() {
                     *slot = Revoked::new(&list);
                 }
+                provider.revocations_fetched_at.set(fetched_at_ms.max(1));
             }
         }
         fetcher.count(metrics::INSTALLS);

@@ -272,17 +272,19 @@ pub fn decide(
 }
 
 /// Whether the bundle's revocation list names the token, as the module reads it: its `jti`, or
-/// its subject (every token, or those issued before the listed time; without `iat`, revoked).
+/// its subject or `sub` (every token, or those issued before the listed time; without `iat`,
+/// revoked).
 fn revoked(list: &decision_table::bundle::Revocation, claims: &Map<String, Value>, subject: &str) -> bool {
     let jti = claims.get("jti").and_then(Value::as_str);
     if jti.is_some_and(|jti| list.token_ids.iter().any(|id| id == jti)) {
         return true;
     }
-    match list.subjects.get(subject) {
+    let revoked_before = |subject: &str| match list.subjects.get(subject) {
         None => false,
         Some(None) => true,
         Some(Some(before)) => claims.get("iat").and_then(Value::as_u64).is_none_or(|iat| iat < *before),
-    }
+    };
+    revoked_before(subject) || claims.get("sub").and_then(Value::as_str).is_some_and(revoked_before)
 }
 
 /// The payload of a JWT, unverified (for `explain --token`).

@@ -463,8 +463,10 @@ pub fn endpoint(uri: &str, fetch: &FetchSource, what: &str) -> Result<Endpoint, 
     if endpoint.timeout_ms == 0 || endpoint.timeout_ms > 60_000 {
         return Err(format!("{what}: timeout_ms must be 1..=60000"));
     }
-    if endpoint.max_bytes == 0 || endpoint.max_bytes > 4 * 1024 * 1024 {
-        return Err(format!("{what}: max_bytes must be 1..=4194304"));
+    // A document is stored in shared data beside its previous version (an ngx_wasm_module
+    // shm_kv zone needs room for both): size the zone at least twice the sum of max_bytes.
+    if endpoint.max_bytes == 0 || endpoint.max_bytes > 1024 * 1024 {
+        return Err(format!("{what}: max_bytes must be 1..=1048576"));
     }
     if endpoint.min_refresh_seconds == 0 || endpoint.min_refresh_seconds > endpoint.max_refresh_seconds {
         return Err(format!("{what}: min_refresh_seconds must be at least 1 and at most max_refresh_seconds"));
@@ -514,7 +516,12 @@ fn remote_jwks(source: &crate::source::ProviderSource) -> Result<Option<RemoteJw
         endpoint: endpoint(&uri, &settings.fetch(), &what)?,
         discovery,
         algorithms: settings.algorithms.clone(),
-        unknown_kid_seconds: settings.unknown_kid_seconds.unwrap_or(30),
+        unknown_kid_seconds: match settings.unknown_kid_seconds.unwrap_or(30) {
+            seconds if seconds < bundle_format::MIN_UNKNOWN_KID_SECONDS => {
+                return Err(format!("{what}.unknown_kid_seconds must be at least {} (each early fetch is one the IdP serves)", bundle_format::MIN_UNKNOWN_KID_SECONDS));
+            }
+            seconds => seconds,
+        },
         max_keys,
     }))
 }
@@ -530,7 +537,15 @@ fn revocation(source: &crate::source::ProviderSource) -> Result<Revocation, Stri
     if declared.token_ids.iter().any(String::is_empty) || declared.subjects.keys().any(String::is_empty) {
         return Err(format!("{what}: an empty token id or subject"));
     }
-    Ok(Revocation { token_ids: declared.token_ids.clone(), subjects: declared.subjects.clone(), endpoint })
+    if declared.max_list_age_seconds.is_some() && endpoint.is_none() {
+        return Err(format!("{what}.max_list_age_seconds needs a list_uri"));
+    }
+    if let (Some(age), Some(list)) = (declared.max_list_age_seconds, &endpoint)
+        && age < list.refresh_seconds.saturating_add(list.retry_seconds)
+    {
+        return Err(format!("{what}.max_list_age_seconds ({age}) must exceed the list's refresh_seconds plus retry_seconds, or every refresh would refuse tokens"));
+    }
+    Ok(Revocation { token_ids: declared.token_ids.clone(), subjects: declared.subjects.clone(), endpoint, max_list_age_seconds: declared.max_list_age_seconds })
 }
 
 /// The name of the provider Microkubes' `keysDir` becomes.

@@ -186,6 +186,9 @@ pub struct RevocationSource {
     pub list_uri: Option<String>,
     #[serde(default)]
     pub list: Option<FetchSource>,
+    /// Refuse the provider's tokens while the fetched list is older than this (or missing).
+    #[serde(default)]
+    pub max_list_age_seconds: Option<u64>,
 }
 
 /// `"any"`, or the attributes a provider may assert with the values (condition regexes, as in

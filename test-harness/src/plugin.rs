@@ -687,13 +687,17 @@ impl Plugin {
                 .map(|(_, index)| index);
             if let Some(index) = due {
                 let call = state.pending_calls.remove(index);
-                let (response, status) = match call.answer {
-                    Answer::Response(response) => (response, "ok"),
-                    Answer::Failure(reason) => (Response::default(), reason),
-                };
                 let ngx = state.profile.is_ngx();
-                let sizes = (response.headers.len() as i32, response.body.len() as i32, response.trailers.len() as i32);
-                state.call_response = Some(response);
+                let (response, status) = match call.answer {
+                    Answer::Response(response) => (Some(response), "ok"),
+                    // Envoy calls back with no response at all (`Context::onHttpCallFailure`):
+                    // reading its headers or body is BadArgument (`getHeaderMap` gives no map
+                    // for HttpCallResponseHeaders without `http_call_response_`). ngx_wasm_module
+                    // hands an empty response and the reason in `:dispatch_status`.
+                    Answer::Failure(reason) => (ngx.then(Response::default), reason),
+                };
+                let sizes = response.as_ref().map_or((0, 0, 0), |r| (r.headers.len() as i32, r.body.len() as i32, r.trailers.len() as i32));
+                state.call_response = response;
                 state.dispatch_status = ngx.then_some(status);
                 let context = call.context_id as i32;
                 let result = self.call(

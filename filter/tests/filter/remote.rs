@@ -95,6 +95,11 @@ impl Worker {
         Worker { index, loaded, remote, cache: TokenCache::with_rejected(64, 64) }
     }
 
+    /// As `on_configure` does: what is in shared data already, installed before any tick.
+    fn start(&mut self, world: &World) {
+        self.remote.install_shared(&self.loaded, &mut self.cache, &mut WorkerFetcher { world, worker: self.index });
+    }
+
     fn tick(&mut self, world: &World) {
         self.remote.on_tick(&self.loaded, &mut self.cache, &mut WorkerFetcher { world, worker: self.index });
     }
@@ -256,7 +261,7 @@ fn issue16_an_outage_keeps_the_last_good_set_and_retries_after_retry_seconds() {
         ("the callout failed (timeout or connection error)", Answer { status: None, cache_control: None, body_size: 0, body: None }),
         ("not a JWKS document", ok(&json!("<html>login</html>"))),
         ("over max_bytes (131072)", oversized),
-        ("holds no usable key", ok(&json!({"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "hs"}, {"kty": "RSA", "n": "AQAB", "e": "AQAB", "d": "AQAB", "kid": "private"}]}))),
+        ("not a JWKS document: no `keys` list", ok(&json!({"key": []}))),
         ("no answer within the timeout", Answer { status: None, cache_control: None, body_size: 0, body: None }),
     ];
     advance(&world, 60);
@@ -286,6 +291,14 @@ fn issue16_an_outage_keeps_the_last_good_set_and_retries_after_retry_seconds() {
     }
     let key_set_failures = world.logs.borrow().iter().filter(|line| line.contains("key set: fetching")).count();
     assert_eq!(key_set_failures, 6);
+
+    // A well-formed JWKS with no usable key is the provider withdrawing every key it had.
+    worker.tick(&world);
+    let (_, call) = last_call(&world, CERTS);
+    let unusable = json!({"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "hs"}, {"kty": "RSA", "n": "AQAB", "e": "AQAB", "d": "AQAB", "kid": "private"}]});
+    worker.answer(&world, call, ok(&unusable));
+    assert!(world.logs.borrow().iter().any(|l| l.contains("the JWKS holds no usable key")), "{:?}", world.logs.borrow());
+    assert_eq!(worker.get(&world, &token).0, 401, "a compromised key cannot outlive its withdrawal");
     assert!(world.counters.borrow()[remote::metrics::FETCH_FAILURES] >= 6, "counted (with the unanswered revocation list's)");
     assert!(world.gauges.borrow()["policy_filter_jwks_age_seconds_idp"] >= 100, "the age says how stale the set is");
 }
@@ -349,6 +362,85 @@ fn issue16_revoked_tokens_and_subjects_are_refused_even_from_the_cache() {
     worker.answer(&world, call, ok(&json!({"jti": ["typo"]})));
     assert!(refused(&mut worker, &carol));
     assert!(world.logs.borrow().last().unwrap().contains("revocation list"));
+}
+
+#[test]
+fn issue16_a_worker_started_later_uses_the_shared_set_at_once_and_an_evicted_body_is_fetched_again() {
+    let world = world();
+    let mut first = Worker::new(0);
+    let rsa = rsa_key();
+    let token = idp_token(&rsa, "RS256", "rsa-1", "ana", json!({}));
+    first.tick(&world);
+    let (_, call) = last_call(&world, CERTS);
+    first.answer(&world, call, ok_with(&jwt_minter::idp_jwks(&[(&rsa, "rsa-1", "RS256")], true), Some("max-age=3600")));
+    let (_, call) = last_call(&world, REVOCATIONS);
+    first.answer(&world, call, ok(&json!({"token_ids": ["fetched-1"]})));
+
+    // A worker respawned (or reloaded) after the fetch: no 401 and no revocation gap before
+    // its first tick.
+    let mut later = Worker::new(1);
+    later.start(&world);
+    assert_eq!(later.get(&world, &token).0, 200);
+    assert_eq!(later.get(&world, &idp_token(&rsa, "RS256", "rsa-1", "ana", json!({"jti": "fetched-1"}))).0, 401);
+
+    // The zone evicted the body (ngx_wasm_module's shm_kv is an LRU): meta still says the set
+    // is fresh for an hour; after two ticks without it, it is fetched again.
+    let body_key = world.shared.borrow().keys().find(|k| k.ends_with(".body") && world.shared.borrow()[*k].0.windows(5).any(|w| w == b"rsa-1")).cloned().unwrap();
+    world.shared.borrow_mut().remove(&body_key);
+    let mut third = Worker::new(2);
+    third.start(&world);
+    assert_eq!(third.get(&world, &token).0, 401, "nothing to install");
+    let before = calls_to(&world, CERTS).len();
+    advance(&world, 1);
+    third.tick(&world);
+    advance(&world, 1);
+    third.tick(&world);
+    advance(&world, 1);
+    third.tick(&world);
+    assert_eq!(calls_to(&world, CERTS).len(), before + 1, "{:?}", world.logs.borrow());
+    assert!(world.logs.borrow().iter().any(|l| l.contains("the shared document is missing")));
+    let (_, call) = last_call(&world, CERTS);
+    third.answer(&world, call, ok(&jwt_minter::idp_jwks(&[(&rsa, "rsa-1", "RS256")], true)));
+    assert_eq!(third.get(&world, &token).0, 200);
+}
+
+#[test]
+fn issue16_a_subject_is_revoked_by_its_sub_too_and_a_stale_list_can_refuse_tokens() {
+    let world = world();
+    let mut bundle = example_bundle();
+    let idp = bundle.providers.iter_mut().find(|p| p.name == "idp").unwrap();
+    idp.revocation.max_list_age_seconds = Some(120);
+    let mut worker = Worker::of(0, &bundle);
+    let rsa = rsa_key();
+    worker.tick(&world);
+    let (_, call) = last_call(&world, CERTS);
+    worker.answer(&world, call, ok(&jwt_minter::idp_jwks(&[(&rsa, "rsa-1", "RS256")], true)));
+    let token = idp_token(&rsa, "RS256", "rsa-1", "ana", json!({"username": "ana", "sub": "user-ana-7"}));
+    let (status, host) = worker.get(&world, &token);
+    assert_eq!(status, 401, "no list fetched yet: refused (max_list_age_seconds set)");
+    assert!(host.response_header("www-authenticate").unwrap().contains("revocation list is out of date"));
+    let (_, call) = last_call(&world, REVOCATIONS);
+    worker.answer(&world, call, ok(&json!({"subjects": {"user-ana-9": null}})));
+    assert_eq!(worker.get(&world, &token).0, 200);
+
+    // Listed by `sub`, while the caller's subject comes from `username`.
+    advance(&world, 30);
+    worker.tick(&world);
+    let (_, call) = last_call(&world, REVOCATIONS);
+    worker.answer(&world, call, ok(&json!({"subjects": {"user-ana-7": null}})));
+    assert!(worker.get(&world, &token).1.response_header("www-authenticate").unwrap().contains("has been revoked"));
+
+    // The list endpoint goes down: after 120 s without a good list, the provider's tokens stop.
+    let other = idp_token(&rsa, "RS256", "rsa-1", "bea", json!({}));
+    assert_eq!(worker.get(&world, &other).0, 200);
+    for _ in 0..13 {
+        advance(&world, 10);
+        worker.tick(&world);
+        if let Some((_, call)) = calls_to(&world, REVOCATIONS).last().copied().filter(|(_, t)| worker.remote.max_bytes(*t).is_some()) {
+            worker.answer(&world, call, Answer { status: Some(503), cache_control: None, body_size: 0, body: Some(Vec::new()) });
+        }
+    }
+    assert_eq!(worker.get(&world, &other).0, 401, "fail closed on a stale list, as configured");
 }
 
 const CONFIGURATION: &str = "/realms/acme/.well-known/openid-configuration";
@@ -566,6 +658,25 @@ mod in_the_module {
             let age = workers[0].metric("policy_filter_jwks_age_seconds_idp").map(|m| m.value);
             assert!(age.is_some_and(|age| age >= 300), "{setup}: the age gauge says how stale the set is: {age:?}");
             assert!(workers[0].failure().is_none(), "{setup}");
+        }
+    }
+
+    #[test]
+    fn issue16_a_worker_started_after_the_fetch_verifies_before_its_first_tick() {
+        let rsa = rsa_key();
+        for (host, zone) in [(HostProfile::Envoy, None), (HostProfile::NgxWasmModule, Some("policy_filter"))] {
+            let idp = Arc::new(Mutex::new(Idp::default()));
+            idp.lock().unwrap().certs = Some(json_reply(&jwt_minter::idp_jwks(&[(&rsa, "rsa-1", "RS256")], true), "max-age=300"));
+            let mut first = start(host, zone, 1, &idp);
+            tick(&mut first, 1);
+            let stub = Arc::clone(&idp);
+            let mut builder = filter().plugin().host(host).plugin_config(bundle(host, zone)).cluster(UPSTREAM, move |_| stub.lock().unwrap().certs.clone().unwrap());
+            if let Some(zone) = zone {
+                builder = builder.ngx_shm_kv(zone);
+            }
+            let mut respawned = builder.shared_with(&first[0]).start().unwrap();
+            let token = idp_token(&rsa, "RS256", "rsa-1", "ana", json!({}));
+            assert_eq!(get(&mut respawned, &token).0, 200, "{}: installed in on_configure from shared data", host.name());
         }
     }
 

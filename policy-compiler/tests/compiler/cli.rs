@@ -134,7 +134,7 @@ fn explain_reads_claims_from_an_unverified_token() {
 fn test_runs_the_example_suite_and_reports_failures() {
     let passing = run(&["test", path(&example("config.json")), path(&example("policy-tests.yaml"))]);
     assert_eq!(passing.status.code(), Some(0), "{}", text(&passing.stdout));
-    assert_eq!(text(&passing.stdout).lines().last(), Some("24 passed, 0 failed"));
+    assert_eq!(text(&passing.stdout).lines().last(), Some("28 passed, 0 failed"));
 
     let suite = scratch(
         "failing.yaml",
