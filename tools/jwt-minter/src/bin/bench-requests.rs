@@ -52,12 +52,13 @@ fn run(keys: &std::path::Path, out: &std::path::Path) -> Result<(), String> {
     let idp_key = Signer::from_file("RS256", &keys.join("idp-rsa.EXAMPLE-ONLY.key"))?;
     let idp_claims = json!({"iss": "https://idp.example/realms/acme", "aud": "api.example", "sub": "lena", "username": "lena", "roles": "user"});
     let remote = mint(&idp_key, "RS256", Some("idp-rsa-1"), &claims(idp_claims));
-    let mut remote_file = case_file("/users/me", Some(&remote), "10.1.2.3:5000");
     let jwks = jwt_minter::idp_jwks(&[(&idp_key, "idp-rsa-1", "RS256")], true);
     let answer = json!([{"headers": [["cache-control", "max-age=300"]], "body_json": jwks}]);
-    remote_file["upstreams"] = json!({"idp.example:443 /realms/acme/protocol/openid-connect/certs": answer, "idp.example:443 /realms/acme/revocations": [{"body_json": {}}]});
-    remote_file["shm_kv"] = json!(["policy_filter"]);
-    remote_file["cases"][0]["advance_seconds"] = json!(1);
+    let remote_file = json!({"now": NOW, "shm_kv": ["policy_filter"],
+        "upstreams": {"idp.example:443 /realms/acme/protocol/openid-connect/certs": answer, "idp.example:443 /realms/acme/revocations": [{"body_json": {}}]},
+        "cases": [{"name": "/users/me", "advance_seconds": 1,
+                   "request": {"method": "GET", "path": "/users/me", "headers": [["authorization", format!("Bearer {remote}")]], "properties": {"source.address": "10.1.2.3:5000"}},
+                   "expect": {"status": 200}}]});
     let files = [
         ("remote-rs256", remote_file),
         ("bypass", case_file("/health", None, "10.1.2.3:5000")),
