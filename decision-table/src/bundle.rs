@@ -363,6 +363,22 @@ pub struct Settings {
     /// worker fetches its own (get and set trap where no zone resolves). Envoy's workers
     /// always share them.
     pub shm_kv_zone: Option<String>,
+    /// Browsers without a (valid) credential are sent to a login page instead of a 401.
+    pub login: Option<Login>,
+}
+
+/// Where an unauthenticated browser is sent: a `GET`/`HEAD` that asks for HTML (`Accept:
+/// text/html`, or `Sec-Fetch-Mode: navigate`) on one of `paths` gets a 302 to `url`, with the
+/// original URL in `return_parameter`, when that URL's origin is one of `return_origins` (no
+/// open redirect through a forged Host). Anything else gets the RFC 6750 401.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Login {
+    pub url: String,
+    pub return_parameter: String,
+    /// Anchored regexes on the normalised path.
+    pub paths: Vec<String>,
+    /// `scheme://authority`, lower case, exactly.
+    pub return_origins: Vec<String>,
 }
 
 /// What a path parameter (`;` in the path) does.
@@ -409,6 +425,7 @@ impl Default for Settings {
             rejected_cache_entries: 1024,
             log_allowed_every: 0,
             shm_kv_zone: None,
+            login: None,
         }
     }
 }
@@ -463,6 +480,36 @@ impl Provider {
                 _ => Err(o.wrong(name, "`any` or `{\"only\": {ATTRIBUTE: [regexes]}}`")),
             })?,
         })
+    }
+}
+
+impl Login {
+    fn from_json(value: &Value, path: &str) -> Result<Login, String> {
+        let object = Object::new(value, path, &["url", "return_parameter", "paths", "return_origins"])?;
+        let mut login = Login {
+            url: object.required("url", Object::string)?,
+            return_parameter: "return_to".into(),
+            paths: object.required("paths", Object::strings)?,
+            return_origins: object.required("return_origins", Object::strings)?,
+        };
+        object.set(&mut login.return_parameter, "return_parameter", Object::string)?;
+        if !(login.url.starts_with("https://") || login.url.starts_with("http://")) || login.url.contains('#') {
+            return Err(format!("{path}.url: an absolute http(s) URL without a fragment"));
+        }
+        if login.return_parameter.is_empty() || !login.return_parameter.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) {
+            return Err(format!("{path}.return_parameter: letters, digits, `_`, `-` or `.`"));
+        }
+        if login.paths.is_empty() || login.return_origins.is_empty() {
+            return Err(format!("{path}: needs paths and return_origins"));
+        }
+        for origin in &mut login.return_origins {
+            *origin = origin.trim_end_matches('/').to_ascii_lowercase();
+            let bare = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+            if bare.is_none_or(|authority| authority.is_empty() || authority.contains(['/', '?', '#', '@'])) {
+                return Err(format!("{path}.return_origins: {origin:?} is not scheme://authority"));
+            }
+        }
+        Ok(login)
     }
 }
 
@@ -615,6 +662,7 @@ impl Settings {
                 "rejected_cache_entries",
                 "log_allowed_every",
                 "shm_kv_zone",
+                "login",
             ],
         )?;
         let mut settings = Settings::default();
@@ -639,6 +687,7 @@ impl Settings {
             rejected_cache_entries,
             log_allowed_every,
             shm_kv_zone,
+            login,
         } = &mut settings;
         object.set(realm, "realm", Object::string)?;
         object.set(mode, "mode", |o, name| o.choice(name, &[("enforce", Mode::Enforce), ("shadow", Mode::Shadow)]))?;
@@ -671,6 +720,7 @@ impl Settings {
         object.set(rejected_cache_entries, "rejected_cache_entries", Object::size)?;
         object.set(log_allowed_every, "log_allowed_every", Object::unsigned)?;
         object.set(shm_kv_zone, "shm_kv_zone", |o, name| o.nullable(name, Object::string))?;
+        object.set(login, "login", |o, name| o.nullable(name, |o, name| Login::from_json(o.value(name)?, &o.at(name))))?;
         if shm_kv_zone.as_deref().is_some_and(|zone| zone.is_empty() || zone.contains('/')) {
             return Err(format!("{path}.shm_kv_zone: expected a zone name (without `/`)"));
         }
@@ -905,6 +955,12 @@ mod tests {
                 rejected_cache_entries: 3,
                 log_allowed_every: 10,
                 shm_kv_zone: Some("policy_filter".into()),
+                login: Some(Login {
+                    url: "https://login.example/sso".into(),
+                    return_parameter: "next".into(),
+                    paths: vec!["^/app(?:/.*)?$".into()],
+                    return_origins: vec!["https://app.example".into()],
+                }),
             },
             providers: vec![Provider {
                 name: "corp".into(),

@@ -28,6 +28,8 @@ pub struct Loaded {
     pub identity_headers: Vec<String>,
     /// The headers whose upstream value the filter decides ([`engine::controlled_headers`]).
     pub controlled_headers: Vec<String>,
+    /// `settings.login.paths`, compiled.
+    pub login_paths: Vec<RegexMatcher>,
     /// What each provider fetches at run time (by the provider's place in `providers`).
     pub remote: Vec<RemoteConfig>,
     /// Allowed requests since the last one logged (`log_allowed_every`).
@@ -80,6 +82,10 @@ pub fn load(configuration: &[u8]) -> Result<Loaded, String> {
         .map(|p| RegexMatcher::new(p).map_err(|e| format!("ignore pattern {p:?}: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
     let providers = jwt::providers(&bundle.providers)?;
+    let login_paths = match &bundle.settings.login {
+        Some(login) => login.paths.iter().map(|p| RegexMatcher::new(p).map_err(|e| format!("login path {p:?}: {e}"))).collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
     if providers.is_empty() && bundle.settings.mtls.is_none() {
         return Err("the bundle has no token provider and no mTLS: nothing could authenticate".into());
     }
@@ -93,6 +99,7 @@ pub fn load(configuration: &[u8]) -> Result<Loaded, String> {
     };
     let remote = bundle.providers.iter().map(|p| RemoteConfig { jwks: p.jwks.clone(), revocations: p.revocation.endpoint.clone() }).collect();
     Ok(Loaded {
+        login_paths,
         remote,
         identity_headers: engine::identity_headers(&bundle.settings),
         controlled_headers: engine::controlled_headers(&bundle.settings),

@@ -40,6 +40,8 @@ pub mod metrics {
     pub const SHADOW_DENIED: &str = "policy_filter_shadow_denied";
     /// A token refused because its signature failed within the last minute.
     pub const REJECTED_CACHE_HITS: &str = "policy_filter_rejected_cache_hits";
+    /// Browsers sent to the login page instead of a 401.
+    pub const LOGIN_REDIRECTS: &str = "policy_filter_login_redirects";
 }
 
 /// Who is calling, once a credential succeeded: the verified token (shared with the cache, so
@@ -143,6 +145,9 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
         Some(found) => match verify(loaded, cache, host, &found.token) {
             Ok(verified) => Identity { caller: verified, via: "jwt" },
             Err(rejection) => {
+                if login_redirect(loaded, host, &header, method, &resource, raw_path) {
+                    return Flow::Answered;
+                }
                 let refusal = Refusal::Unauthenticated {
                     error: Some("invalid_token"),
                     description: rejection.description(),
@@ -160,6 +165,9 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
         None => match mtls_identity(loaded, host) {
             Some(identity) => identity,
             None => {
+                if login_redirect(loaded, host, &header, method, &resource, raw_path) {
+                    return Flow::Answered;
+                }
                 let refusal = Refusal::Unauthenticated { error: None, description: "authentication is required", reason: "missing" };
                 return finish(loaded, host, request_id, method, &resource, refusal, None);
             }
@@ -215,6 +223,55 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
             finish(loaded, host, request_id, method, &resource, refusal, Some((&identity, found.as_ref(), raw_path, &client_sent)))
         }
     }
+}
+
+/// Sends a browser without a valid credential to the login page (`settings.login`), with the
+/// URL it asked for to come back to; false (the caller answers 401) for anything that is not
+/// a page navigation on a login path, or whose origin is not an allowed return origin: the
+/// `:authority` is the client's to choose, and the login page would send the user there.
+fn login_redirect<'a>(loaded: &Loaded, host: &mut dyn Host, header: &impl Fn(&str) -> Option<&'a str>, method: &str, resource: &str, raw_path: &str) -> bool {
+    let Some(login) = loaded.settings.login.as_ref().filter(|_| loaded.settings.mode == Mode::Enforce) else { return false };
+    let navigation = header("sec-fetch-mode").is_some_and(|mode| mode.eq_ignore_ascii_case("navigate"));
+    let wants_html = header("accept").is_some_and(|accept| accept.split(',').any(|item| item.trim().to_ascii_lowercase().starts_with("text/html")));
+    if !matches!(method, "GET" | "HEAD") || !(navigation || wants_html) || !loaded.login_paths.iter().any(|re| re.is_match(resource)) {
+        return false;
+    }
+    let scheme = header(":scheme").unwrap_or("https").to_ascii_lowercase();
+    let origin = format!("{scheme}://{}", header(":authority").unwrap_or_default().to_ascii_lowercase());
+    if !login.return_origins.iter().any(|allowed| *allowed == origin) {
+        host.log(Level::Warn, &format!(r#"{{"event":"login_redirect_refused","origin":{}}}"#, serde_json::to_string(&origin).unwrap_or_default()));
+        return false;
+    }
+    // The decided path, and the query without any token parameter (the login page's logs
+    // never see a credential).
+    let query: Vec<&str> = raw_path
+        .split_once('?')
+        .map(|(_, query)| query.split('&').filter(|pair| !pair.is_empty() && !is_token_parameter(loaded, pair)).collect())
+        .unwrap_or_default();
+    let back = if query.is_empty() { format!("{origin}{resource}") } else { format!("{origin}{resource}?{}", query.join("&")) };
+    let separator = if login.url.contains('?') { '&' } else { '?' };
+    let location = format!("{}{separator}{}={}", login.url, login.return_parameter, percent_encode(&back));
+    host.count(metrics::LOGIN_REDIRECTS);
+    host.send_response(302, &[("location", &location), ("cache-control", "no-store")], b"");
+    true
+}
+
+fn is_token_parameter(loaded: &Loaded, pair: &str) -> bool {
+    let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+    loaded.settings.token_sources.iter().any(|source| matches!(source, TokenSource::Query { name: query } if query == name))
+}
+
+/// Everything but RFC 3986's unreserved characters, percent-encoded (a URL as a query value).
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 fn is_cors_preflight<'a>(enabled: bool, method: &str, header: &impl Fn(&str) -> Option<&'a str>) -> bool {

@@ -48,6 +48,16 @@ pub fn settings(file: &PolicyFile) -> Result<Settings, Vec<Problem>> {
             None => problem.in_file(&file.source),
         }]
     })?;
+    if let Some(login) = &mut settings.login {
+        // Anchored, as ignore patterns are: `/app` is that path only.
+        for pattern in &mut login.paths {
+            let anchored = format!("^(?:{pattern})$");
+            regex_lite::Regex::new(&anchored).map_err(|e| {
+                vec![Problem::error("login", format!("login path {pattern:?} is not a valid regular expression: {e}")).in_file(&file.source)]
+            })?;
+            *pattern = anchored;
+        }
+    }
     for pattern in &file.ignore_patterns {
         let source = format!("^(?:{pattern})$");
         regex_lite::Regex::new(&source).map_err(|e| {

@@ -4,6 +4,7 @@
 //! harness.
 
 mod attacks;
+mod edge;
 mod examples;
 mod hosts;
 mod mock;
