@@ -280,6 +280,8 @@ pub struct Forward {
     /// The provider that verified the credential (`mtls` for a client certificate); a
     /// client's `x-auth-provider` is taken out even while this is off.
     pub provider: Option<String>,
+    /// The caller's tenant (`tenants`, or a `tenant` claim its provider may assert).
+    pub tenant: Option<String>,
 }
 
 impl Default for Forward {
@@ -294,6 +296,8 @@ impl Default for Forward {
             policy: None,
             // Off by default: each header costs a hostcall on every allowed request.
             provider: None,
+            // Sent only when there is a tenant: no cost without one.
+            tenant: Some("x-auth-tenant".into()),
         }
     }
 }
@@ -365,6 +369,52 @@ pub struct Settings {
     pub shm_kv_zone: Option<String>,
     /// Browsers without a (valid) credential are sent to a login page instead of a 401.
     pub login: Option<Login>,
+    /// The caller's tenant and scopes, from its authorization id (Compass's tenant mapping).
+    pub tenants: Option<TenantMapping>,
+}
+
+/// Compass's tenant mapping, static: the credential's authorization id (the first of
+/// `id_claims` the token has, else the subject: a client certificate's identity, a token's
+/// `username`) to a tenant and scopes. The tenant becomes the `tenant` attribute (over a
+/// `tenant` claim, which counts only where no entry maps the caller) and the forwarded
+/// `forward.tenant` header; the scopes are added to `scopes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TenantMapping {
+    pub id_claims: Vec<String>,
+    pub entries: BTreeMap<String, TenantEntry>,
+    /// A caller with no tenant (no entry and no `tenant` claim) is refused (403).
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TenantEntry {
+    pub tenant: String,
+    pub scopes: Vec<String>,
+}
+
+impl TenantMapping {
+    fn from_json(value: &Value, path: &str) -> Result<TenantMapping, String> {
+        let object = Object::new(value, path, &["id_claims", "entries", "required"])?;
+        let mut mapping = TenantMapping { id_claims: vec!["client_id".into(), "email".into()], entries: BTreeMap::new(), required: false };
+        object.set(&mut mapping.id_claims, "id_claims", Object::strings)?;
+        object.set(&mut mapping.required, "required", Object::boolean)?;
+        object.set(&mut mapping.entries, "entries", |o, name| {
+            let at = o.at(name);
+            o.map(name)?
+                .iter()
+                .map(|(id, entry)| {
+                    let entry_path = format!("{at}.{id}");
+                    let fields = Object::new(entry, &entry_path, &["tenant", "scopes"])?;
+                    let scopes = fields.nullable("scopes", Object::strings)?.unwrap_or_default();
+                    Ok((id.clone(), TenantEntry { tenant: fields.required("tenant", Object::string)?, scopes }))
+                })
+                .collect()
+        })?;
+        if mapping.entries.values().any(|e| e.tenant.is_empty()) {
+            return Err(format!("{path}.entries: an empty tenant"));
+        }
+        Ok(mapping)
+    }
 }
 
 /// Where an unauthenticated browser is sent: a `GET`/`HEAD` that asks for HTML (`Accept:
@@ -426,6 +476,7 @@ impl Default for Settings {
             log_allowed_every: 0,
             shm_kv_zone: None,
             login: None,
+            tenants: None,
         }
     }
 }
@@ -663,6 +714,7 @@ impl Settings {
                 "log_allowed_every",
                 "shm_kv_zone",
                 "login",
+                "tenants",
             ],
         )?;
         let mut settings = Settings::default();
@@ -688,6 +740,7 @@ impl Settings {
             log_allowed_every,
             shm_kv_zone,
             login,
+            tenants,
         } = &mut settings;
         object.set(realm, "realm", Object::string)?;
         object.set(mode, "mode", |o, name| o.choice(name, &[("enforce", Mode::Enforce), ("shadow", Mode::Shadow)]))?;
@@ -721,6 +774,7 @@ impl Settings {
         object.set(log_allowed_every, "log_allowed_every", Object::unsigned)?;
         object.set(shm_kv_zone, "shm_kv_zone", |o, name| o.nullable(name, Object::string))?;
         object.set(login, "login", |o, name| o.nullable(name, |o, name| Login::from_json(o.value(name)?, &o.at(name))))?;
+        object.set(tenants, "tenants", |o, name| o.nullable(name, |o, name| TenantMapping::from_json(o.value(name)?, &o.at(name))))?;
         if shm_kv_zone.as_deref().is_some_and(|zone| zone.is_empty() || zone.contains('/')) {
             return Err(format!("{path}.shm_kv_zone: expected a zone name (without `/`)"));
         }
@@ -762,9 +816,9 @@ impl ClaimNames {
 
 impl Forward {
     fn from_json(value: &Value, path: &str) -> Result<Forward, String> {
-        let object = Object::new(value, path, &["strip_token", "user_id", "username", "roles", "organizations", "namespaces", "policy", "provider"])?;
+        let object = Object::new(value, path, &["strip_token", "user_id", "username", "roles", "organizations", "namespaces", "policy", "provider", "tenant"])?;
         let mut forward = Forward::default();
-        let Forward { strip_token, user_id, username, roles, organizations, namespaces, policy, provider } = &mut forward;
+        let Forward { strip_token, user_id, username, roles, organizations, namespaces, policy, provider, tenant } = &mut forward;
         object.set(strip_token, "strip_token", Object::boolean)?;
         // A header name, or null for "do not send this header".
         for (field, name) in [
@@ -775,6 +829,7 @@ impl Forward {
             (namespaces, "namespaces"),
             (policy, "policy"),
             (provider, "provider"),
+            (tenant, "tenant"),
         ] {
             object.set(field, name, |o, name| o.nullable(name, Object::string))?;
         }
@@ -945,6 +1000,7 @@ mod tests {
                     namespaces: None,
                     policy: Some("x-policy".into()),
                     provider: None,
+                    tenant: Some("x-tenant".into()),
                 },
                 mtls: Some(Mtls { identity: MtlsIdentity::SubjectCn, roles: [("billing".to_string(), vec!["service".to_string()])].into() }),
                 cache_entries: 7,
@@ -955,6 +1011,11 @@ mod tests {
                 rejected_cache_entries: 3,
                 log_allowed_every: 10,
                 shm_kv_zone: Some("policy_filter".into()),
+                tenants: Some(TenantMapping {
+                    id_claims: vec!["email".into()],
+                    entries: [("admin@kyma.cx".to_string(), TenantEntry { tenant: "edf2e0c0".into(), scopes: vec!["runtime:admin".into()] })].into(),
+                    required: true,
+                }),
                 login: Some(Login {
                     url: "https://login.example/sso".into(),
                     return_parameter: "next".into(),

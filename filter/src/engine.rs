@@ -56,7 +56,8 @@ enum Refusal {
     /// A request the filter cannot decide on (400): the reason for the log, the client's message.
     Malformed { reason: String, message: &'static str },
     Unauthenticated { error: Option<&'static str>, description: &'static str, reason: &'static str },
-    Forbidden { policy: Option<String>, subject: String },
+    /// Denied (403): the deciding policy (none: the default deny, or `reason` below).
+    Forbidden { policy: Option<String>, subject: String, reason: &'static str },
 }
 
 pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host) -> Flow {
@@ -173,6 +174,11 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
             }
         },
     };
+    // A caller without a tenant, where one is required, is authenticated but goes nowhere.
+    if settings.tenants.as_ref().is_some_and(|m| m.required) && decision_table::request::tenant_of(&identity.caller.attributes).is_none() {
+        let refusal = Refusal::Forbidden { policy: None, subject: identity.caller.subject.clone(), reason: "no_tenant" };
+        return finish(loaded, host, request_id, method, &resource, refusal, Some((&identity, found.as_ref(), raw_path, &client_sent)));
+    }
     // The client address costs a hostcall: it is asked for only when a condition that reads
     // it is evaluated, and then once.
     let client_address: OnceCell<Vec<String>> = OnceCell::new();
@@ -215,11 +221,12 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
             Flow::Continue
         }
         Some((false, policy)) => {
-            let refusal = Refusal::Forbidden { policy, subject: identity.caller.subject.clone() };
+            let reason = if policy.is_some() { "policy" } else { "default_deny" };
+            let refusal = Refusal::Forbidden { policy, subject: identity.caller.subject.clone(), reason };
             finish(loaded, host, request_id, method, &resource, refusal, Some((&identity, found.as_ref(), raw_path, &client_sent)))
         }
         None => {
-            let refusal = Refusal::Forbidden { policy: None, subject: identity.caller.subject.clone() };
+            let refusal = Refusal::Forbidden { policy: None, subject: identity.caller.subject.clone(), reason: "default_deny" };
             finish(loaded, host, request_id, method, &resource, refusal, Some((&identity, found.as_ref(), raw_path, &client_sent)))
         }
     }
@@ -295,7 +302,10 @@ fn verify(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, token: &
     let trusted = loaded.host_verifies;
     let offload = trusted.any().then_some(host_verify::Offload { call: &ask_proxy, trusted });
     match jwt::verify(token, &loaded.providers, &loaded.settings, now, offload) {
-        Ok(verified) => {
+        Ok(mut verified) => {
+            if let Some(mapping) = &loaded.settings.tenants {
+                decision_table::request::map_tenant(mapping, &verified.claims, &verified.subject, &mut verified.attributes);
+            }
             let verified = Rc::new(verified);
             cache.insert(token, Rc::clone(&verified));
             not_revoked(loaded, verified, now)
@@ -338,7 +348,10 @@ fn mtls_identity(loaded: &Loaded, host: &mut dyn Host) -> Option<Identity> {
         MtlsIdentity::DnsSan => host.property(&["connection", "dns_san_peer_certificate"]).map(|v| String::from_utf8_lossy(&v).into_owned()),
     }
     .filter(|s| !s.is_empty())?;
-    let attributes = decision_table::request::certificate_attributes(&subject, mtls);
+    let mut attributes = decision_table::request::certificate_attributes(&subject, mtls);
+    if let Some(mapping) = &loaded.settings.tenants {
+        decision_table::request::map_tenant(mapping, &serde_json::Map::new(), &subject, &mut attributes);
+    }
     let caller = Verified { claims: serde_json::Map::new(), expires_at: 0, provider: MTLS_PROVIDER.into(), provider_index: usize::MAX, key_fingerprint: [0; 32], subject, attributes, forwarded: OnceCell::new() };
     Some(Identity { caller: Rc::new(caller), via: "mtls" })
 }
@@ -357,11 +370,12 @@ fn forward_identity(
 ) {
     let forward = &loaded.settings.forward;
     let caller = &identity.caller;
-    let [user_id, username, roles, organizations, namespaces, provider] = caller.forwarded.get_or_init(|| {
+    let [user_id, username, roles, organizations, namespaces, provider, tenant] = caller.forwarded.get_or_init(|| {
         let joined = |key: &str| caller.attributes.get(key).iter().map(|item| header_value(item, true)).collect::<Vec<_>>().join(",");
         let user_id = caller.attributes.get("userId").first().map(|id| header_value(id, false)).unwrap_or_default();
         let subject = header_value(&caller.subject, false);
-        [user_id, subject, joined("roles"), joined("organizations"), joined("namespaces"), header_value(&caller.provider, false)]
+        let tenant = decision_table::request::tenant_of(&caller.attributes).map(|t| header_value(t, false)).unwrap_or_default();
+        [user_id, subject, joined("roles"), joined("organizations"), joined("namespaces"), header_value(&caller.provider, false), tenant]
     });
     let values = [
         (&forward.user_id, user_id.as_str()),
@@ -371,6 +385,7 @@ fn forward_identity(
         (&forward.namespaces, namespaces.as_str()),
         (&forward.policy, policy.unwrap_or_default()),
         (&forward.provider, provider.as_str()),
+        (&forward.tenant, tenant.as_str()),
     ];
     for (name, value) in values {
         if let Some(name) = name
@@ -431,15 +446,15 @@ fn header_value(value: &str, list_item: bool) -> String {
 /// The names the filter emits by default. A client's copy of each is taken out even when the
 /// bundle renames or drops that header, so an upstream that reads the usual names is never
 /// handed a client's claim (`x-auth-policy: forged` with `forward.policy` unset).
-const DEFAULT_IDENTITY_HEADERS: [&str; 7] =
-    ["x-auth-user-id", "x-auth-username", "x-auth-roles", "x-auth-organizations", "x-auth-namespaces", "x-auth-policy", "x-auth-provider"];
+const DEFAULT_IDENTITY_HEADERS: [&str; 8] =
+    ["x-auth-user-id", "x-auth-username", "x-auth-roles", "x-auth-organizations", "x-auth-namespaces", "x-auth-policy", "x-auth-provider", "x-auth-tenant"];
 
 /// Every identity header a client's copy of is taken out: the configured names and the
 /// defaults, lower-case, once each (worked out at load, not per request).
 pub fn identity_headers(settings: &Settings) -> Vec<String> {
     let forward = &settings.forward;
     let configured =
-        [&forward.user_id, &forward.username, &forward.roles, &forward.organizations, &forward.namespaces, &forward.policy, &forward.provider];
+        [&forward.user_id, &forward.username, &forward.roles, &forward.organizations, &forward.namespaces, &forward.policy, &forward.provider, &forward.tenant];
     let mut names: Vec<String> = Vec::new();
     for name in configured.into_iter().flatten().map(String::as_str).chain(DEFAULT_IDENTITY_HEADERS) {
         let name = name.to_ascii_lowercase();
@@ -541,9 +556,8 @@ fn finish(
     let (status, counter, policy, subject, reason) = match &refusal {
         Refusal::Malformed { reason, .. } => (400, metrics::MALFORMED, None, String::new(), reason.clone()),
         Refusal::Unauthenticated { reason, .. } => (401, metrics::UNAUTHENTICATED, None, String::new(), (*reason).to_string()),
-        Refusal::Forbidden { policy, subject } => {
-            let reason = if policy.is_some() { "policy" } else { "default_deny" };
-            (403, metrics::DENIED, policy.clone(), subject.clone(), reason.to_string())
+        Refusal::Forbidden { policy, subject, reason } => {
+            (403, metrics::DENIED, policy.clone(), subject.clone(), (*reason).to_string())
         }
     };
     host.count(counter);

@@ -200,8 +200,8 @@ pub struct Verified {
     pub subject: String,
     pub attributes: decision_table::Attributes,
     /// The identity header values (user id, subject, roles, organizations, namespaces,
-    /// provider), built on the first forward and reused while the token is cached.
-    pub forwarded: std::cell::OnceCell<[String; 6]>,
+    /// provider, tenant), built on the first forward and reused while the token is cached.
+    pub forwarded: std::cell::OnceCell<[String; 7]>,
 }
 
 fn decode_field(key: &Value, field: &str) -> Result<Vec<u8>, String> {

@@ -184,6 +184,8 @@ pub enum Answer {
     Unauthenticated(String),
     Bypassed(String),
     UnmappedMethod,
+    /// The module would answer 403: the caller has no tenant where one is required.
+    NoTenant,
     Decided { allowed: bool, policy: Option<String>, trace: reference::Outcome },
 }
 
@@ -193,7 +195,7 @@ impl Answer {
             Answer::Malformed(_) => "malformed",
             Answer::Unauthenticated(_) => "unauthenticated",
             Answer::Bypassed(_) => "bypass",
-            Answer::UnmappedMethod => "deny",
+            Answer::UnmappedMethod | Answer::NoTenant => "deny",
             Answer::Decided { allowed: true, .. } => "allow",
             Answer::Decided { allowed: false, .. } => "deny",
         }
@@ -256,6 +258,12 @@ pub fn decide(
         }
         found
     };
+    if let Some(mapping) = &prepared.settings.tenants {
+        decision_table::request::map_tenant(mapping, claims, &subject, &mut attributes);
+        if mapping.required && decision_table::request::tenant_of(&attributes).is_none() {
+            return Ok(Answer::NoTenant);
+        }
+    }
     if let Some(ip) = client_ip {
         attributes.insert("clientIP", vec![ip.to_string()]);
     }
@@ -345,6 +353,7 @@ fn print_answer(answer: &Answer, ask: &Ask, format: Format) {
         Answer::Unauthenticated(why) => (why.clone(), None),
         Answer::Bypassed(pattern) => (format!("bypassed: the path matches ignore pattern {pattern}"), None),
         Answer::UnmappedMethod => (format!("denied: method {} is not mapped to an action", ask.method), None),
+        Answer::NoTenant => ("403: the caller has no tenant, and tenants.required is set".to_string(), None),
         Answer::Decided { allowed: true, policy, trace } => {
             (format!("allowed by policy {}", policy.as_deref().unwrap_or("?")), Some(trace))
         }

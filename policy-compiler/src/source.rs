@@ -341,6 +341,41 @@ impl Reader<'_> {
         }
     }
 
+    /// `filter.tenants.file`: a static mapping in Compass's ConfigMap form (`ID: {tenant,
+    /// scopes}`, as YAML or JSON), or a whole Kubernetes ConfigMap whose `data` values hold
+    /// it; read into `tenants.entries` (beside any written inline, which win).
+    fn tenant_file(&mut self, filter: &mut Value, dir: &Path) {
+        let Some(tenants) = filter.get_mut("tenants").and_then(Value::as_object_mut) else { return };
+        let Some(file) = tenants.remove("file") else { return };
+        let near = Some(("tenants", "file"));
+        let Some(path) = file.as_str().map(|p| dir.join(p)) else {
+            return self.error("tenants", "filter.tenants.file must be a path".into(), near, None);
+        };
+        let parse = |text: &str| serde_yaml_ng::from_str::<StrictValue>(text).map(|v| v.0).map_err(|e| e.to_string());
+        let document = match std::fs::read_to_string(&path).map_err(|e| e.to_string()).and_then(|text| parse(&text)) {
+            Ok(document) => document,
+            Err(e) => return self.error("tenants", format!("filter.tenants.file {}: {e}", path.display()), near, None),
+        };
+        let mut entries = Map::new();
+        let mut add = |map: &Map<String, Value>| entries.extend(map.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if document.get("kind").and_then(Value::as_str) == Some("ConfigMap") {
+            for value in document.get("data").and_then(Value::as_object).into_iter().flat_map(|data| data.values()) {
+                match value.as_str().map(parse) {
+                    Some(Ok(Value::Object(map))) => add(&map),
+                    _ => return self.error("tenants", format!("filter.tenants.file {}: a ConfigMap data value is not a mapping", path.display()), near, None),
+                }
+            }
+        } else if let Value::Object(map) = &document {
+            add(map);
+        } else {
+            return self.error("tenants", format!("filter.tenants.file {}: expected `ID: {{tenant, scopes}}` entries", path.display()), near, None);
+        }
+        if let Some(Value::Object(inline)) = tenants.get("entries") {
+            entries.extend(inline.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        tenants.insert("entries".into(), Value::Object(entries));
+    }
+
     fn place(&self, problem: Problem, near: Option<(&str, &str)>) -> Problem {
         match near.and_then(|(anchor, needle)| self.source.locate(anchor, needle)) {
             Some((offset, len)) => problem.at(self.source, offset, len, "here"),
@@ -385,6 +420,7 @@ impl Reader<'_> {
         let required_scopes = take(&mut filter, "required_scopes")
             .map(|v| self.typed::<Vec<RequiredScopes>>(v, "filter.required_scopes"))
             .unwrap_or_default();
+        self.tenant_file(&mut filter, &dir);
         let keys_dir_section = take(&mut filter, "keys_dir");
         let given_both = keys_dir_section.is_some();
         let mut keys_dir_provider = keys_dir_section.map(|v| self.typed::<KeysDirSource>(v, "filter.keys_dir")).unwrap_or_default();

@@ -66,3 +66,43 @@ fn issue17_a_browser_without_a_credential_is_sent_to_the_login_page_and_a_machin
     let (flow, _) = run(&loaded, browser("/users/me").bearer(&ana_token()));
     assert_eq!(flow, Flow::Continue);
 }
+
+fn with_tenants(required: bool) -> Bundle {
+    let mut bundle = example_bundle();
+    bundle.settings.tenants = Some(decision_table::bundle::TenantMapping {
+        id_claims: vec!["client_id".into(), "email".into()],
+        entries: [
+            ("ana".to_string(), decision_table::bundle::TenantEntry { tenant: "t-ana".into(), scopes: vec!["billing:read".into()] }),
+            ("ana@example.com".to_string(), decision_table::bundle::TenantEntry { tenant: "t-mail".into(), scopes: vec![] }),
+        ]
+        .into(),
+        required,
+    });
+    bundle
+}
+
+#[test]
+fn issue17_tenant_mapping_gives_the_caller_a_tenant_and_scopes_and_a_required_tenant_refuses_the_rest() {
+    let loaded = load(&with_tenants(true));
+    let platform = crate::mock::platform();
+    let token = |claims: serde_json::Value| jwt_minter::mint(&platform, "RS256", Some("platform"), &crate::mock::claims(claims));
+
+    // By subject; a client's own x-auth-tenant never reaches the upstream.
+    let (flow, host) = run(&loaded, MockHost::request("GET", "/users/me").bearer(&ana_token()).header("x-auth-tenant", "t-root"));
+    assert_eq!((flow, host.get("x-auth-tenant")), (Flow::Continue, Some("t-ana")));
+    // By the first id claim the token has (Compass: email for the identity service's JWT).
+    let mail = token(serde_json::json!({"username": "ana", "email": "ana@example.com", "roles": "user"}));
+    assert_eq!(run(&loaded, MockHost::request("GET", "/users/me").bearer(&mail)).1.get("x-auth-tenant"), Some("t-mail"));
+    // A `tenant` claim counts where no entry maps the caller (its provider may assert it).
+    let claimed = token(serde_json::json!({"username": "bob", "tenant": "t-bob", "roles": "user"}));
+    assert_eq!(run(&loaded, MockHost::request("GET", "/users/me").bearer(&claimed)).1.get("x-auth-tenant"), Some("t-bob"));
+
+    // Nobody maps root and its token names no tenant: authenticated, refused.
+    let root = token(serde_json::json!({"username": "root", "roles": "admin"}));
+    let (flow, host) = run(&loaded, MockHost::request("GET", "/users/42").bearer(&root));
+    assert_eq!((flow, host.status()), (Flow::Answered, Some(403)));
+    assert!(host.logs.iter().any(|l| l.contains(r#""reason":"no_tenant""#)), "{:?}", host.logs);
+    // Not required: root goes through, with no tenant header.
+    let (flow, host) = run(&load(&with_tenants(false)), MockHost::request("GET", "/users/42").bearer(&root));
+    assert_eq!((flow, host.get("x-auth-tenant")), (Flow::Continue, None));
+}

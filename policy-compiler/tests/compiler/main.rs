@@ -4,6 +4,7 @@
 
 mod agreement;
 mod cli;
+mod edge;
 mod inputs;
 mod remote;
 mod trust;

@@ -1,0 +1,69 @@
+//! Credential exchange at the edge (issue 17): the tenant mapping in Compass's ConfigMap form
+//! and the login redirect, as the compiler reads them and `explain` applies them.
+
+use std::process::Command;
+
+use policy_compiler::{compile, source};
+use serde_json::json;
+
+use crate::scratch;
+
+const CONFIGMAP: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: compass-tenant-mapping
+data:
+  users.yaml: |
+    admin@kyma.cx:
+        tenant: edf2e0c0-58b1-45c6-b345-fabc9774600c
+        scopes:
+            - application:admin
+            - runtime:admin
+    foo@bar.com:
+        tenant: c862d791-2735-4ffb-ae2d-3ace408d6cff
+        scopes:
+            - application:view
+            - runtime:view
+";
+
+fn file() -> std::path::PathBuf {
+    scratch("tenants-configmap.yaml", CONFIGMAP);
+    let admin = json!({"id": "admins", "resources": ["/applications<.*>"], "actions": ["api:write"], "effect": "allow", "subjects": ["<.+>"],
+                       "conditions": {"scopes": {"type": "ScopesCondition", "options": {"values": ["application:admin"]}}}});
+    let view = json!({"id": "viewers", "resources": ["/applications<.*>"], "actions": ["api:read"], "effect": "allow", "subjects": ["<.+>"]});
+    let filter = json!({
+        "providers": [{"name": "dex", "issuer": "https://dex.example", "jwks_uri": "https://dex.example/keys"}],
+        "tenants": {"file": "tenants-configmap.yaml", "id_claims": ["email"], "required": true},
+        "login": {"url": "https://dex.example/auth", "paths": ["/console(/.*)?"], "return_origins": ["https://console.example"]}
+    });
+    scratch("compass.json", &json!({"security": {"acl": {"policies": [admin, view]}}, "filter": filter}).to_string())
+}
+
+#[test]
+fn a_compass_configmap_maps_users_to_tenants_and_scopes() {
+    let bundle = compile::bundle(&source::read(&file()).unwrap()).unwrap().0;
+    let tenants = bundle.settings.tenants.unwrap();
+    assert_eq!(tenants.entries["admin@kyma.cx"].tenant, "edf2e0c0-58b1-45c6-b345-fabc9774600c");
+    assert_eq!(tenants.entries["foo@bar.com"].scopes, ["application:view", "runtime:view"]);
+    assert_eq!(bundle.settings.login.unwrap().paths, ["^(?:/console(/.*)?)$"], "anchored");
+
+    let explain = |method: &str, claims: serde_json::Value| {
+        let output = Command::new(env!("CARGO_BIN_EXE_policy-compiler"))
+            .args(["explain", file().to_str().unwrap(), "--method", method, "--path", "/applications/a1", "--claims", &claims.to_string()])
+            .output()
+            .unwrap();
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let iss = "https://dex.example";
+    assert!(explain("POST", json!({"iss": iss, "sub": "u1", "email": "admin@kyma.cx"})).contains("allowed by policy admins"), "the mapped scope");
+    assert!(explain("POST", json!({"iss": iss, "sub": "u2", "email": "foo@bar.com"})).contains("DENY"));
+    assert!(explain("GET", json!({"iss": iss, "sub": "u3", "email": "nobody@example.com"})).contains("403: the caller has no tenant"));
+}
+
+#[test]
+fn a_tenant_file_that_is_not_a_mapping_is_an_error() {
+    scratch("bad-tenants.yaml", "- just\n- a list\n");
+    let text = json!({"security": {"acl": {"policies": []}}, "filter": {"tenants": {"file": "bad-tenants.yaml"}}}).to_string();
+    let errors = source::read(&scratch("bad-tenants.json", &text)).unwrap_err();
+    assert!(errors.iter().any(|e| e.message.contains("expected `ID: {tenant, scopes}` entries")), "{:?}", errors.iter().map(|e| &e.message).collect::<Vec<_>>());
+}
