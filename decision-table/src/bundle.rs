@@ -371,6 +371,50 @@ pub struct Settings {
     pub login: Option<Login>,
     /// The caller's tenant and scopes, from its authorization id (Compass's tenant mapping).
     pub tenants: Option<TenantMapping>,
+    /// An internal token the filter signs for each allowed caller and forwards (Oathkeeper's
+    /// `id_token` mutator, ONAP Auth*'s JWT).
+    pub mint: Option<Mint>,
+}
+
+/// The minted internal token: an EdDSA JWT `{iss, aud, sub, iat, exp, jti, provider,
+/// tenant, scopes, roles}` for the decided identity, short-lived, reused per identity until
+/// ten seconds before it expires. The private key is in the bundle (so the bundle is a
+/// secret); `policy-compiler jwks` publishes the public key for the upstreams.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mint {
+    pub kid: String,
+    /// The Ed25519 private key (the 32-byte seed), base64url.
+    pub private_key: String,
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub ttl_seconds: u64,
+    /// `authorization` (as `Bearer TOKEN`, replacing the caller's credential), or another
+    /// header, which then carries the bare token.
+    pub header: String,
+}
+
+impl Mint {
+    fn from_json(value: &Value, path: &str) -> Result<Mint, String> {
+        let object = Object::new(value, path, &["kid", "private_key", "issuer", "audiences", "ttl_seconds", "header"])?;
+        let mut mint = Mint {
+            kid: object.required("kid", Object::string)?,
+            private_key: object.required("private_key", Object::string)?,
+            issuer: object.required("issuer", Object::string)?,
+            audiences: object.required("audiences", Object::strings)?,
+            ttl_seconds: 60,
+            header: "authorization".into(),
+        };
+        object.set(&mut mint.ttl_seconds, "ttl_seconds", Object::unsigned)?;
+        object.set(&mut mint.header, "header", Object::string)?;
+        mint.header = mint.header.to_ascii_lowercase();
+        if !(20..=3600).contains(&mint.ttl_seconds) {
+            return Err(format!("{path}.ttl_seconds: 20 to 3600 (the token is reused until ten seconds before it expires)"));
+        }
+        if mint.kid.is_empty() || mint.issuer.is_empty() || mint.audiences.is_empty() || mint.header.is_empty() {
+            return Err(format!("{path}: needs a kid, an issuer, audiences and a header"));
+        }
+        Ok(mint)
+    }
 }
 
 /// Compass's tenant mapping, static: the credential's authorization id (the first of
@@ -477,6 +521,7 @@ impl Default for Settings {
             shm_kv_zone: None,
             login: None,
             tenants: None,
+            mint: None,
         }
     }
 }
@@ -715,6 +760,7 @@ impl Settings {
                 "shm_kv_zone",
                 "login",
                 "tenants",
+                "mint",
             ],
         )?;
         let mut settings = Settings::default();
@@ -741,6 +787,7 @@ impl Settings {
             shm_kv_zone,
             login,
             tenants,
+            mint,
         } = &mut settings;
         object.set(realm, "realm", Object::string)?;
         object.set(mode, "mode", |o, name| o.choice(name, &[("enforce", Mode::Enforce), ("shadow", Mode::Shadow)]))?;
@@ -775,6 +822,7 @@ impl Settings {
         object.set(shm_kv_zone, "shm_kv_zone", |o, name| o.nullable(name, Object::string))?;
         object.set(login, "login", |o, name| o.nullable(name, |o, name| Login::from_json(o.value(name)?, &o.at(name))))?;
         object.set(tenants, "tenants", |o, name| o.nullable(name, |o, name| TenantMapping::from_json(o.value(name)?, &o.at(name))))?;
+        object.set(mint, "mint", |o, name| o.nullable(name, |o, name| Mint::from_json(o.value(name)?, &o.at(name))))?;
         if shm_kv_zone.as_deref().is_some_and(|zone| zone.is_empty() || zone.contains('/')) {
             return Err(format!("{path}.shm_kv_zone: expected a zone name (without `/`)"));
         }
@@ -1011,6 +1059,14 @@ mod tests {
                 rejected_cache_entries: 3,
                 log_allowed_every: 10,
                 shm_kv_zone: Some("policy_filter".into()),
+                mint: Some(Mint {
+                    kid: "internal-1".into(),
+                    private_key: "AAAA".into(),
+                    issuer: "https://gateway.internal".into(),
+                    audiences: vec!["director".into()],
+                    ttl_seconds: 120,
+                    header: "x-id-token".into(),
+                }),
                 tenants: Some(TenantMapping {
                     id_claims: vec!["email".into()],
                     entries: [("admin@kyma.cx".to_string(), TenantEntry { tenant: "edf2e0c0".into(), scopes: vec!["runtime:admin".into()] })].into(),

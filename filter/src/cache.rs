@@ -28,6 +28,8 @@ pub struct TokenCache {
     /// `rejected_order`.
     rejected: FxHashMap<[u8; 32], u64>,
     rejected_order: VecDeque<[u8; 32]>,
+    /// Minted internal tokens by identity ([`crate::mint::Minter::identity`]), with expiry.
+    minted: FxHashMap<String, (Rc<str>, u64)>,
 }
 
 impl TokenCache {
@@ -44,6 +46,7 @@ impl TokenCache {
             rejected_capacity,
             rejected: FxHashMap::default(),
             rejected_order: VecDeque::new(),
+            minted: FxHashMap::default(),
         }
     }
 
@@ -101,6 +104,28 @@ impl TokenCache {
         }
         self.order.push_back(token.to_string());
         self.entries.insert(token.to_string(), verified);
+    }
+
+    /// The internal token for `caller` at `now`: the one minted before while it has more than
+    /// ten seconds left, else a new one. Bounded like the token cache (expired ones go first,
+    /// then all: a flood of identities costs signatures, never memory).
+    pub fn minted(&mut self, minter: &crate::mint::Minter, caller: &Verified, now: u64) -> Rc<str> {
+        let identity = crate::mint::Minter::identity(caller);
+        if let Some((token, expires)) = self.minted.get(&identity)
+            && now.saturating_add(10) < *expires
+        {
+            return Rc::clone(token);
+        }
+        if self.minted.len() >= self.capacity.max(1) {
+            self.minted.retain(|_, (_, expires)| now.saturating_add(10) < *expires);
+            if self.minted.len() >= self.capacity.max(1) {
+                self.minted.clear();
+            }
+        }
+        let (token, expires) = minter.mint(caller, now);
+        let token: Rc<str> = token.into();
+        self.minted.insert(identity, (Rc::clone(&token), expires));
+        token
     }
 
     /// Drops the cached tokens `keep` says no to (those signed by a key the identity provider

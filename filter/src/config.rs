@@ -28,6 +28,8 @@ pub struct Loaded {
     pub identity_headers: Vec<String>,
     /// The headers whose upstream value the filter decides ([`engine::controlled_headers`]).
     pub controlled_headers: Vec<String>,
+    /// `settings.mint`, ready to sign.
+    pub minter: Option<crate::mint::Minter>,
     /// `settings.login.paths`, compiled.
     pub login_paths: Vec<RegexMatcher>,
     /// What each provider fetches at run time (by the provider's place in `providers`).
@@ -98,7 +100,9 @@ pub fn load(configuration: &[u8]) -> Result<Loaded, String> {
         ProxyHost::Auto => Proxy::Unknown,
     };
     let remote = bundle.providers.iter().map(|p| RemoteConfig { jwks: p.jwks.clone(), revocations: p.revocation.endpoint.clone() }).collect();
+    let minter = bundle.settings.mint.as_ref().map(crate::mint::Minter::new).transpose()?;
     Ok(Loaded {
+        minter,
         login_paths,
         remote,
         identity_headers: engine::identity_headers(&bundle.settings),

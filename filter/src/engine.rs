@@ -218,6 +218,12 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
                 host.log(Level::Info, &serde_json::to_string(&line).unwrap_or_default());
             }
             forward_identity(loaded, host, &identity, policy.as_deref(), found.as_ref(), raw_path, &resource, &client_sent);
+            if let Some(minter) = &loaded.minter {
+                let now = host.now();
+                let token = cache.minted(minter, &identity.caller, now);
+                let value = if minter.bearer { format!("Bearer {token}") } else { token.to_string() };
+                host.set_request_header(&minter.header_name, Some(&value));
+            }
             Flow::Continue
         }
         Some((false, policy)) => {
@@ -456,7 +462,11 @@ pub fn identity_headers(settings: &Settings) -> Vec<String> {
     let configured =
         [&forward.user_id, &forward.username, &forward.roles, &forward.organizations, &forward.namespaces, &forward.policy, &forward.provider, &forward.tenant];
     let mut names: Vec<String> = Vec::new();
-    for name in configured.into_iter().flatten().map(String::as_str).chain(DEFAULT_IDENTITY_HEADERS) {
+    // The minted token's header is the filter's to fill, unless it is where the caller's own
+    // token comes from (that one is controlled by `strip_token`).
+    let token_header = |name: &str| settings.token_sources.iter().any(|s| matches!(s, TokenSource::Header { name: h, .. } if h.eq_ignore_ascii_case(name)));
+    let minted = settings.mint.as_ref().map(|m| m.header.as_str()).filter(|name| !token_header(name));
+    for name in configured.into_iter().flatten().map(String::as_str).chain(minted).chain(DEFAULT_IDENTITY_HEADERS) {
         let name = name.to_ascii_lowercase();
         if !names.contains(&name) {
             names.push(name);

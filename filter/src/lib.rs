@@ -19,6 +19,7 @@ pub mod host;
 pub mod host_verify;
 pub mod jwks;
 pub mod jwt;
+pub mod mint;
 pub mod remote;
 pub mod subject;
 

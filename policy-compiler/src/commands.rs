@@ -600,3 +600,28 @@ pub fn describe_endpoint(endpoint: &decision_table::bundle::Endpoint) -> String 
         endpoint.max_bytes
     )
 }
+
+/// `policy-compiler jwks`: the public key of the minted internal tokens, as a JWKS.
+pub fn jwks(path: &Path, format: Format) -> Exit {
+    let file = match load(path, format) {
+        Ok(file) => file,
+        Err(exit) => return exit,
+    };
+    let settings = match build::settings(&file) {
+        Ok(settings) => settings,
+        Err(problems) => {
+            report(&problems, format);
+            return Exit::InvalidInput;
+        }
+    };
+    match build::mint_jwks(&settings) {
+        Some(jwks) => {
+            println!("{jwks}");
+            Exit::Success
+        }
+        None => {
+            eprintln!("error: {}: no filter.mint, so no minted tokens to publish a key for", path.display());
+            Exit::InvalidInput
+        }
+    }
+}

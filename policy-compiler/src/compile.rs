@@ -421,6 +421,21 @@ pub fn providers(file: &PolicyFile, mtls_configured: bool) -> Result<Vec<Provide
             Err(e) => problems.push(key_problem(format!("keysDir {}: {e}", dir.display()))),
         }
     }
+    if let Some(mint) = &file.settings.get("mint") {
+        let issuer = mint.get("issuer").and_then(serde_json::Value::as_str);
+        let public = mint_public_x(mint);
+        for provider in &providers {
+            // A minted token must never verify as a caller's token: that would let an upstream
+            // hand it back through the filter as a fresh credential of that provider.
+            let same_key = public.as_deref().is_some_and(|x| provider.keys.iter().any(|k| k.get("x").and_then(serde_json::Value::as_str) == Some(x)));
+            if issuer.is_some() && provider.issuer.as_deref() == issuer || same_key {
+                problems.push(
+                    Problem::error("mint", format!("the minted token's issuer or key is provider {:?}'s: a minted token would verify as that provider's", provider.name))
+                        .in_file(&file.source),
+                );
+            }
+        }
+    }
     if let Err(e) = bundle_format::check_provider_chain(&providers) {
         problems.push(Problem::error("provider-chain", e).in_file(&file.source).help("a token's `iss` chooses one provider; see \"Credential chain\" in README.md"));
     }
@@ -556,6 +571,21 @@ fn revocation(source: &crate::source::ProviderSource) -> Result<Revocation, Stri
         return Err(format!("{what}.max_list_age_seconds ({age}) must exceed the list's refresh_seconds plus retry_seconds, or every refresh would refuse tokens"));
     }
     Ok(Revocation { token_ids: declared.token_ids.clone(), subjects: declared.subjects.clone(), endpoint, max_list_age_seconds: declared.max_list_age_seconds })
+}
+
+/// The minted token's public key (`x`, base64url) from `filter.mint.private_key`.
+pub fn mint_public_x(mint: &serde_json::Value) -> Option<String> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let seed: [u8; 32] = b64.decode(mint.get("private_key")?.as_str()?).ok()?.try_into().ok()?;
+    Some(b64.encode(ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().as_bytes()))
+}
+
+/// The JWKS an upstream verifies the minted tokens with (`policy-compiler jwks`).
+pub fn mint_jwks(settings: &Settings) -> Option<serde_json::Value> {
+    let mint = settings.mint.as_ref()?;
+    let x = mint_public_x(&serde_json::json!({"private_key": mint.private_key}))?;
+    Some(serde_json::json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": mint.kid, "alg": "EdDSA", "use": "sig"}]}))
 }
 
 /// The name of the provider Microkubes' `keysDir` becomes.

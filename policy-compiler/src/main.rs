@@ -67,6 +67,8 @@ enum Command {
     Test { policies: PathBuf, tests: PathBuf },
     /// Summarise a bundle: counts, hash, sizes, providers and keys.
     Inspect { bundle: PathBuf },
+    /// Print the JWKS upstreams verify the filter's minted tokens with (`filter.mint`).
+    Jwks { policies: PathBuf },
     /// Fill a proxy configuration template with a bundle ({{bundle:json-string}},
     /// {{bundle:json}}, {{bundle:nginx}}).
     Render {
@@ -90,6 +92,7 @@ fn main() -> ExitCode {
         }
         Command::Test { policies, tests } => commands::test(&policies, &tests, cli.format),
         Command::Inspect { bundle } => commands::inspect(&bundle, cli.format),
+        Command::Jwks { policies } => commands::jwks(&policies, cli.format),
         Command::Render { template, bundle, output } => commands::render(&template, &bundle, output.as_deref()),
     };
     ExitCode::from(exit as u8)

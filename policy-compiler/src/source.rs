@@ -376,6 +376,29 @@ impl Reader<'_> {
         tenants.insert("entries".into(), Value::Object(entries));
     }
 
+    /// `filter.mint.private_key_pem`: the minted token's Ed25519 key (PKCS#8 PEM), written into
+    /// the bundle as its 32-byte seed (`private_key`).
+    fn mint_key(&mut self, filter: &mut Value, dir: &Path) {
+        use ed25519_dalek::pkcs8::DecodePrivateKey as _;
+        let Some(mint) = filter.get_mut("mint").and_then(Value::as_object_mut) else { return };
+        let Some(file) = mint.remove("private_key_pem") else { return };
+        let near = Some(("mint", "private_key_pem"));
+        let Some(path) = file.as_str().map(|p| dir.join(p)) else {
+            return self.error("mint", "filter.mint.private_key_pem must be a path".into(), near, None);
+        };
+        let key = std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).map_err(|e| format!("not a PKCS#8 Ed25519 private key ({e}); the minted token is EdDSA")));
+        match key {
+            Ok(key) => {
+                use base64::Engine as _;
+                let seed = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.to_bytes());
+                mint.insert("private_key".into(), Value::String(seed));
+            }
+            Err(e) => self.error("mint", format!("filter.mint.private_key_pem {}: {e}", path.display()), near, None),
+        }
+    }
+
     fn place(&self, problem: Problem, near: Option<(&str, &str)>) -> Problem {
         match near.and_then(|(anchor, needle)| self.source.locate(anchor, needle)) {
             Some((offset, len)) => problem.at(self.source, offset, len, "here"),
@@ -421,6 +444,7 @@ impl Reader<'_> {
             .map(|v| self.typed::<Vec<RequiredScopes>>(v, "filter.required_scopes"))
             .unwrap_or_default();
         self.tenant_file(&mut filter, &dir);
+        self.mint_key(&mut filter, &dir);
         let keys_dir_section = take(&mut filter, "keys_dir");
         let given_both = keys_dir_section.is_some();
         let mut keys_dir_provider = keys_dir_section.map(|v| self.typed::<KeysDirSource>(v, "filter.keys_dir")).unwrap_or_default();

@@ -67,3 +67,38 @@ fn a_tenant_file_that_is_not_a_mapping_is_an_error() {
     let errors = source::read(&scratch("bad-tenants.json", &text)).unwrap_err();
     assert!(errors.iter().any(|e| e.message.contains("expected `ID: {tenant, scopes}` entries")), "{:?}", errors.iter().map(|e| &e.message).collect::<Vec<_>>());
 }
+
+fn mint_file(name: &str, mint: serde_json::Value) -> std::path::PathBuf {
+    let keys = crate::example("keys");
+    let policy = json!({"id": "users", "resources": ["/users/me"], "actions": ["api:read"], "effect": "allow", "subjects": ["<.+>"]});
+    let text = json!({"security": {"keysDir": keys, "acl": {"policies": [policy]}}, "filter": {"mint": mint}}).to_string();
+    scratch(name, &text)
+}
+
+#[test]
+fn the_minted_tokens_key_is_read_from_pem_published_as_a_jwks_and_never_a_providers() {
+    let key = crate::example("keys/mint-ed25519.EXAMPLE-ONLY.key");
+    let mint = json!({"private_key_pem": key, "kid": "gateway-1", "issuer": "https://gateway.internal", "audiences": ["director"]});
+    let file = mint_file("mint.json", mint.clone());
+    let bundle = compile::bundle(&source::read(&file).unwrap()).unwrap().0;
+    let written = bundle.settings.mint.as_ref().unwrap();
+    assert_eq!((written.private_key.len(), written.ttl_seconds, written.header.as_str()), (43, 60, "authorization"));
+
+    let output = Command::new(env!("CARGO_BIN_EXE_policy-compiler")).args(["jwks", file.to_str().unwrap()]).output().unwrap();
+    let jwks: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(jwks["keys"][0]["kty"], "OKP");
+    assert_eq!((jwks["keys"][0]["kid"].as_str(), jwks["keys"][0]["alg"].as_str()), (Some("gateway-1"), Some("EdDSA")));
+    assert!(jwks["keys"][0].get("d").is_none(), "the public half only");
+
+    let wrong_key = mint_file("mint-ec.json", json!({"private_key_pem": crate::example("keys/partner-es256.EXAMPLE-ONLY.key"), "kid": "k", "issuer": "i", "audiences": ["a"]}));
+    let errors = source::read(&wrong_key).unwrap_err();
+    assert!(errors.iter().any(|e| e.message.contains("not a PKCS#8 Ed25519 private key")), "{:?}", errors.iter().map(|e| &e.message).collect::<Vec<_>>());
+
+    // Its issuer may not be a provider's: the minted token would verify as that provider's.
+    let mut confusable = mint.clone();
+    confusable["issuer"] = json!("https://partner.example");
+    let text = json!({"security": {"acl": {"policies": []}}, "filter": {"mint": confusable, "providers": [
+        {"name": "partner", "issuer": "https://partner.example", "keys": [{"pem": crate::example("keys/partner-es256.pem"), "kid": "p"}]}]}}).to_string();
+    let errors = compile::bundle(&source::read(&scratch("confusable.json", &text)).unwrap()).unwrap_err();
+    assert!(errors.iter().any(|e| e.code == "mint"), "{:?}", errors.iter().map(|e| &e.message).collect::<Vec<_>>());
+}
