@@ -49,6 +49,59 @@ pub struct Provider {
     pub jwks: Option<RemoteJwks>,
     /// The tokens and subjects of this provider no longer accepted.
     pub revocation: Revocation,
+    /// Tokens this provider's authorization server vouches for by introspection (RFC 7662)
+    /// instead of a signature: opaque tokens (not a JWS), or every token.
+    pub introspection: Option<Introspection>,
+}
+
+/// An OAuth2 token introspection endpoint (RFC 7662): the token is POSTed with the
+/// gateway's client credentials while the request waits; `active: false` is a 401, an
+/// endpoint that does not answer properly a 503 (never a pass).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Introspection {
+    pub endpoint: Endpoint,
+    pub client_id: String,
+    /// The client secret (the bundle is therefore a secret).
+    pub client_secret: String,
+    /// `basic` (RFC 6749 client_secret_basic) or `post` (in the form).
+    pub client_auth: ClientAuth,
+    /// An active answer is reused until the token's `exp`, or this many seconds.
+    pub cache_seconds: u64,
+    /// An inactive answer is remembered this long.
+    pub negative_seconds: u64,
+    /// Every token, JWS or not, is introspected (no other provider then takes tokens).
+    pub all_tokens: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    Basic,
+    Post,
+}
+
+impl Introspection {
+    fn from_json(value: &Value, path: &str) -> Result<Introspection, String> {
+        let known = ["endpoint", "client_id", "client_secret", "client_auth", "cache_seconds", "negative_seconds", "all_tokens"];
+        let object = Object::new(value, path, &known)?;
+        let mut introspection = Introspection {
+            endpoint: object.required("endpoint", |o, name| Endpoint::from_json(o.value(name)?, &o.at(name)))?,
+            client_id: object.required("client_id", Object::string)?,
+            client_secret: object.required("client_secret", Object::string)?,
+            client_auth: ClientAuth::Basic,
+            cache_seconds: 300,
+            negative_seconds: 10,
+            all_tokens: false,
+        };
+        object.set(&mut introspection.client_auth, "client_auth", |o, name| o.choice(name, &[("basic", ClientAuth::Basic), ("post", ClientAuth::Post)]))?;
+        object.set(&mut introspection.cache_seconds, "cache_seconds", Object::unsigned)?;
+        object.set(&mut introspection.negative_seconds, "negative_seconds", Object::unsigned)?;
+        object.set(&mut introspection.all_tokens, "all_tokens", Object::boolean)?;
+        if introspection.client_id.is_empty() {
+            return Err(format!("{path}.client_id: the gateway's client id at the authorization server"));
+        }
+        Ok(introspection)
+    }
 }
 
 /// An HTTP endpoint the module fetches from with `proxy_http_call`, off the request path
@@ -195,6 +248,10 @@ pub enum MayAssert {
     /// is the subject, and `provider` and `clientIP` are set by the filter.
     Only(BTreeMap<String, Vec<String>>),
 }
+
+/// What an introspecting provider answers to when a JWS's `iss` chooses a provider: no token
+/// carries it, so a JWS never goes to a provider that has no keys to check it with.
+pub const NOT_AN_ISSUER: &str = "\u{0}introspection";
 
 /// The attribute naming the provider that verified the caller's credential (`mtls` for a
 /// client certificate). Set by the filter, never taken from a claim.
@@ -556,8 +613,9 @@ impl Bundle {
 
 impl Provider {
     fn from_json(value: &Value, path: &str) -> Result<Provider, String> {
-        let object = Object::new(value, path, &["name", "issuer", "audiences", "keys", "may_assert", "jwks", "revocation"])?;
+        let object = Object::new(value, path, &["name", "issuer", "audiences", "keys", "may_assert", "jwks", "revocation", "introspection"])?;
         Ok(Provider {
+            introspection: object.nullable("introspection", |o, name| Introspection::from_json(o.value(name)?, &o.at(name)))?,
             jwks: object.nullable("jwks", |o, name| RemoteJwks::from_json(o.value(name)?, &o.at(name)))?,
             revocation: object.nullable("revocation", |o, name| Revocation::from_json(o.value(name)?, &o.at(name)))?.unwrap_or_default(),
             name: object.required("name", Object::string)?,
@@ -708,15 +766,31 @@ pub fn check_provider_chain(providers: &[Provider]) -> Result<(), String> {
         if provider.jwks.as_ref().is_some_and(|j| j.discovery) && provider.issuer.is_none() {
             return Err(format!("provider {name:?}: discovery needs an issuer (the configuration's issuer must equal it)"));
         }
+        if provider.introspection.is_some() && (!provider.keys.is_empty() || provider.jwks.is_some()) {
+            return Err(format!("provider {name:?}: an introspecting provider has no keys (its tokens are vouched for, not verified)"));
+        }
+    }
+    // Which provider an opaque token goes to must be unambiguous, and a provider that
+    // introspects every token leaves none to the others.
+    let introspecting: Vec<&Provider> = providers.iter().filter(|p| p.introspection.is_some()).collect();
+    if introspecting.len() > 1 {
+        return Err("two providers introspect tokens: which one would an opaque token go to? Keep one".into());
+    }
+    if introspecting.iter().any(|p| p.introspection.as_ref().is_some_and(|i| i.all_tokens)) && providers.len() > 1 {
+        return Err("a provider introspects every token (all_tokens): no other provider could ever take one".into());
     }
     for (at, provider) in providers.iter().enumerate() {
-        let earlier = providers.iter().take(at);
         if provider.name == MTLS_PROVIDER {
             return Err(format!("provider name {MTLS_PROVIDER:?} is reserved for client certificates"));
         }
-        if let Some(same) = earlier.clone().find(|p| p.name == provider.name) {
+        if let Some(same) = providers.iter().take(at).find(|p| p.name == provider.name) {
             return Err(format!("two providers are named {:?}", same.name));
         }
+    }
+    // The issuer chooses among the providers that verify signatures.
+    let verifying: Vec<&Provider> = providers.iter().filter(|p| p.introspection.is_none()).collect();
+    for (at, provider) in verifying.iter().enumerate() {
+        let earlier = verifying.iter().take(at);
         if let Some(same) = earlier.clone().find(|p| p.issuer == provider.issuer) {
             return Err(match &provider.issuer {
                 Some(issuer) => format!("providers {:?} and {:?} both have issuer {issuer:?}: the second could never be reached", same.name, provider.name),
@@ -1098,6 +1172,24 @@ mod tests {
                     endpoint: Some(Endpoint::new("10.0.0.5:8080", "revocations.local", "/revoked", "http")),
                     max_list_age_seconds: Some(120),
                 },
+                introspection: None,
+            }, Provider {
+                name: "as".into(),
+                issuer: Some("https://as.example".into()),
+                audiences: vec![],
+                keys: vec![],
+                may_assert: MayAssert::Any,
+                jwks: None,
+                revocation: Revocation::default(),
+                introspection: Some(Introspection {
+                    endpoint: Endpoint::new("hydra", "hydra.example", "/oauth2/introspect", "https"),
+                    client_id: "gateway".into(),
+                    client_secret: "s3cret".into(),
+                    client_auth: ClientAuth::Post,
+                    cache_seconds: 120,
+                    negative_seconds: 5,
+                    all_tokens: false,
+                }),
             }],
         }
     }

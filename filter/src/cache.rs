@@ -12,7 +12,7 @@ use std::rc::Rc;
 use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
 
-use crate::jwt::Verified;
+use crate::jwt::{Rejection, Verified};
 
 /// How long a token whose signature failed is remembered, in seconds of host time.
 pub const REJECTED_SECONDS: u64 = 60;
@@ -24,10 +24,13 @@ pub struct TokenCache {
     entries: FxHashMap<String, Rc<Verified>>,
     order: VecDeque<String>,
     rejected_capacity: usize,
-    /// SHA-256 of a rejected token to the host time it was rejected; oldest first in
-    /// `rejected_order`.
-    rejected: FxHashMap<[u8; 32], u64>,
+    /// SHA-256 of a rejected token to the host time it is remembered until, and why;
+    /// oldest first in `rejected_order`.
+    rejected: FxHashMap<[u8; 32], (u64, Rejection)>,
     rejected_order: VecDeque<[u8; 32]>,
+    /// The answer of the introspection just made for a token, for the request that waited
+    /// for it (the one pass after the answer; the cache may hold nothing).
+    fresh: Option<(String, Result<Rc<Verified>, Rejection>)>,
     /// Minted internal tokens by identity ([`crate::mint::Minter::identity`]), with expiry.
     minted: FxHashMap<String, (Rc<str>, u64)>,
 }
@@ -47,35 +50,55 @@ impl TokenCache {
             rejected: FxHashMap::default(),
             rejected_order: VecDeque::new(),
             minted: FxHashMap::default(),
+            fresh: None,
         }
     }
 
-    /// Whether `token`'s signature failed in the last [`REJECTED_SECONDS`] before `now`.
-    pub fn was_rejected(&self, token: &str, now: u64) -> bool {
+    /// Why `token` was refused, if it was in the last [`REJECTED_SECONDS`] (a failed
+    /// signature) or its introspection said inactive within its `negative_seconds`.
+    pub fn was_rejected(&self, token: &str, now: u64) -> Option<Rejection> {
         if self.rejected.is_empty() {
-            return false;
+            return None;
         }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        self.rejected.get(&digest).is_some_and(|at| now < at.saturating_add(REJECTED_SECONDS))
+        self.rejected.get(&digest).filter(|(until, _)| now < *until).map(|(_, why)| why.clone())
     }
 
-    /// Remembers that `token`'s signature failed at `now`, dropping what expired or, when
-    /// full, the oldest.
+    /// Remembers that `token`'s signature failed at `now`, for [`REJECTED_SECONDS`].
     pub fn reject(&mut self, token: &str, now: u64) {
+        self.reject_until(token, now, now.saturating_add(REJECTED_SECONDS), Rejection::BadSignature);
+    }
+
+    /// Remembers a refusal of `token` until `until`, dropping what expired or, when full,
+    /// the oldest.
+    pub fn reject_until(&mut self, token: &str, now: u64, until: u64, why: Rejection) {
         if self.rejected_capacity == 0 {
             return;
         }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         while let Some(oldest) = self.rejected_order.front().copied() {
-            let expired = self.rejected.get(&oldest).is_none_or(|at| now >= at.saturating_add(REJECTED_SECONDS));
+            let expired = self.rejected.get(&oldest).is_none_or(|(until, _)| now >= *until);
             if !expired && self.rejected.len() < self.rejected_capacity {
                 break;
             }
             self.rejected_order.pop_front();
             self.rejected.remove(&oldest);
         }
-        if self.rejected.insert(digest, now).is_none() {
+        if self.rejected.insert(digest, (until, why)).is_none() {
             self.rejected_order.push_back(digest);
+        }
+    }
+
+    /// Leaves the introspection answer for `token` to the pass that follows it.
+    pub fn set_fresh(&mut self, token: &str, answer: Result<Rc<Verified>, Rejection>) {
+        self.fresh = Some((token.to_string(), answer));
+    }
+
+    /// The introspection answer left for `token`, once.
+    pub fn take_fresh(&mut self, token: &str) -> Option<Result<Rc<Verified>, Rejection>> {
+        match &self.fresh {
+            Some((fresh, _)) if fresh == token => self.fresh.take().map(|(_, answer)| answer),
+            _ => None,
         }
     }
 
@@ -181,17 +204,17 @@ mod tests {
     fn rejected_tokens_are_remembered_for_a_minute_and_stay_bounded() {
         let mut cache = TokenCache::with_rejected(2, 2);
         cache.reject("forged-1", 1000);
-        assert!(cache.was_rejected("forged-1", 1000 + REJECTED_SECONDS - 1));
-        assert!(!cache.was_rejected("forged-1", 1000 + REJECTED_SECONDS), "forgotten after a minute");
-        assert!(!cache.was_rejected("forged-2", 1000));
+        assert!(cache.was_rejected("forged-1", 1000 + REJECTED_SECONDS - 1).is_some());
+        assert!(cache.was_rejected("forged-1", 1000 + REJECTED_SECONDS).is_none(), "forgotten after a minute");
+        assert!(cache.was_rejected("forged-2", 1000).is_none());
         cache.reject("forged-2", 1001);
         cache.reject("forged-3", 1002);
-        assert!(!cache.was_rejected("forged-1", 1002), "the oldest made room");
-        assert!(cache.was_rejected("forged-2", 1002) && cache.was_rejected("forged-3", 1002));
+        assert!(cache.was_rejected("forged-1", 1002).is_none(), "the oldest made room");
+        assert!(cache.was_rejected("forged-2", 1002).is_some() && cache.was_rejected("forged-3", 1002).is_some());
         assert_eq!(cache.rejected.len(), 2);
         assert!(cache.is_empty(), "a rejected token is never a verified one");
         let mut off = TokenCache::new(2);
         off.reject("forged-1", 1000);
-        assert!(!off.was_rejected("forged-1", 1000));
+        assert!(off.was_rejected("forged-1", 1000).is_none());
     }
 }

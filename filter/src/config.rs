@@ -56,6 +56,8 @@ impl Loaded {
 pub struct RemoteConfig {
     pub jwks: Option<RemoteJwks>,
     pub revocations: Option<Endpoint>,
+    /// Its introspection endpoint ([`crate::introspection`]).
+    pub introspection: Option<decision_table::bundle::Introspection>,
 }
 
 /// A bundle built into the module (`POLICY_FILTER_BUNDLE=path cargo build ...`), used when
@@ -99,7 +101,7 @@ pub fn load(configuration: &[u8]) -> Result<Loaded, String> {
         ProxyHost::NgxWasmModule => Proxy::NgxWasmModule,
         ProxyHost::Auto => Proxy::Unknown,
     };
-    let remote = bundle.providers.iter().map(|p| RemoteConfig { jwks: p.jwks.clone(), revocations: p.revocation.endpoint.clone() }).collect();
+    let remote = bundle.providers.iter().map(|p| RemoteConfig { jwks: p.jwks.clone(), revocations: p.revocation.endpoint.clone(), introspection: p.introspection.clone() }).collect();
     let minter = bundle.settings.mint.as_ref().map(crate::mint::Minter::new).transpose()?;
     Ok(Loaded {
         minter,

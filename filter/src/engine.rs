@@ -26,6 +26,8 @@ pub enum Flow {
     Continue,
     /// The filter answered; stop.
     Answered,
+    /// The request waits for this introspection callout ([`on_introspection_answer`]).
+    Dispatched(u32),
 }
 
 /// Metric names, all counters.
@@ -42,6 +44,11 @@ pub mod metrics {
     pub const REJECTED_CACHE_HITS: &str = "policy_filter_rejected_cache_hits";
     /// Browsers sent to the login page instead of a 401.
     pub const LOGIN_REDIRECTS: &str = "policy_filter_login_redirects";
+    /// Introspection callouts made, and what they answered.
+    pub const INTROSPECTIONS: &str = "policy_filter_introspections";
+    pub const INTROSPECTED_ACTIVE: &str = "policy_filter_introspected_active";
+    pub const INTROSPECTED_INACTIVE: &str = "policy_filter_introspected_inactive";
+    pub const INTROSPECTION_UNAVAILABLE: &str = "policy_filter_introspection_unavailable";
 }
 
 /// Who is calling, once a credential succeeded: the verified token (shared with the cache, so
@@ -56,6 +63,8 @@ enum Refusal {
     /// A request the filter cannot decide on (400): the reason for the log, the client's message.
     Malformed { reason: String, message: &'static str },
     Unauthenticated { error: Option<&'static str>, description: &'static str, reason: &'static str },
+    /// The credential's authorization server gave no usable answer (503).
+    Unavailable,
     /// Denied (403): the deciding policy (none: the default deny, or `reason` below).
     Forbidden { policy: Option<String>, subject: String, reason: &'static str },
 }
@@ -144,8 +153,16 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
     };
     let identity = match &found {
         Some(found) => match verify(loaded, cache, host, &found.token) {
-            Ok(verified) => Identity { caller: verified, via: "jwt" },
-            Err(rejection) => {
+            Checked::Caller(verified) => {
+                let via = if verified.key_fingerprint == [0; 32] { "introspection" } else { "jwt" };
+                Identity { caller: verified, via }
+            }
+            Checked::Dispatched(callout) => return Flow::Dispatched(callout),
+            Checked::Refused(Rejection::IntrospectionUnavailable) => {
+                let refusal = Refusal::Unavailable;
+                return finish(loaded, host, request_id, method, &resource, refusal, None);
+            }
+            Checked::Refused(rejection) => {
                 if login_redirect(loaded, host, &header, method, &resource, raw_path) {
                     return Flow::Answered;
                 }
@@ -291,17 +308,38 @@ fn is_cors_preflight<'a>(enabled: bool, method: &str, header: &impl Fn(&str) -> 
     enabled && method == "OPTIONS" && header("origin").is_some() && header("access-control-request-method").is_some()
 }
 
-fn verify(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, token: &str) -> Result<Rc<Verified>, Rejection> {
+/// A credential checked: a caller, a refusal, or an introspection callout the request now
+/// waits for.
+enum Checked {
+    Caller(Rc<Verified>),
+    Refused(Rejection),
+    Dispatched(u32),
+}
+
+fn verify(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, token: &str) -> Checked {
     let now = host.now();
+    if let Some(answer) = cache.take_fresh(token) {
+        // The pass after this token's introspection answered.
+        return match answer.and_then(|verified| not_revoked(loaded, verified, now)) {
+            Ok(verified) => Checked::Caller(verified),
+            Err(rejection) => Checked::Refused(rejection),
+        };
+    }
     let skew = loaded.settings.clock_skew_seconds;
     if let Some(hit) = cache.get(token, now, skew) {
         host.count(metrics::CACHE_HITS);
-        return not_revoked(loaded, hit, now);
+        return match not_revoked(loaded, hit, now) {
+            Ok(verified) => Checked::Caller(verified),
+            Err(rejection) => Checked::Refused(rejection),
+        };
     }
     host.count(metrics::CACHE_MISSES);
-    if cache.was_rejected(token, now) {
+    if let Some(rejection) = cache.was_rejected(token, now) {
         host.count(metrics::REJECTED_CACHE_HITS);
-        return Err(Rejection::BadSignature);
+        return Checked::Refused(rejection);
+    }
+    if let Some(index) = crate::introspection::provider_for(loaded, token) {
+        return introspect(loaded, host, index, token);
     }
     let proxy: &dyn Host = host;
     let ask_proxy = |arguments: &[u8]| proxy.call_foreign_function(host_verify::FUNCTION, arguments);
@@ -314,15 +352,81 @@ fn verify(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, token: &
             }
             let verified = Rc::new(verified);
             cache.insert(token, Rc::clone(&verified));
-            not_revoked(loaded, verified, now)
+            match not_revoked(loaded, verified, now) {
+                Ok(verified) => Checked::Caller(verified),
+                Err(rejection) => Checked::Refused(rejection),
+            }
         }
         Err(Rejection::BadSignature) => {
             // The one refusal that cost a signature check: a replay of it costs a hash.
             cache.reject(token, now);
-            Err(Rejection::BadSignature)
+            Checked::Refused(Rejection::BadSignature)
         }
-        Err(rejection) => Err(rejection),
+        Err(rejection) => Checked::Refused(rejection),
     }
+}
+
+/// Sends the token to its provider's introspection endpoint; the request waits for the
+/// answer ([`on_introspection_answer`]).
+fn introspect(loaded: &Loaded, host: &mut dyn Host, index: usize, token: &str) -> Checked {
+    let Some(introspection) = loaded.remote.get(index).and_then(|r| r.introspection.as_ref()) else {
+        return Checked::Refused(Rejection::IntrospectionUnavailable);
+    };
+    let (extra, body) = crate::introspection::request(introspection, token);
+    let endpoint = &introspection.endpoint;
+    let mut headers: Vec<(&str, &str)> =
+        vec![(":method", "POST"), (":path", &endpoint.path), (":authority", &endpoint.authority), (":scheme", &endpoint.scheme)];
+    headers.extend(extra.iter().map(|(name, value)| (*name, value.as_str())));
+    match host.dispatch(&endpoint.upstream, &headers, &body, endpoint.timeout_ms) {
+        Ok(callout) => {
+            host.count(metrics::INTROSPECTIONS);
+            Checked::Dispatched(callout)
+        }
+        Err(why) => {
+            host.log(Level::Error, &format!("introspection: the proxy refused the callout to {} ({why})", endpoint.upstream));
+            Checked::Refused(Rejection::IntrospectionUnavailable)
+        }
+    }
+}
+
+/// The introspection answer for the request that waits (`Flow::Dispatched`): remembered
+/// (an active token in the token cache, an inactive one for `negative_seconds`), then the
+/// request is decided again from the start, which finds the answer.
+pub fn on_introspection_answer(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, status: Option<u16>, body: Option<&[u8]>) -> Flow {
+    let headers = host.request_headers();
+    let raw_path = headers.iter().find(|(k, _)| k == ":path").map_or("", |(_, v)| v.as_str());
+    let token = match credentials::find(&headers, raw_path, &loaded.settings.token_sources) {
+        Ok(Some(found)) => found.token.into_owned(),
+        _ => String::new(),
+    };
+    let now = host.now();
+    let answer = match crate::introspection::provider_for(loaded, &token) {
+        Some(index) => crate::introspection::decide(loaded, index, status, body, now),
+        None => crate::introspection::Outcome::Unavailable("the request's token changed".into()),
+    };
+    match answer {
+        crate::introspection::Outcome::Active(verified) => {
+            host.count(metrics::INTROSPECTED_ACTIVE);
+            let verified = Rc::new(verified);
+            cache.insert(&token, Rc::clone(&verified));
+            cache.set_fresh(&token, Ok(verified));
+        }
+        crate::introspection::Outcome::Refused(rejection) => {
+            host.count(metrics::INTROSPECTED_INACTIVE);
+            let remember = crate::introspection::provider_for(loaded, &token)
+                .and_then(|index| loaded.remote.get(index))
+                .and_then(|r| r.introspection.as_ref())
+                .map_or(0, |i| i.negative_seconds);
+            cache.reject_until(&token, now, now.saturating_add(remember), rejection.clone());
+            cache.set_fresh(&token, Err(rejection));
+        }
+        crate::introspection::Outcome::Unavailable(why) => {
+            host.count(metrics::INTROSPECTION_UNAVAILABLE);
+            host.log(Level::Error, &format!("introspection: {why}; answering 503"));
+            cache.set_fresh(&token, Err(Rejection::IntrospectionUnavailable));
+        }
+    }
+    on_request_headers(loaded, cache, host)
 }
 
 /// A verified token, unless its provider's revocation list (the bundle's or the one last
@@ -566,6 +670,7 @@ fn finish(
     let (status, counter, policy, subject, reason) = match &refusal {
         Refusal::Malformed { reason, .. } => (400, metrics::MALFORMED, None, String::new(), reason.clone()),
         Refusal::Unauthenticated { reason, .. } => (401, metrics::UNAUTHENTICATED, None, String::new(), (*reason).to_string()),
+        Refusal::Unavailable => (503, metrics::UNAUTHENTICATED, None, String::new(), "introspection_unavailable".to_string()),
         Refusal::Forbidden { policy, subject, reason } => {
             (403, metrics::DENIED, policy.clone(), subject.clone(), (*reason).to_string())
         }
@@ -615,6 +720,10 @@ fn finish(
         }
         Refusal::Forbidden { .. } => {
             host.send_response(403, &json, br#"{"error":"forbidden","message":"access denied by policy"}"#);
+        }
+        Refusal::Unavailable => {
+            let body = br#"{"error":"temporarily_unavailable","message":"the credential could not be checked; try again"}"#;
+            host.send_response(503, &[("content-type", "application/json"), ("retry-after", "1")], body);
         }
     }
     Flow::Answered

@@ -80,4 +80,9 @@ pub trait Host {
     fn call_foreign_function(&self, _name: &str, _arguments: &[u8]) -> Option<Vec<u8>> {
         None
     }
+    /// Starts an HTTP callout from this request (`proxy_http_call`); its token. The request
+    /// then waits for the answer.
+    fn dispatch(&mut self, _upstream: &str, _headers: &[(&str, &str)], _body: &[u8], _timeout_ms: u64) -> Result<u32, String> {
+        Err("this host makes no callouts".into())
+    }
 }

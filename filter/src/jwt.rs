@@ -49,6 +49,10 @@ pub enum Rejection {
     /// The provider's fetched revocation list is older than its `max_list_age_seconds` (or
     /// was never fetched).
     RevocationsStale,
+    /// The authorization server says the token is not active (RFC 7662 `active: false`).
+    Inactive,
+    /// The introspection endpoint gave no usable answer (a 503, not a 401).
+    IntrospectionUnavailable,
 }
 
 impl Rejection {
@@ -74,6 +78,8 @@ impl Rejection {
             Rejection::KeysUnavailable => "keys_unavailable",
             Rejection::Revoked => "revoked",
             Rejection::RevocationsStale => "revocations_stale",
+            Rejection::Inactive => "inactive",
+            Rejection::IntrospectionUnavailable => "introspection_unavailable",
         }
     }
 
@@ -98,6 +104,8 @@ impl Rejection {
             Rejection::KeysUnavailable => "the token's issuer has published no keys yet",
             Rejection::Revoked => "the token has been revoked",
             Rejection::RevocationsStale => "the issuer's revocation list is out of date",
+            Rejection::Inactive => "the token is not active",
+            Rejection::IntrospectionUnavailable => "the token's authorization server did not answer",
         }
     }
 }
@@ -136,6 +144,8 @@ pub struct ProviderKeys {
     pub fetched: RefCell<Option<Vec<Key>>>,
     /// Whether the provider publishes its keys remotely (`jwks` in the bundle).
     pub has_remote_keys: bool,
+    /// Whether its tokens are introspected (it has no keys).
+    pub introspects: bool,
     /// Host time (ms) a token last named a `kid` the provider's keys lack; 0: not since the
     /// last fetch. Read by [`crate::remote`] to fetch early.
     pub unknown_kid_at: Cell<u64>,
@@ -282,6 +292,7 @@ pub fn providers(bundle_providers: &[Provider]) -> Result<Vec<ProviderKeys>, Str
                 trust,
                 fetched: RefCell::new(None),
                 has_remote_keys: p.jwks.is_some(),
+                introspects: p.introspection.is_some(),
                 unknown_kid_at: Cell::new(0),
                 revoked: Revoked::new(&p.revocation),
                 revoked_fetched: RefCell::default(),
@@ -443,6 +454,12 @@ pub fn verify_jws(token: &str, keys: &[Key]) -> Result<(), Rejection> {
     check_signature(token, &parse(token)?, keys.iter(), keys.len(), None).map(|_| ())
 }
 
+/// The issuer a JWS must name to go to `provider`: one no token carries for a provider
+/// that introspects (it has no keys).
+fn issuer_of(provider: &ProviderKeys) -> Option<&str> {
+    if provider.introspects { Some(decision_table::bundle::NOT_AN_ISSUER) } else { provider.issuer.as_deref() }
+}
+
 /// Verifies `token` against the providers at host time `now` (Unix seconds); `host` is the
 /// proxy's `verify_signature`, when it passed the self-test.
 pub fn verify(token: &str, providers: &[ProviderKeys], settings: &Settings, now: u64, host: Option<host_verify::Offload<'_>>) -> Result<Verified, Rejection> {
@@ -457,7 +474,8 @@ pub fn verify(token: &str, providers: &[ProviderKeys], settings: &Settings, now:
     // `iss` is read before verification only to choose whose keys to try: the provider of
     // that issuer, else the one provider without an issuer (the bundle allows no other chain).
     let issuer = claims.get("iss").and_then(Value::as_str);
-    let provider = decision_table::request::provider_for_issuer(providers, |p| p.issuer.as_deref(), issuer).ok_or(Rejection::UnknownIssuer)?;
+    // A provider that introspects has no keys: a JWS never goes to it.
+    let provider = decision_table::request::provider_for_issuer(providers, issuer_of, issuer).ok_or(Rejection::UnknownIssuer)?;
     let provider_index = providers.iter().position(|p| std::ptr::eq(p, provider)).unwrap_or_default();
 
     // What the claims refuse costs no signature check; nothing is accepted before it.

@@ -18,6 +18,7 @@ pub mod engine;
 pub mod host;
 pub mod host_verify;
 pub mod jwks;
+pub mod introspection;
 pub mod jwt;
 pub mod mint;
 pub mod remote;

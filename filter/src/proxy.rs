@@ -279,7 +279,11 @@ struct Request {
     shared: Option<Rc<Shared>>,
 }
 
-impl Context for Request {}
+impl Context for Request {
+    fn on_http_call_response(&mut self, _: u32, headers: usize, body_size: usize, _: usize) {
+        self.introspected(headers, body_size);
+    }
+}
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
@@ -295,7 +299,37 @@ impl HttpContext for Request {
         let mut host = ProxyHost { shared: &shared, context: self };
         match engine::on_request_headers(&shared.loaded, &mut cache, &mut host) {
             Flow::Continue => Action::Continue,
-            Flow::Answered => Action::Pause,
+            // Waits for the introspection answer (on_http_call_response). ngx_wasm_module
+            // pauses a request that dispatched whatever it returns (ngx_http_proxy_wasm_dispatch).
+            Flow::Answered | Flow::Dispatched(_) => Action::Pause,
+        }
+    }
+}
+
+impl Request {
+    /// The introspection answer: the request is decided again, and resumes when allowed.
+    fn introspected(&mut self, headers: usize, body_size: usize) {
+        let Some(shared) = self.shared.clone() else { return };
+        let Ok(mut cache) = shared.cache.try_borrow_mut() else {
+            self.send_http_response(500, vec![("content-type", "application/json")], Some(br#"{"error":"internal","message":"internal error"}"#));
+            return;
+        };
+        let max_bytes = shared.loaded.remote.iter().filter_map(|r| r.introspection.as_ref()).map(|i| i.endpoint.max_bytes).max().unwrap_or(0);
+        // As for the key sets: a failed callout has no headers and nothing is read.
+        let (status, body) = if headers == 0 {
+            (None, None)
+        } else {
+            let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+                .ok()
+                .flatten()
+                .and_then(|s| String::from_utf8_lossy(&s).parse::<u16>().ok());
+            let body = (body_size <= max_bytes)
+                .then(|| hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default());
+            (status, body)
+        };
+        let mut host = ProxyHost { shared: &shared, context: self };
+        if engine::on_introspection_answer(&shared.loaded, &mut cache, &mut host, status, body.as_deref()) == Flow::Continue {
+            self.resume_http_request();
         }
     }
 }
@@ -352,6 +386,11 @@ impl Host for ProxyHost<'_> {
 
     fn call_foreign_function(&self, name: &str, arguments: &[u8]) -> Option<Vec<u8>> {
         foreign_function(name, arguments)
+    }
+
+    fn dispatch(&mut self, upstream: &str, headers: &[(&str, &str)], body: &[u8], timeout_ms: u64) -> Result<u32, String> {
+        let timeout = std::time::Duration::from_millis(timeout_ms);
+        self.context.dispatch_http_call(upstream, headers.to_vec(), Some(body), vec![], timeout).map_err(|status| format!("{status:?}"))
     }
 
     fn count(&mut self, name: &str) {

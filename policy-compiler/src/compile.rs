@@ -360,8 +360,15 @@ pub fn providers(file: &PolicyFile, mtls_configured: bool) -> Result<Vec<Provide
                 None
             }
         };
-        if keys.is_empty() && jwks.is_none() {
-            problems.push(key_problem(format!("provider {:?} has no keys (and no jwks_uri)", source.name)));
+        let introspection = match introspection(source, &file.dir) {
+            Ok(introspection) => introspection,
+            Err(e) => {
+                problems.push(Problem::error("introspection", e).in_file(&file.source));
+                None
+            }
+        };
+        if keys.is_empty() && jwks.is_none() && introspection.is_none() {
+            problems.push(key_problem(format!("provider {:?} has no keys (and no jwks_uri or introspection)", source.name)));
         }
         let revocation = match revocation(source) {
             Ok(revocation) => revocation,
@@ -379,6 +386,7 @@ pub fn providers(file: &PolicyFile, mtls_configured: bool) -> Result<Vec<Provide
             may_assert,
             jwks,
             revocation,
+            introspection,
         });
     }
     if let Some(dir) = &file.keys_dir {
@@ -416,6 +424,7 @@ pub fn providers(file: &PolicyFile, mtls_configured: bool) -> Result<Vec<Provide
                     may_assert,
                     jwks: None,
                     revocation: Revocation::default(),
+                    introspection: None,
                 });
             }
             Err(e) => problems.push(key_problem(format!("keysDir {}: {e}", dir.display()))),
@@ -548,6 +557,32 @@ fn remote_jwks(source: &crate::source::ProviderSource) -> Result<Option<RemoteJw
             seconds => seconds,
         },
         max_keys,
+    }))
+}
+
+fn introspection(source: &crate::source::ProviderSource, dir: &std::path::Path) -> Result<Option<bundle_format::Introspection>, String> {
+    let Some(declared) = &source.introspection else { return Ok(None) };
+    let what = format!("provider {:?}: introspection", source.name);
+    let secret = match (&declared.client_secret_file, &declared.client_secret_env) {
+        (Some(file), None) => std::fs::read_to_string(dir.join(file)).map_err(|e| format!("{what}.client_secret_file {}: {e}", file.display()))?.trim_end_matches(['\n', '\r']).to_string(),
+        (None, Some(variable)) => std::env::var(variable).map_err(|_| format!("{what}.client_secret_env: {variable} is not set"))?,
+        _ => return Err(format!("{what}: give client_secret_file or client_secret_env (the secret is never written in the policy file)")),
+    };
+    if secret.is_empty() {
+        return Err(format!("{what}: the client secret is empty"));
+    }
+    Ok(Some(bundle_format::Introspection {
+        endpoint: endpoint(&declared.uri, &declared.fetch, &what)?,
+        client_id: declared.client_id.clone(),
+        client_secret: secret,
+        client_auth: match declared.client_auth.as_deref() {
+            None | Some("basic") => bundle_format::ClientAuth::Basic,
+            Some("post") => bundle_format::ClientAuth::Post,
+            Some(other) => return Err(format!("{what}.client_auth: `basic` or `post`, not {other:?}")),
+        },
+        cache_seconds: declared.cache_seconds.unwrap_or(300),
+        negative_seconds: declared.negative_seconds.unwrap_or(10),
+        all_tokens: declared.all_tokens.unwrap_or(false),
     }))
 }
 

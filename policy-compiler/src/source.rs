@@ -101,6 +101,34 @@ pub struct ProviderSource {
     pub jwks: Option<JwksSource>,
     #[serde(default)]
     pub revocation: Option<RevocationSource>,
+    /// OAuth2 token introspection (RFC 7662) for opaque tokens.
+    #[serde(default)]
+    pub introspection: Option<IntrospectionSource>,
+}
+
+/// A provider's `introspection`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionSource {
+    /// The introspection endpoint (`https://hydra.example/oauth2/introspect`).
+    pub uri: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// `basic` (default) or `post`.
+    #[serde(default)]
+    pub client_auth: Option<String>,
+    #[serde(default)]
+    pub cache_seconds: Option<u64>,
+    #[serde(default)]
+    pub negative_seconds: Option<u64>,
+    #[serde(default)]
+    pub all_tokens: Option<bool>,
+    /// Upstream, timeout and size, as for any fetched document.
+    #[serde(default)]
+    pub fetch: FetchSource,
 }
 
 /// How a document is fetched (`jwks`, and the revocation list's settings).

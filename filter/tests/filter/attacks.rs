@@ -33,6 +33,7 @@ fn attempt(token: &str) -> (u32, String) {
     let native = match flow {
         Flow::Continue => (200, String::new()),
         Flow::Answered => (host.status().unwrap(), host.response_header("www-authenticate").unwrap_or_default().to_string()),
+        Flow::Dispatched(_) => panic!("no provider of the example introspects"),
     };
     IN_WASM.with(|plugins| {
         for (host, plugin) in plugins.borrow_mut().iter_mut() {

@@ -204,3 +204,171 @@ fn issue17_in_the_module_under_both_hosts() {
         assert_eq!((claims["sub"].as_str(), claims["tenant"].as_str()), (Some("ana"), Some("t-ana")), "{name}");
     }
 }
+
+const HYDRA: &str = "hydra.example:443";
+
+fn with_introspection() -> Bundle {
+    let mut bundle = with_tenants(false);
+    bundle.settings.tenants.as_mut().unwrap().entries.insert(
+        "billing-client".into(),
+        decision_table::bundle::TenantEntry { tenant: "t-billing".into(), scopes: vec!["billing:read".into()] },
+    );
+    // The example's idp provider, authenticating by introspection instead (the policies that
+    // name `idp` apply to its callers).
+    bundle.providers.retain(|p| p.name != "idp");
+    bundle.providers.push(decision_table::bundle::Provider {
+        name: "idp".into(),
+        issuer: Some("https://hydra.example/".into()),
+        audiences: vec!["api.example".into()],
+        keys: vec![],
+        may_assert: decision_table::bundle::MayAssert::Any,
+        jwks: None,
+        revocation: Default::default(),
+        introspection: Some(decision_table::bundle::Introspection {
+            endpoint: decision_table::bundle::Endpoint::new(HYDRA, "hydra.example", "/oauth2/introspect", "https"),
+            client_id: "gateway".into(),
+            client_secret: "s3cret:&=".into(),
+            client_auth: decision_table::bundle::ClientAuth::Basic,
+            cache_seconds: 300,
+            negative_seconds: 10,
+            all_tokens: false,
+        }),
+    });
+    bundle
+}
+
+fn active(extra: serde_json::Value) -> Vec<u8> {
+    let mut answer = serde_json::json!({"active": true, "iss": "https://hydra.example/", "aud": ["api.example"], "username": "ana",
+        "scope": "billing:read offline", "client_id": "web", "roles": "user", "exp": crate::mock::NOW + 600});
+    answer.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    answer.to_string().into_bytes()
+}
+
+/// One request with `token`, answered by the introspection endpoint with (status, body)
+/// when it asks: the host after it, and how many callouts it made.
+fn introspected(loaded: &policy_filter::config::Loaded, cache: &mut policy_filter::cache::TokenCache, token: &str, now: u64, answer: (Option<u16>, Option<Vec<u8>>)) -> (Flow, MockHost) {
+    let mut host = MockHost::request("GET", "/users/me").bearer(token);
+    host.now = now;
+    let mut flow = policy_filter::engine::on_request_headers(loaded, cache, &mut host);
+    if let Flow::Dispatched(_) = flow {
+        flow = policy_filter::engine::on_introspection_answer(loaded, cache, &mut host, answer.0, answer.1.as_deref());
+    }
+    (flow, host)
+}
+
+#[test]
+fn issue17_an_opaque_token_is_introspected_once_and_its_answer_decides() {
+    let loaded = load(&with_introspection());
+    let mut cache = policy_filter::cache::TokenCache::with_rejected(16, 16);
+    let now = crate::mock::NOW;
+    let opaque = "ory_at_4kd8fJ2-opaque";
+    let (flow, host) = introspected(&loaded, &mut cache, opaque, now, (Some(200), Some(active(serde_json::json!({})))));
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!((host.get("x-auth-username"), host.get("x-auth-roles")), (Some("ana"), Some("user")));
+    let (upstream, headers, body) = &host.dispatched[0];
+    assert_eq!(upstream, HYDRA);
+    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    assert_eq!((header(":method"), header(":path"), header("content-type")), (Some("POST"), Some("/oauth2/introspect"), Some("application/x-www-form-urlencoded")));
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode("gateway:s3cret%3A%26%3D");
+    assert_eq!(header("authorization"), Some(format!("Basic {basic}").as_str()), "RFC 6749 2.3.1: form-encoded, then base64");
+    assert_eq!(String::from_utf8_lossy(body), "token=ory_at_4kd8fJ2-opaque&token_type_hint=access_token");
+
+    // Cached: the next request costs no callout, until min(exp, cache_seconds).
+    let (flow, host) = introspected(&loaded, &mut cache, opaque, now + 299, (None, None));
+    assert_eq!((flow, host.dispatched.len()), (Flow::Continue, 0));
+    let (_, host) = introspected(&loaded, &mut cache, opaque, now + 301, (Some(200), Some(active(serde_json::json!({})))));
+    assert_eq!(host.dispatched.len(), 1, "asked again after cache_seconds");
+
+    // A JWS still goes to its issuer's keys.
+    let (flow, host) = introspected(&loaded, &mut cache, &ana_token(), now, (None, None));
+    assert_eq!((flow, host.dispatched.len()), (Flow::Continue, 0));
+
+    // A client-credentials token: the client is the subject, mapped to its tenant.
+    let client = serde_json::json!({"active": true, "aud": "api.example", "client_id": "billing-client", "scope": "billing:read"});
+    let (flow, host) = introspected(&loaded, &mut cache, "client-token-1", now, (Some(200), Some(client.to_string().into_bytes())));
+    assert_eq!((flow, host.get("x-auth-username"), host.get("x-auth-tenant")), (Flow::Answered, None, None), "no policy lets a client read /users/me");
+    assert!(host.logs.iter().any(|l| l.contains(r#""subject":"billing-client""#)), "{:?}", host.logs);
+}
+
+#[test]
+fn issue17_inactive_expired_or_misaddressed_is_401_and_an_endpoint_that_cannot_say_is_503() {
+    let loaded = load(&with_introspection());
+    let now = crate::mock::NOW;
+    let refusals = [
+        ("inactive", (Some(200), Some(br#"{"active": false}"#.to_vec())), "the token is not active"),
+        ("expired", (Some(200), Some(active(serde_json::json!({"exp": now - 120})))), "the token has expired"),
+        ("another audience", (Some(200), Some(active(serde_json::json!({"aud": "other.example"})))), "not meant for this audience"),
+        ("another issuer", (Some(200), Some(active(serde_json::json!({"iss": "https://evil.example/"})))), "issuer is not trusted"),
+    ];
+    for (what, answer, description) in refusals {
+        let mut cache = policy_filter::cache::TokenCache::with_rejected(16, 16);
+        let (flow, host) = introspected(&loaded, &mut cache, "opaque-1", now, answer);
+        assert_eq!((flow, host.status()), (Flow::Answered, Some(401)), "{what}");
+        assert!(host.response_header("www-authenticate").unwrap().contains(description), "{what}: {:?}", host.response);
+        if what == "inactive" {
+            let (_, again) = introspected(&loaded, &mut cache, "opaque-1", now + 9, (None, None));
+            assert_eq!((again.status(), again.dispatched.len()), (Some(401), 0), "remembered for negative_seconds");
+            let (_, later) = introspected(&loaded, &mut cache, "opaque-1", now + 10, (Some(200), Some(active(serde_json::json!({})))));
+            assert_eq!((later.status(), later.dispatched.len()), (None, 1), "then asked again");
+        }
+    }
+    let unavailable = [
+        ("a timeout or reset", (None, None)),
+        ("a 500", (Some(500), Some(b"oops".to_vec()))),
+        ("a 401 (the gateway's own credentials)", (Some(401), Some(Vec::new()))),
+        ("not JSON", (Some(200), Some(b"<html>".to_vec()))),
+        ("no active member", (Some(200), Some(br#"{"sub": "ana"}"#.to_vec()))),
+        ("active as a string", (Some(200), Some(br#"{"active": "true", "sub": "ana"}"#.to_vec()))),
+        ("over max_bytes", (Some(200), None)),
+    ];
+    for (what, answer) in unavailable {
+        let mut cache = policy_filter::cache::TokenCache::with_rejected(16, 16);
+        let (flow, host) = introspected(&loaded, &mut cache, "opaque-2", now, answer);
+        assert_eq!((flow, host.status()), (Flow::Answered, Some(503)), "{what}: never a pass, and not the caller's fault");
+        assert_eq!(host.response_header("retry-after"), Some("1"), "{what}");
+        let (_, again) = introspected(&loaded, &mut cache, "opaque-2", now, (Some(200), Some(active(serde_json::json!({})))));
+        assert_eq!((again.status(), again.dispatched.len()), (None, 1), "{what}: not remembered");
+    }
+}
+
+/// Introspection in the real module: the request waits for the callout (paused), then goes
+/// upstream with the identity the answer gave, under each host's rules for a dispatch from a
+/// request (ngx_wasm_module pauses it itself and allows the dispatch in on_request_headers).
+#[test]
+fn issue17_introspection_in_the_module_under_both_hosts() {
+    use proxy_wasm_harness::{CallReply, HostProfile, Request, Response};
+    for host in [HostProfile::Envoy, HostProfile::NgxWasmModule] {
+        let mut bundle = with_introspection();
+        bundle.settings.host =
+            if host == HostProfile::Envoy { decision_table::bundle::ProxyHost::Envoy } else { decision_table::bundle::ProxyHost::NgxWasmModule };
+        let name = host.name();
+        for (reply, status) in [
+            (CallReply::Respond(Response::new(200).body(active(serde_json::json!({})))), 200),
+            (CallReply::Respond(Response::new(200).body(r#"{"active":false}"#)), 401),
+            (CallReply::Fail, 503),
+            (CallReply::Timeout, 503),
+        ] {
+            let answer = reply.clone();
+            let mut plugin = crate::wasm::plugin()
+                .host(host)
+                .plugin_config(serde_json::to_string(&bundle).unwrap())
+                .now(crate::mock::NOW)
+                .cluster(HYDRA, move |_| answer.clone())
+                .start()
+                .unwrap();
+            let request = Request::get("/users/me").header("authorization", "Bearer ory_at_opaque-7").header("x-auth-username", "root");
+            let outcome = plugin.send(&request);
+            assert_eq!((outcome.status(), outcome.forwarded()), (status, status == 200), "{name}: {reply:?}");
+            assert_eq!(plugin.http_calls().len(), 1, "{name}");
+            assert!(plugin.failure().is_none(), "{name}: {:?}", plugin.failure());
+            if status == 200 {
+                let users: Vec<&str> = outcome.upstream_header_values("x-auth-username").into_iter().filter(|v| !v.is_empty()).collect();
+                assert_eq!(users, ["ana"], "{name}: the answer's identity, never the client's");
+                let again = plugin.send(&request);
+                assert!(again.forwarded(), "{name}");
+                assert_eq!(plugin.http_calls().len(), 1, "{name}: the second request is answered from the cache");
+            }
+        }
+    }
+}

@@ -68,6 +68,8 @@ pub struct MockHost {
     pub response: Option<Reply>,
     pub logs: Vec<String>,
     pub counters: BTreeMap<String, u64>,
+    /// Every callout the filter made: upstream, headers, body.
+    pub dispatched: Vec<(String, Vec<(String, String)>, Vec<u8>)>,
 }
 
 impl MockHost {
@@ -146,6 +148,12 @@ impl Host for MockHost {
 
     fn count(&mut self, name: &str) {
         *self.counters.entry(name.into()).or_default() += 1;
+    }
+
+    fn dispatch(&mut self, upstream: &str, headers: &[(&str, &str)], body: &[u8], _timeout_ms: u64) -> Result<u32, String> {
+        let headers = headers.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect();
+        self.dispatched.push((upstream.to_string(), headers, body.to_vec()));
+        Ok(u32::try_from(self.dispatched.len()).unwrap())
     }
 }
 
