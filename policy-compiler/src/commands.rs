@@ -135,6 +135,15 @@ pub struct ProviderTrust {
     pub revocation: decision_table::bundle::Revocation,
     /// Where its keys are fetched at run time, described (none: embedded only).
     pub jwks: Option<String>,
+    /// Its tokens are introspected: a JWS's `iss` never chooses it (name it with `--provider`).
+    pub introspects: bool,
+}
+
+impl ProviderTrust {
+    /// The issuer a JWS's `iss` must be to choose it, as in the module.
+    pub fn chosen_by(&self) -> Option<&str> {
+        if self.introspects { Some(decision_table::bundle::NOT_AN_ISSUER) } else { self.issuer.as_deref() }
+    }
 }
 
 /// A policy file ready to answer requests two ways: the compiled table and the reference.
@@ -160,7 +169,7 @@ pub fn prepare(file: &PolicyFile) -> Result<Prepared, Vec<Problem>> {
         .map(|p| {
             let trust = Trust::new(&p.may_assert).map_err(|e| vec![Problem::error("may-assert", format!("provider {:?}: {e}", p.name))])?;
             let jwks = p.jwks.as_ref().map(|j| format!("{}://{}{}", j.endpoint.scheme, j.endpoint.authority, j.endpoint.path));
-            Ok(ProviderTrust { name: p.name.clone(), issuer: p.issuer.clone(), trust, revocation: p.revocation.clone(), jwks })
+            Ok(ProviderTrust { name: p.name.clone(), issuer: p.issuer.clone(), trust, revocation: p.revocation.clone(), jwks, introspects: p.introspection.is_some() })
         })
         .collect::<Result<_, Vec<Problem>>>()?;
     Ok(Prepared { settings, policies, evaluator, providers, ignore })
@@ -238,7 +247,7 @@ pub fn decide(
         let chosen = match provider {
             None if prepared.providers.is_empty() => Ok(None),
             Some(name) => prepared.providers.iter().find(|p| p.name == name).map(Some).ok_or(format!("the bundle has no provider {name:?}")),
-            None => provider_for_issuer(&prepared.providers, |p| p.issuer.as_deref(), claims.get("iss").and_then(Value::as_str))
+            None => provider_for_issuer(&prepared.providers, ProviderTrust::chosen_by, claims.get("iss").and_then(Value::as_str))
                 .map(Some)
                 .ok_or("401: no provider takes the token's issuer".to_string()),
         };
@@ -331,7 +340,7 @@ pub fn explain(path: &Path, ask: &Ask, format: Format) -> Exit {
     print_answer(&answer, ask, format);
     let chosen = match ask.provider.as_deref() {
         Some(name) => prepared.providers.iter().find(|p| p.name == name),
-        None => provider_for_issuer(&prepared.providers, |p| p.issuer.as_deref(), claims.get("iss").and_then(Value::as_str)),
+        None => provider_for_issuer(&prepared.providers, ProviderTrust::chosen_by, claims.get("iss").and_then(Value::as_str)),
     };
     if let (Format::Human, Some(provider)) = (format, chosen) {
         if let Some(jwks) = &provider.jwks {

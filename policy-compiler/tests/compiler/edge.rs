@@ -102,3 +102,34 @@ fn the_minted_tokens_key_is_read_from_pem_published_as_a_jwks_and_never_a_provid
     let errors = compile::bundle(&source::read(&scratch("confusable.json", &text)).unwrap()).unwrap_err();
     assert!(errors.iter().any(|e| e.code == "mint"), "{:?}", errors.iter().map(|e| &e.message).collect::<Vec<_>>());
 }
+
+#[test]
+fn an_introspecting_provider_reads_its_secret_from_a_file_or_the_environment_never_the_policy() {
+    scratch("hydra.secret", "s3cret\n");
+    let provider = |introspection: serde_json::Value| {
+        json!({"name": "hydra", "issuer": "https://hydra.example/", "may_assert": "any", "introspection": introspection})
+    };
+    let text = |introspection: serde_json::Value| {
+        json!({"security": {"acl": {"policies": []}}, "filter": {"providers": [provider(introspection)]}}).to_string()
+    };
+    let good = json!({"uri": "https://hydra.example/oauth2/introspect", "client_id": "gateway", "client_secret_file": "hydra.secret",
+                      "client_auth": "post", "cache_seconds": 120, "fetch": {"upstream": "hydra", "timeout_ms": 800}});
+    let bundle = compile::bundle(&source::read(&scratch("hydra.json", &text(good.clone()))).unwrap()).unwrap().0;
+    let introspection = bundle.providers[0].introspection.clone().unwrap();
+    assert_eq!((introspection.client_secret.as_str(), introspection.cache_seconds, introspection.endpoint.upstream.as_str()), ("s3cret", 120, "hydra"));
+    assert_eq!((introspection.endpoint.path.as_str(), introspection.endpoint.timeout_ms), ("/oauth2/introspect", 800));
+
+    let mut inline = good.clone();
+    inline.as_object_mut().unwrap().remove("client_secret_file");
+    inline["client_secret"] = json!("in-the-policy");
+    assert!(source::read(&scratch("inline.json", &text(inline))).is_err(), "an inline secret is an unknown field");
+    let mut none = good.clone();
+    none.as_object_mut().unwrap().remove("client_secret_file");
+    let errors = compile::bundle(&source::read(&scratch("none.json", &text(none))).unwrap()).unwrap_err();
+    assert!(errors.iter().any(|e| e.message.contains("give client_secret_file or client_secret_env")), "{:?}", errors.iter().map(|e| &e.message).collect::<Vec<_>>());
+    let mut with_keys = provider(good);
+    with_keys["keys"] = json!([{"pem": crate::example("keys/partner-es256.pem"), "kid": "k"}]);
+    let both = json!({"security": {"acl": {"policies": []}}, "filter": {"providers": [with_keys]}}).to_string();
+    let errors = compile::bundle(&source::read(&scratch("both.json", &both)).unwrap()).unwrap_err();
+    assert!(errors.iter().any(|e| e.message.contains("an introspecting provider has no keys")), "{:?}", errors.iter().map(|e| &e.message).collect::<Vec<_>>());
+}
