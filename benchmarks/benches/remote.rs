@@ -103,15 +103,21 @@ fn remote(c: &mut Criterion) {
     });
 }
 
+/// Stops the benchmark with the reason (criterion benches have no Result to return).
+fn fail<T>(reason: impl std::fmt::Debug) -> T {
+    eprintln!("remote bench: {reason:?}");
+    std::process::abort()
+}
+
 /// The same refresh in the real module (the harness as Envoy, unmetered as proxies run it):
 /// one tick that fetches, parses and installs the 10-key set, beside one tick that finds the
 /// set fresh (the cost every worker pays once a second), in the same run.
 fn in_the_module(c: &mut Criterion) {
     use proxy_wasm_harness::{CallReply, Limits, ProxyWasmModule, Response, workspace};
-    let path = workspace::package("policy-filter").unwrap_or_else(|_| std::process::abort());
-    let bytes = std::fs::read(path).unwrap_or_else(|_| std::process::abort());
-    let module = ProxyWasmModule::from_bytes(&bytes, Limits { fuel_per_callback: None, ..Limits::default() }).unwrap_or_else(|_| std::process::abort());
-    let signer = |alg: &str, file: &str| jwt_minter::Signer::from_file(alg, &example(&format!("keys/{file}"))).unwrap_or_else(|_| std::process::abort());
+    let path = workspace::package("policy-filter").unwrap_or_else(|e| fail(e));
+    let bytes = std::fs::read(path).unwrap_or_else(|e| fail(e));
+    let module = ProxyWasmModule::from_bytes(&bytes, Limits { fuel_per_callback: None, ..Limits::default() }).unwrap_or_else(|e| fail(e));
+    let signer = |alg: &str, file: &str| jwt_minter::Signer::from_file(alg, &example(&format!("keys/{file}"))).unwrap_or_else(|e| fail(e));
     let (rsa, ec) = (signer("RS256", "idp-rsa.EXAMPLE-ONLY.key"), signer("ES256", "idp-es256.EXAMPLE-ONLY.key"));
     let kids: Vec<String> = (0..10).map(|i| format!("key-{i}")).collect();
     let entries: Vec<(&jwt_minter::Signer, &str, &str)> =
@@ -122,8 +128,8 @@ fn in_the_module(c: &mut Criterion) {
     let other: Vec<(&jwt_minter::Signer, &str, &str)> =
         renamed.iter().enumerate().map(|(i, kid)| if i % 2 == 0 { (&rsa, kid.as_str(), "RS256") } else { (&ec, kid.as_str(), "ES256") }).collect();
     let other = jwt_minter::idp_jwks(&other, true).to_string();
-    let file = policy_compiler::source::read(&example("config.json")).unwrap_or_else(|_| std::process::abort());
-    let mut bundle = policy_compiler::compile::bundle(&file).unwrap_or_else(|_| std::process::abort()).0;
+    let file = policy_compiler::source::read(&example("config.json")).unwrap_or_else(|e| fail(e));
+    let mut bundle = policy_compiler::compile::bundle(&file).unwrap_or_else(|e| fail(e)).0;
     for provider in &mut bundle.providers {
         provider.revocation.endpoint = None;
         if let Some(jwks) = &mut provider.jwks {
@@ -150,8 +156,8 @@ fn in_the_module(c: &mut Criterion) {
             .now(1_800_000_000)
             .cluster("idp.example:443", answer)
             .start()
-            .unwrap_or_else(|_| std::process::abort());
-        plugin.advance_time(std::time::Duration::from_secs(1)).unwrap_or_else(|_| std::process::abort());
+            .unwrap_or_else(|e| fail(e));
+        plugin.advance_time(std::time::Duration::from_secs(1)).unwrap_or_else(|e| fail(e));
         c.bench_function(name, |b| b.iter(|| black_box(plugin.advance_time(std::time::Duration::from_secs(1)))));
         let installs = plugin.metric("policy_filter_remote_installs").map_or(0, |m| m.value);
         println!("{name}: {} fetches, {installs} installs", plugin.http_calls().len());
