@@ -583,7 +583,52 @@ impl Default for Settings {
     }
 }
 
+/// Removes the members of `object` that equal `defaults`' (what the reader fills in when a
+/// member is left out).
+fn strip_defaults(object: &mut Value, defaults: &Value) {
+    if let (Some(object), Some(defaults)) = (object.as_object_mut(), defaults.as_object()) {
+        object.retain(|name, value| defaults.get(name) != Some(value));
+    }
+}
+
 impl Bundle {
+    /// The bundle with every member the reader would fill in left out (the settings at their
+    /// defaults, absent remote parts, an endpoint's default timing): the same bundle to
+    /// [`Bundle::from_json`], in fewer bytes. NGINX refuses a configuration parameter of
+    /// 4096 bytes or more (`NGX_CONF_BUFFER`, src/core/ngx_conf_file.c).
+    pub fn to_compact_json(&self) -> Value {
+        let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Some(settings) = value.get_mut("settings") {
+            strip_defaults(settings, &serde_json::to_value(Settings::default()).unwrap_or(Value::Null));
+        }
+        let endpoint_defaults = serde_json::to_value(Endpoint::new("", "", "", "")).unwrap_or(Value::Null);
+        let jwks_defaults = serde_json::json!({"discovery": false, "algorithms": [], "unknown_kid_seconds": 30, "max_keys": 32});
+        let revocation_defaults = serde_json::json!({"token_ids": [], "subjects": {}, "endpoint": null, "max_list_age_seconds": null});
+        let introspection_defaults = serde_json::json!({"client_auth": "basic", "cache_seconds": 300, "negative_seconds": 10, "all_tokens": false});
+        for provider in value.get_mut("providers").and_then(Value::as_array_mut).into_iter().flatten() {
+            if let Some(jwks) = provider.get_mut("jwks") {
+                strip_defaults(jwks, &jwks_defaults);
+                if let Some(endpoint) = jwks.get_mut("endpoint") {
+                    strip_defaults(endpoint, &endpoint_defaults);
+                }
+            }
+            if let Some(revocation) = provider.get_mut("revocation") {
+                strip_defaults(revocation, &revocation_defaults);
+                if let Some(endpoint) = revocation.get_mut("endpoint") {
+                    strip_defaults(endpoint, &endpoint_defaults);
+                }
+            }
+            if let Some(introspection) = provider.get_mut("introspection") {
+                strip_defaults(introspection, &introspection_defaults);
+                if let Some(endpoint) = introspection.get_mut("endpoint") {
+                    strip_defaults(endpoint, &endpoint_defaults);
+                }
+            }
+            strip_defaults(provider, &serde_json::json!({"jwks": null, "revocation": {}, "introspection": null}));
+        }
+        value
+    }
+
     /// Parses a bundle's JSON text, refusing duplicate keys anywhere (the module and the
     /// compiler's `inspect` and `render` read bundles only through this).
     pub fn parse(text: &[u8]) -> Result<Bundle, String> {
@@ -1248,6 +1293,22 @@ mod tests {
             "bundle: missing field `table_hash`"
         );
         assert_eq!(read(&json!([])).unwrap_err(), "bundle: expected an object");
+    }
+
+    #[test]
+    fn the_compact_form_reads_back_as_the_same_bundle_in_fewer_bytes() {
+        let mut bare = every_field_changed();
+        bare.settings = Settings::default();
+        for provider in &mut bare.providers {
+            provider.revocation = Revocation::default();
+        }
+        for bundle in [every_field_changed(), bare] {
+            let compact = bundle.to_compact_json();
+            assert_eq!(read(&compact), Ok(bundle.clone()));
+            assert!(compact.to_string().len() < serde_json::to_string(&bundle).unwrap().len());
+        }
+        let defaults = Bundle { settings: Settings::default(), ..every_field_changed() }.to_compact_json();
+        assert_eq!(defaults["settings"], json!({}), "nothing but defaults: nothing written");
     }
 
     #[test]

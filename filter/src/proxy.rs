@@ -219,9 +219,15 @@ impl RootContext for Root {
                     log::warn!("policy filter: no shm_kv_zone is set, so each worker fetches the identity providers' documents itself (set one, and declare it in nginx.conf's wasm block: shm_kv policy_filter 1m;)");
                 }
                 let shared = Shared { loaded, cache: RefCell::new(cache), metrics: RefCell::default(), remote: RefCell::new(remote), store, gauges: RefCell::default() };
-                // What another worker (or this one, before a reload) fetched is used from the
-                // first request, not from the first tick.
-                if let (Ok(mut remote), Ok(mut cache)) = (shared.remote.try_borrow_mut(), shared.cache.try_borrow_mut()) {
+                // What another worker fetched is used from the first request, not from the
+                // first tick: on Envoy. On ngx_wasm_module shared data is not read here: with
+                // a zone named but not declared, a read traps (ngx_wa_shm_kv_resolve_key), and
+                // a trap in on_configure stops every worker for good, where one on a tick
+                // fails only this filter's requests; and a reload recreates the zones
+                // (`noreuse` in ngx_wasm_directives.c), so there would be nothing to read.
+                if shared.loaded.proxy == Proxy::Envoy
+                    && let (Ok(mut remote), Ok(mut cache)) = (shared.remote.try_borrow_mut(), shared.cache.try_borrow_mut())
+                {
                     remote.install_shared(&shared.loaded, &mut cache, &mut Fetcher { shared: &shared });
                 }
                 self.shared = Some(Rc::new(shared));

@@ -56,11 +56,25 @@ fn for_host(bundle: &Bundle, host: Option<ProxyHost>) -> Result<Bundle, String> 
     Ok(bundle)
 }
 
+/// The longest configuration parameter NGINX reads: a longer one is refused ("too long
+/// parameter", `NGX_CONF_BUFFER` in src/core/ngx_conf_file.c).
+pub const NGINX_MAX_PARAMETER: usize = 4095;
+
 fn quoted(format: &str, bundle: &Bundle) -> Result<String, String> {
-    let compact = serde_json::to_string(bundle).map_err(|e| e.to_string())?;
+    // Members at their defaults left out: the same bundle to the filter, in fewer bytes.
+    let compact = bundle.to_compact_json().to_string();
     Ok(match format {
         "json-string" => serde_json::to_string(&compact).map_err(|e| e.to_string())?,
-        "nginx" => format!("'{}'", compact.replace('\\', "\\\\").replace('\'', "\\'")),
+        "nginx" => {
+            let quoted = format!("'{}'", compact.replace('\\', "\\\\").replace('\'', "\\'"));
+            if quoted.len() > NGINX_MAX_PARAMETER {
+                return Err(format!(
+                    "the bundle is {} bytes as an NGINX string, and NGINX refuses a parameter over {NGINX_MAX_PARAMETER} bytes; build the module with the bundle in it (POLICY_FILTER_BUNDLE=bundle.json, README, tutorial step 6) and write `proxy_wasm policy_filter;` without a configuration, or use Kong, which stores the configuration itself",
+                    quoted.len()
+                ));
+            }
+            quoted
+        }
         _ => compact,
     })
 }

@@ -122,3 +122,21 @@ fn an_unknown_placeholder_is_an_error() {
     let error = policy_compiler::render::render("value: {{bundle:yaml}}", &example_bundle()).unwrap_err();
     assert!(error.contains("{{bundle:yaml}}"), "{error}");
 }
+
+#[test]
+fn nginx_gets_a_compact_bundle_and_one_too_long_for_its_parser_is_refused() {
+    // NGINX refuses a parameter of 4096 bytes or more (NGX_CONF_BUFFER): the example fits
+    // once its defaults are left out, and reads back as the same bundle.
+    let bundle = example_bundle();
+    let rendered = policy_compiler::render::render("proxy_wasm policy_filter {{bundle:nginx}};", &bundle).unwrap();
+    let quoted = rendered.trim_start_matches("proxy_wasm policy_filter ").trim_end_matches(';');
+    assert!(quoted.len() <= policy_compiler::render::NGINX_MAX_PARAMETER, "{} bytes", quoted.len());
+    let mut expected = bundle.clone();
+    expected.settings.host = decision_table::bundle::ProxyHost::NgxWasmModule;
+    assert_eq!(Bundle::parse(policy_compiler::render::nginx_unquote(quoted).unwrap().as_bytes()), Ok(expected));
+
+    let mut large = bundle;
+    large.providers[0].revocation.token_ids = (0..200).map(|i| format!("revoked-token-{i}")).collect();
+    let error = policy_compiler::render::render("{{bundle:nginx}}", &large).unwrap_err();
+    assert!(error.contains("NGINX refuses a parameter over 4095 bytes") && error.contains("POLICY_FILTER_BUNDLE"), "{error}");
+}

@@ -662,7 +662,7 @@ mod in_the_module {
     }
 
     #[test]
-    fn issue16_a_worker_started_after_the_fetch_verifies_before_its_first_tick() {
+    fn issue16_a_worker_started_after_the_fetch_uses_the_shared_set() {
         let rsa = rsa_key();
         for (host, zone) in [(HostProfile::Envoy, None), (HostProfile::NgxWasmModule, Some("policy_filter"))] {
             let idp = Arc::new(Mutex::new(Idp::default()));
@@ -676,8 +676,37 @@ mod in_the_module {
             }
             let mut respawned = builder.shared_with(&first[0]).start().unwrap();
             let token = idp_token(&rsa, "RS256", "rsa-1", "ana", json!({}));
-            assert_eq!(get(&mut respawned, &token).0, 200, "{}: installed in on_configure from shared data", host.name());
+            if host == HostProfile::Envoy {
+                assert_eq!(get(&mut respawned, &token).0, 200, "envoy: installed in on_configure from shared data");
+            } else {
+                // ngx_wasm_module: shared data is first read on the tick (a read in
+                // on_configure that traps would stop every worker); no second fetch.
+                assert_eq!(get(&mut respawned, &token).0, 401, "ngx_wasm_module: not before the first tick");
+                let calls = asked(&idp, CERTS);
+                Plugin::advance_workers(std::slice::from_mut(&mut respawned), Duration::from_secs(1)).unwrap();
+                assert_eq!((get(&mut respawned, &token).0, asked(&idp, CERTS)), (200, calls), "ngx_wasm_module: installed from the zone");
+            }
         }
+    }
+
+    #[test]
+    fn issue16_an_undeclared_zone_fails_the_filter_on_its_first_tick_not_the_workers_at_start() {
+        let rsa = rsa_key();
+        let idp = Arc::new(Mutex::new(Idp::default()));
+        idp.lock().unwrap().certs = Some(json_reply(&jwt_minter::idp_jwks(&[(&rsa, "rsa-1", "RS256")], true), "max-age=300"));
+        // The bundle names zone `policy_filter`; nginx.conf declares none.
+        let stub = Arc::clone(&idp);
+        let mut plugin = filter()
+            .plugin()
+            .host(HostProfile::NgxWasmModule)
+            .plugin_config(bundle(HostProfile::NgxWasmModule, Some("policy_filter")))
+            .now(NOW)
+            .cluster(UPSTREAM, move |_| stub.lock().unwrap().certs.clone().unwrap())
+            .start()
+            .expect("on_configure reads no shared data on ngx_wasm_module: the workers start");
+        assert!(plugin.advance_time(Duration::from_secs(1)).unwrap_err().contains("could not resolve namespace"));
+        let outcome = plugin.send(&Request::get("/users/me"));
+        assert!(!outcome.forwarded() && outcome.status() >= 500, "fails closed: {}", outcome.status());
     }
 
     #[test]
