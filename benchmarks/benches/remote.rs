@@ -114,10 +114,10 @@ fn fail<T>(reason: impl std::fmt::Debug) -> T {
 /// set fresh (the cost every worker pays once a second), in the same run.
 fn in_the_module(c: &mut Criterion) {
     use proxy_wasm_harness::{CallReply, Limits, ProxyWasmModule, Response, workspace};
-    let path = workspace::package("policy-filter").unwrap_or_else(|e| fail(e));
-    let bytes = std::fs::read(path).unwrap_or_else(|e| fail(e));
-    let module = ProxyWasmModule::from_bytes(&bytes, Limits { fuel_per_callback: None, ..Limits::default() }).unwrap_or_else(|e| fail(e));
-    let signer = |alg: &str, file: &str| jwt_minter::Signer::from_file(alg, &example(&format!("keys/{file}"))).unwrap_or_else(|e| fail(e));
+    let path = workspace::package("policy-filter").unwrap_or_else(fail);
+    let bytes = std::fs::read(path).unwrap_or_else(fail);
+    let module = ProxyWasmModule::from_bytes(&bytes, Limits { fuel_per_callback: None, ..Limits::default() }).unwrap_or_else(fail);
+    let signer = |alg: &str, file: &str| jwt_minter::Signer::from_file(alg, &example(&format!("keys/{file}"))).unwrap_or_else(fail);
     let (rsa, ec) = (signer("RS256", "idp-rsa.EXAMPLE-ONLY.key"), signer("ES256", "idp-es256.EXAMPLE-ONLY.key"));
     let kids: Vec<String> = (0..10).map(|i| format!("key-{i}")).collect();
     let entries: Vec<(&jwt_minter::Signer, &str, &str)> =
@@ -128,8 +128,8 @@ fn in_the_module(c: &mut Criterion) {
     let other: Vec<(&jwt_minter::Signer, &str, &str)> =
         renamed.iter().enumerate().map(|(i, kid)| if i % 2 == 0 { (&rsa, kid.as_str(), "RS256") } else { (&ec, kid.as_str(), "ES256") }).collect();
     let other = jwt_minter::idp_jwks(&other, true).to_string();
-    let file = policy_compiler::source::read(&example("config.json")).unwrap_or_else(|e| fail(e));
-    let mut bundle = policy_compiler::compile::bundle(&file).unwrap_or_else(|e| fail(e)).0;
+    let file = policy_compiler::source::read(&example("config.json")).unwrap_or_else(fail);
+    let mut bundle = policy_compiler::compile::bundle(&file).unwrap_or_else(fail).0;
     for provider in &mut bundle.providers {
         provider.revocation.endpoint = None;
         if let Some(jwks) = &mut provider.jwks {
@@ -156,8 +156,8 @@ fn in_the_module(c: &mut Criterion) {
             .now(1_800_000_000)
             .cluster("idp.example:443", answer)
             .start()
-            .unwrap_or_else(|e| fail(e));
-        plugin.advance_time(std::time::Duration::from_secs(1)).unwrap_or_else(|e| fail(e));
+            .unwrap_or_else(fail);
+        plugin.advance_time(std::time::Duration::from_secs(1)).unwrap_or_else(fail);
         c.bench_function(name, |b| b.iter(|| black_box(plugin.advance_time(std::time::Duration::from_secs(1)))));
         let installs = plugin.metric("policy_filter_remote_installs").map_or(0, |m| m.value);
         println!("{name}: {} fetches, {installs} installs", plugin.http_calls().len());

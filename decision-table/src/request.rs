@@ -364,6 +364,30 @@ pub fn attributes_from_claims(claims: &Map<String, Value>, names: &ClaimNames, p
     Ok((subject, attributes))
 }
 
+/// The authorization id a tenant mapping looks up: the first of `id_claims` the claims hold
+/// as a string, else the subject (a client certificate's identity, a token's subject).
+pub fn authorization_id<'a>(mapping: &'a crate::bundle::TenantMapping, claims: &'a Map<String, Value>, subject: &'a str) -> &'a str {
+    mapping.id_claims.iter().find_map(|claim| claims.get(claim).and_then(Value::as_str)).unwrap_or(subject)
+}
+
+/// Applies the tenant mapping to a caller's attributes: the entry's tenant replaces the
+/// `tenant` attribute (a claim counts only where no entry maps the caller), its scopes are
+/// added to `scopes`. Shared by the module and `explain`/`test`.
+pub fn map_tenant(mapping: &crate::bundle::TenantMapping, claims: &Map<String, Value>, subject: &str, attributes: &mut Attributes) {
+    let Some(entry) = mapping.entries.get(authorization_id(mapping, claims, subject)) else { return };
+    attributes.insert("tenant", vec![entry.tenant.clone()]);
+    if !entry.scopes.is_empty() {
+        let mut scopes = attributes.get("scopes").to_vec();
+        scopes.extend(entry.scopes.iter().filter(|s| !scopes.contains(s)).cloned().collect::<Vec<_>>());
+        attributes.insert("scopes", scopes);
+    }
+}
+
+/// The caller's tenant, once mapped; `None` for none (or an empty one).
+pub fn tenant_of(attributes: &Attributes) -> Option<&str> {
+    attributes.get("tenant").first().map(String::as_str).filter(|t| !t.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -543,28 +567,4 @@ mod tests {
         let nothing = Trust::new(&MayAssert::Only(Default::default())).unwrap();
         assert_eq!(attributes_from_claims(&claims, &ClaimNames::default(), "partner", &nothing), Err(UntrustedSubject));
     }
-}
-
-/// The authorization id a tenant mapping looks up: the first of `id_claims` the claims hold
-/// as a string, else the subject (a client certificate's identity, a token's subject).
-pub fn authorization_id<'a>(mapping: &'a crate::bundle::TenantMapping, claims: &'a Map<String, Value>, subject: &'a str) -> &'a str {
-    mapping.id_claims.iter().find_map(|claim| claims.get(claim).and_then(Value::as_str)).unwrap_or(subject)
-}
-
-/// Applies the tenant mapping to a caller's attributes: the entry's tenant replaces the
-/// `tenant` attribute (a claim counts only where no entry maps the caller), its scopes are
-/// added to `scopes`. Shared by the module and `explain`/`test`.
-pub fn map_tenant(mapping: &crate::bundle::TenantMapping, claims: &Map<String, Value>, subject: &str, attributes: &mut Attributes) {
-    let Some(entry) = mapping.entries.get(authorization_id(mapping, claims, subject)) else { return };
-    attributes.insert("tenant", vec![entry.tenant.clone()]);
-    if !entry.scopes.is_empty() {
-        let mut scopes = attributes.get("scopes").to_vec();
-        scopes.extend(entry.scopes.iter().filter(|s| !scopes.contains(s)).cloned().collect::<Vec<_>>());
-        attributes.insert("scopes", scopes);
-    }
-}
-
-/// The caller's tenant, once mapped; `None` for none (or an empty one).
-pub fn tenant_of(attributes: &Attributes) -> Option<&str> {
-    attributes.get("tenant").first().map(String::as_str).filter(|t| !t.is_empty())
 }

@@ -268,7 +268,7 @@ fn login_redirect<'a>(loaded: &Loaded, host: &mut dyn Host, header: &impl Fn(&st
     }
     let scheme = header(":scheme").unwrap_or("https").to_ascii_lowercase();
     let origin = format!("{scheme}://{}", header(":authority").unwrap_or_default().to_ascii_lowercase());
-    if !login.return_origins.iter().any(|allowed| *allowed == origin) {
+    if !login.return_origins.contains(&origin) {
         host.log(Level::Warn, &format!(r#"{{"event":"login_redirect_refused","origin":{}}}"#, serde_json::to_string(&origin).unwrap_or_default()));
         return false;
     }
@@ -407,7 +407,7 @@ pub fn on_introspection_answer(loaded: &Loaded, cache: &mut TokenCache, host: &m
     match answer {
         crate::introspection::Outcome::Active(verified) => {
             host.count(metrics::INTROSPECTED_ACTIVE);
-            let verified = Rc::new(verified);
+            let verified: Rc<Verified> = Rc::from(verified);
             cache.insert(&token, Rc::clone(&verified));
             cache.set_fresh(&token, Ok(verified));
         }

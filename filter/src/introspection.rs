@@ -45,7 +45,7 @@ pub fn request(introspection: &Introspection, token: &str) -> (Vec<(&'static str
 
 /// What an introspection answer decides.
 pub enum Outcome {
-    Active(Verified),
+    Active(Box<Verified>),
     /// A 401: not active, expired, not yet valid, another issuer or audience.
     Refused(Rejection),
     /// A 503: the server gave no usable answer (why, for the log).
@@ -118,7 +118,7 @@ pub fn decide(loaded: &Loaded, provider_index: usize, status: Option<u16>, body:
     // The token cache keeps an entry until `expires_at` plus the clock skew: for the answer
     // to last exactly `cache_seconds`, the skew comes off that bound (not off the `exp`).
     let until = now.saturating_add(introspection.cache_seconds).saturating_sub(skew);
-    Outcome::Active(Verified {
+    Outcome::Active(Box::new(Verified {
         claims,
         expires_at: exp.map_or(until, |exp| exp.min(until)),
         provider: provider.name.clone(),
@@ -127,5 +127,5 @@ pub fn decide(loaded: &Loaded, provider_index: usize, status: Option<u16>, body:
         subject,
         attributes,
         forwarded: Default::default(),
-    })
+    }))
 }

@@ -58,6 +58,9 @@ pub fn ana_token() -> String {
 /// A local reply: status, headers, body.
 pub type Reply = (u32, Vec<(String, String)>, String);
 
+/// A callout the filter made: upstream, headers, body.
+pub type Callout = (String, Vec<(String, String)>, Vec<u8>);
+
 #[derive(Default)]
 pub struct MockHost {
     pub headers: Vec<(String, String)>,
@@ -68,8 +71,8 @@ pub struct MockHost {
     pub response: Option<Reply>,
     pub logs: Vec<String>,
     pub counters: BTreeMap<String, u64>,
-    /// Every callout the filter made: upstream, headers, body.
-    pub dispatched: Vec<(String, Vec<(String, String)>, Vec<u8>)>,
+    /// Every callout the filter made.
+    pub dispatched: Vec<Callout>,
 }
 
 impl MockHost {
