@@ -19,6 +19,25 @@ cargo build --quiet --target wasm32-wasip1 --profile wasm -p harness-fixtures --
 cargo run --quiet -p policy-compiler -- compile envoy-examples/policy/config.json -o "$out/cached.json"
 python3 -c 'import json,sys; b=json.load(open(sys.argv[1])); b["settings"]["cache_entries"]=0; b["settings"]["rejected_cache_entries"]=0; json.dump(b, open(sys.argv[2],"w"))' "$out/cached.json" "$out/uncached.json"
 cargo run --quiet -p jwt-minter --bin bench-requests -- envoy-examples/policy/keys "$out"
+# The example's idp provider introspecting its tokens instead (at a stub), and the example
+# with a minted internal token (the example key's Ed25519 seed: the last 32 bytes of PKCS#8).
+python3 - "$out" envoy-examples/policy/keys/mint-ed25519.EXAMPLE-ONLY.key <<'PY'
+import base64, json, sys
+out, key = sys.argv[1], sys.argv[2]
+bundle = json.load(open(f"{out}/cached.json"))
+intro = json.loads(json.dumps(bundle))
+for p in intro["providers"]:
+    if p["name"] == "idp":
+        p.update(keys=[], jwks=None, revocation={}, issuer="https://hydra.example/", introspection={
+            "endpoint": {"upstream": "hydra.example:443", "authority": "hydra.example", "path": "/oauth2/introspect", "scheme": "https"},
+            "client_id": "gateway", "client_secret": "bench-secret"})
+json.dump(intro, open(f"{out}/introspecting.json", "w"))
+der = base64.b64decode("".join(l for l in open(key) if not l.startswith("-----")))
+minted = json.loads(json.dumps(bundle))
+minted["settings"]["mint"] = {"kid": "gateway-1", "private_key": base64.urlsafe_b64encode(der[-32:]).decode().rstrip("="),
+                              "issuer": "https://gateway.internal", "audiences": ["users"]}
+json.dump(minted, open(f"{out}/minted.json", "w"))
+PY
 harness=target/release/pw-harness
 module=target/wasm32-wasip1/wasm/policy_filter.wasm
 baseline=target/wasm32-wasip1/wasm/examples/passthrough.wasm
@@ -32,6 +51,10 @@ run "cached RS256 allow" "$out/cached.json" "$out/rs256.json"
 # The same allow with a token of the idp provider, whose key set the module fetched (from a
 # stub) on the tick before timing: a remote key set costs the request what an embedded one does.
 run "cached RS256 allow, remote JWKS provider" "$out/cached.json" "$out/remote-rs256.json"
+# A cached introspected token and a cached allow that forwards a minted token (reused per
+# identity), beside the cached JWT allow above.
+run "cached introspected allow" "$out/introspecting.json" "$out/introspected.json"
+run "cached RS256 allow, minted internal token" "$out/minted.json" "$out/rs256.json"
 run "bypassed path, ngx_wasm_module" "$out/cached.json" "$out/bypass.json" --host ngx_wasm_module
 run "cached RS256 allow, ngx_wasm_module" "$out/cached.json" "$out/rs256.json" --host ngx_wasm_module
 # As Envoy, the harness offers verify_signature, so RS256 and ES256 are checked by the host

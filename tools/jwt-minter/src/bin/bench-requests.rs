@@ -8,7 +8,8 @@
 //! another token's: refused after a signature check) and expired-es256 (the same forgery,
 //! expired: refused on its claims); remote-rs256 (an allowed request with a token of the
 //! `idp` provider, whose keys come from its JWKS endpoint: a stub answers the fetch, made
-//! on the tick before timing starts).
+//! on the tick before timing starts); introspected (an opaque token, introspected once by a
+//! stub, then cached).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,7 +60,15 @@ fn run(keys: &std::path::Path, out: &std::path::Path) -> Result<(), String> {
         "cases": [{"name": "/users/me", "advance_seconds": 1,
                    "request": {"method": "GET", "path": "/users/me", "headers": [["authorization", format!("Bearer {remote}")]], "properties": {"source.address": "10.1.2.3:5000"}},
                    "expect": {"status": 200}}]});
+    // An opaque token of a provider that introspects it (bench.sh makes the bundle): the
+    // stub answers the first request's callout, the rest come from the token cache.
+    let active = json!({"active": true, "iss": "https://hydra.example/", "aud": "api.example", "username": "lena", "roles": "user", "scope": "profile", "exp": NOW + 3600});
+    let introspected = json!({"now": NOW,
+        "upstreams": {"hydra.example:443 /oauth2/introspect": [{"headers": [["content-type", "application/json"]], "body_json": active}]},
+        "cases": [{"name": "/users/me", "request": {"method": "GET", "path": "/users/me", "headers": [["authorization", "Bearer ory_at_opaque-bench-1"]],
+                   "properties": {"source.address": "10.1.2.3:5000"}}, "expect": {"status": 200}}]});
     let files = [
+        ("introspected", introspected),
         ("remote-rs256", remote_file),
         ("bypass", case_file("/health", None, "10.1.2.3:5000")),
         ("rs256", case_file("/users/me", Some(&rs256), "10.1.2.3:5000")),
