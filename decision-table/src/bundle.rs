@@ -605,23 +605,14 @@ impl Bundle {
         let jwks_defaults = serde_json::json!({"discovery": false, "algorithms": [], "unknown_kid_seconds": 30, "max_keys": 32});
         let revocation_defaults = serde_json::json!({"token_ids": [], "subjects": {}, "endpoint": null, "max_list_age_seconds": null});
         let introspection_defaults = serde_json::json!({"client_auth": "basic", "cache_seconds": 300, "negative_seconds": 10, "all_tokens": false});
+        let parts = [("jwks", &jwks_defaults), ("revocation", &revocation_defaults), ("introspection", &introspection_defaults)];
         for provider in value.get_mut("providers").and_then(Value::as_array_mut).into_iter().flatten() {
-            if let Some(jwks) = provider.get_mut("jwks") {
-                strip_defaults(jwks, &jwks_defaults);
-                if let Some(endpoint) = jwks.get_mut("endpoint") {
-                    strip_defaults(endpoint, &endpoint_defaults);
-                }
-            }
-            if let Some(revocation) = provider.get_mut("revocation") {
-                strip_defaults(revocation, &revocation_defaults);
-                if let Some(endpoint) = revocation.get_mut("endpoint") {
-                    strip_defaults(endpoint, &endpoint_defaults);
-                }
-            }
-            if let Some(introspection) = provider.get_mut("introspection") {
-                strip_defaults(introspection, &introspection_defaults);
-                if let Some(endpoint) = introspection.get_mut("endpoint") {
-                    strip_defaults(endpoint, &endpoint_defaults);
+            for (name, defaults) in parts {
+                if let Some(part) = provider.get_mut(name) {
+                    strip_defaults(part, defaults);
+                    if let Some(endpoint) = part.get_mut("endpoint") {
+                        strip_defaults(endpoint, &endpoint_defaults);
+                    }
                 }
             }
             strip_defaults(provider, &serde_json::json!({"jwks": null, "revocation": {}, "introspection": null}));
