@@ -145,7 +145,7 @@ impl TokenCache {
                 self.minted.clear();
             }
         }
-        let (token, expires) = minter.mint(caller, now);
+        let (token, expires) = minter.mint(caller, &identity, now);
         let token: Rc<str> = token.into();
         self.minted.insert(identity, (Rc::clone(&token), expires));
         token

@@ -4,7 +4,7 @@
 //! rather than run half-configured.
 
 use decision_table::Evaluator;
-use decision_table::bundle::{BUNDLE_FORMAT, Bundle, Endpoint, ProxyHost, RemoteJwks, Settings};
+use decision_table::bundle::{BUNDLE_FORMAT, Bundle, ProxyHost, Settings};
 use decision_table::matcher::RegexMatcher;
 
 use crate::engine;
@@ -32,8 +32,6 @@ pub struct Loaded {
     pub minter: Option<crate::mint::Minter>,
     /// `settings.login.paths`, compiled.
     pub login_paths: Vec<RegexMatcher>,
-    /// What each provider fetches at run time (by the provider's place in `providers`).
-    pub remote: Vec<RemoteConfig>,
     /// Allowed requests since the last one logged (`log_allowed_every`).
     allowed_since_logged: std::cell::Cell<u64>,
 }
@@ -50,14 +48,6 @@ impl Loaded {
         self.allowed_since_logged.set(if log { 0 } else { seen });
         log
     }
-}
-
-/// A provider's documents fetched at run time ([`crate::remote`]).
-pub struct RemoteConfig {
-    pub jwks: Option<RemoteJwks>,
-    pub revocations: Option<Endpoint>,
-    /// Its introspection endpoint ([`crate::introspection`]).
-    pub introspection: Option<decision_table::bundle::Introspection>,
 }
 
 /// A bundle built into the module (`POLICY_FILTER_BUNDLE=path cargo build ...`), used when
@@ -101,12 +91,10 @@ pub fn load(configuration: &[u8]) -> Result<Loaded, String> {
         ProxyHost::NgxWasmModule => Proxy::NgxWasmModule,
         ProxyHost::Auto => Proxy::Unknown,
     };
-    let remote = bundle.providers.iter().map(|p| RemoteConfig { jwks: p.jwks.clone(), revocations: p.revocation.endpoint.clone(), introspection: p.introspection.clone() }).collect();
     let minter = bundle.settings.mint.as_ref().map(crate::mint::Minter::new).transpose()?;
     Ok(Loaded {
         minter,
         login_paths,
-        remote,
         identity_headers: engine::identity_headers(&bundle.settings),
         controlled_headers: engine::controlled_headers(&bundle.settings),
         evaluator,

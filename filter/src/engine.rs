@@ -154,8 +154,8 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
     let identity = match &found {
         Some(found) => match verify(loaded, cache, host, &found.token) {
             Checked::Caller(verified) => {
-                let via = if verified.key_fingerprint == [0; 32] { "introspection" } else { "jwt" };
-                Identity { caller: verified, via }
+                let introspected = loaded.providers.get(verified.provider_index).is_some_and(|p| p.introspects());
+                Identity { caller: verified, via: if introspected { "introspection" } else { "jwt" } }
             }
             Checked::Dispatched(callout) => return Flow::Dispatched(callout),
             Checked::Refused(Rejection::IntrospectionUnavailable) => {
@@ -291,8 +291,9 @@ fn is_token_parameter(loaded: &Loaded, pair: &str) -> bool {
     loaded.settings.token_sources.iter().any(|source| matches!(source, TokenSource::Query { name: query } if query == name))
 }
 
-/// Everything but RFC 3986's unreserved characters, percent-encoded (a URL as a query value).
-fn percent_encode(text: &str) -> String {
+/// Everything but RFC 3986's unreserved characters, percent-encoded (a URL as a query value,
+/// a form field).
+pub(crate) fn percent_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len() * 3);
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
@@ -369,7 +370,7 @@ fn verify(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, token: &
 /// Sends the token to its provider's introspection endpoint; the request waits for the
 /// answer ([`on_introspection_answer`]).
 fn introspect(loaded: &Loaded, host: &mut dyn Host, index: usize, token: &str) -> Checked {
-    let Some(introspection) = loaded.remote.get(index).and_then(|r| r.introspection.as_ref()) else {
+    let Some(introspection) = loaded.providers.get(index).and_then(|p| p.introspection.as_ref()) else {
         return Checked::Refused(Rejection::IntrospectionUnavailable);
     };
     let (extra, body) = crate::introspection::request(introspection, token);
@@ -400,7 +401,8 @@ pub fn on_introspection_answer(loaded: &Loaded, cache: &mut TokenCache, host: &m
         _ => String::new(),
     };
     let now = host.now();
-    let answer = match crate::introspection::provider_for(loaded, &token) {
+    let provider = crate::introspection::provider_for(loaded, &token);
+    let answer = match provider {
         Some(index) => crate::introspection::decide(loaded, index, status, body, now),
         None => crate::introspection::Outcome::Unavailable("the request's token changed".into()),
     };
@@ -413,15 +415,12 @@ pub fn on_introspection_answer(loaded: &Loaded, cache: &mut TokenCache, host: &m
         }
         crate::introspection::Outcome::Refused(rejection) => {
             host.count(metrics::INTROSPECTED_INACTIVE);
-            let remember = crate::introspection::provider_for(loaded, &token)
-                .and_then(|index| loaded.remote.get(index))
-                .and_then(|r| r.introspection.as_ref())
-                .map_or(0, |i| i.negative_seconds);
+            let remember = provider.and_then(|index| loaded.providers.get(index)?.introspection.as_ref()).map_or(0, |i| i.negative_seconds);
             cache.reject_until(&token, now, now.saturating_add(remember), rejection.clone());
             cache.set_fresh(&token, Err(rejection));
         }
         crate::introspection::Outcome::Unavailable(why) => {
-            host.count(metrics::INTROSPECTION_UNAVAILABLE);
+            // Counted where the 503 is answered (`finish`), as is a callout the proxy refused.
             host.log(Level::Error, &format!("introspection: {why}; answering 503"));
             cache.set_fresh(&token, Err(Rejection::IntrospectionUnavailable));
         }
@@ -670,7 +669,7 @@ fn finish(
     let (status, counter, policy, subject, reason) = match &refusal {
         Refusal::Malformed { reason, .. } => (400, metrics::MALFORMED, None, String::new(), reason.clone()),
         Refusal::Unauthenticated { reason, .. } => (401, metrics::UNAUTHENTICATED, None, String::new(), (*reason).to_string()),
-        Refusal::Unavailable => (503, metrics::UNAUTHENTICATED, None, String::new(), "introspection_unavailable".to_string()),
+        Refusal::Unavailable => (503, metrics::INTROSPECTION_UNAVAILABLE, None, String::new(), "introspection_unavailable".to_string()),
         Refusal::Forbidden { policy, subject, reason } => {
             (403, metrics::DENIED, policy.clone(), subject.clone(), (*reason).to_string())
         }

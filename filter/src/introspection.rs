@@ -13,19 +13,16 @@ use decision_table::bundle::{ClientAuth, Introspection};
 use serde_json::{Map, Value};
 
 use crate::config::Loaded;
+// `application/x-www-form-urlencoded` (RFC 6749 Appendix B): all but unreserved characters
+// escaped, as for a URL in a query value.
+use crate::engine::percent_encode as form;
 use crate::jwt::{Rejection, Verified};
 
 /// The introspecting provider that takes `token`, if any: the one with `all_tokens`, or the
 /// one for tokens that are not a JWS.
 pub fn provider_for(loaded: &Loaded, token: &str) -> Option<usize> {
     let jws_shaped = token.split('.').count() == 3;
-    loaded.remote.iter().position(|r| r.introspection.as_ref().is_some_and(|i| i.all_tokens || !jws_shaped))
-}
-
-/// `application/x-www-form-urlencoded` (RFC 6749 Appendix B): all but unreserved characters
-/// escaped.
-fn form(value: &str) -> String {
-    value.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { char::from(b).to_string() } else { format!("%{b:02X}") }).collect()
+    loaded.providers.iter().position(|p| p.introspection.as_ref().is_some_and(|i| i.all_tokens || !jws_shaped))
 }
 
 /// The introspection request: extra headers (beside the pseudo-headers) and the body.
@@ -54,9 +51,7 @@ pub enum Outcome {
 
 /// Reads an answer for `provider_index` at host time `now`.
 pub fn decide(loaded: &Loaded, provider_index: usize, status: Option<u16>, body: Option<&[u8]>, now: u64) -> Outcome {
-    let (Some(provider), Some(introspection)) =
-        (loaded.providers.get(provider_index), loaded.remote.get(provider_index).and_then(|r| r.introspection.as_ref()))
-    else {
+    let Some((provider, introspection)) = loaded.providers.get(provider_index).and_then(|p| Some((p, p.introspection.as_ref()?))) else {
         return Outcome::Unavailable("no such provider".into());
     };
     let body = match (status, body) {

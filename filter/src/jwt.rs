@@ -142,10 +142,13 @@ pub struct ProviderKeys {
     /// The keys last fetched from the provider's JWKS endpoint (`None`: none fetched yet, or
     /// the provider has no endpoint); replaced whole by [`crate::remote`].
     pub fetched: RefCell<Option<Vec<Key>>>,
-    /// Whether the provider publishes its keys remotely (`jwks` in the bundle).
-    pub has_remote_keys: bool,
-    /// Whether its tokens are introspected (it has no keys).
-    pub introspects: bool,
+    /// Where it publishes its keys (`jwks` in the bundle), fetched by [`crate::remote`].
+    pub jwks: Option<decision_table::bundle::RemoteJwks>,
+    /// Its fetched revocation list's endpoint.
+    pub revocation_endpoint: Option<decision_table::bundle::Endpoint>,
+    /// Its introspection endpoint: its tokens are introspected, and it has no keys
+    /// ([`crate::introspection`]).
+    pub introspection: Option<decision_table::bundle::Introspection>,
     /// Host time (ms) a token last named a `kid` the provider's keys lack; 0: not since the
     /// last fetch. Read by [`crate::remote`] to fetch early.
     pub unknown_kid_at: Cell<u64>,
@@ -156,8 +159,6 @@ pub struct ProviderKeys {
     pub revocations_fetched_at: Cell<u64>,
     /// Tokens are refused while the fetched list is older than this (ms), or missing.
     pub max_list_age_ms: Option<u64>,
-    /// The algorithms its remote keys may have (`jwks.algorithms`; empty: any).
-    remote_algorithms: Vec<String>,
 }
 
 /// A revocation list, ready for lookups.
@@ -264,12 +265,24 @@ pub fn key_from_jwk(jwk: &Value) -> Result<Key, String> {
 }
 
 impl ProviderKeys {
+    /// Whether the provider publishes its keys remotely.
+    pub fn has_remote_keys(&self) -> bool {
+        self.jwks.is_some()
+    }
+
+    /// Whether its tokens are introspected.
+    pub fn introspects(&self) -> bool {
+        self.introspection.is_some()
+    }
+
     /// The key families that would ask the host's `verify_signature`.
     pub fn host_families(&self) -> host_verify::Families {
         // Keys fetched later may be of the algorithms the provider accepts (any, when it
         // lists none): their families are self-tested at start too.
         let remote = |prefixes: &[&str]| {
-            self.has_remote_keys && (self.remote_algorithms.is_empty() || self.remote_algorithms.iter().any(|a| prefixes.iter().any(|p| a.starts_with(p)) && a != "ES512"))
+            self.jwks.as_ref().is_some_and(|jwks| {
+                jwks.algorithms.is_empty() || jwks.algorithms.iter().any(|a| prefixes.iter().any(|p| a.starts_with(p)) && a != "ES512")
+            })
         };
         host_verify::Families {
             rsa: remote(&["RS"]) || self.keys.iter().any(|key| matches!(&key.material, KeyMaterial::Rsa(rsa) if rsa.host_form().is_some())),
@@ -291,14 +304,14 @@ pub fn providers(bundle_providers: &[Provider]) -> Result<Vec<ProviderKeys>, Str
                 keys,
                 trust,
                 fetched: RefCell::new(None),
-                has_remote_keys: p.jwks.is_some(),
-                introspects: p.introspection.is_some(),
+                jwks: p.jwks.clone(),
+                revocation_endpoint: p.revocation.endpoint.clone(),
+                introspection: p.introspection.clone(),
                 unknown_kid_at: Cell::new(0),
                 revoked: Revoked::new(&p.revocation),
                 revoked_fetched: RefCell::default(),
                 revocations_fetched_at: Cell::new(0),
                 max_list_age_ms: p.revocation.max_list_age_seconds.map(|s| s.saturating_mul(1000)),
-                remote_algorithms: p.jwks.as_ref().map(|j| j.algorithms.clone()).unwrap_or_default(),
             })
         })
         .collect()
@@ -457,7 +470,7 @@ pub fn verify_jws(token: &str, keys: &[Key]) -> Result<(), Rejection> {
 /// The issuer a JWS must name to go to `provider`: one no token carries for a provider
 /// that introspects (it has no keys).
 fn issuer_of(provider: &ProviderKeys) -> Option<&str> {
-    if provider.introspects { Some(decision_table::bundle::NOT_AN_ISSUER) } else { provider.issuer.as_deref() }
+    if provider.introspects() { Some(decision_table::bundle::NOT_AN_ISSUER) } else { provider.issuer.as_deref() }
 }
 
 /// Verifies `token` against the providers at host time `now` (Unix seconds); `host` is the
@@ -508,7 +521,7 @@ pub fn verify(token: &str, providers: &[ProviderKeys], settings: &Settings, now:
     let keys = provider.keys.iter().chain(fetched.iter().flatten());
     let key = match check_signature(token, &parsed, keys, settings.max_key_trials, host) {
         Ok(key) => key,
-        Err(Rejection::UnknownKey) if provider.has_remote_keys => {
+        Err(Rejection::UnknownKey) if provider.has_remote_keys() => {
             // Perhaps a key the provider published since the last fetch: fetch early (the
             // fetcher rate-limits it), and say so when nothing was fetched yet.
             provider.unknown_kid_at.set(now.saturating_mul(1000).max(1));

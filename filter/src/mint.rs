@@ -50,11 +50,12 @@ impl Minter {
         format!("{}\0{}\0{tenant}\0{}\0{}", caller.provider, caller.subject, attributes.get("scopes").join(" "), attributes.get("roles").join(" "))
     }
 
-    /// A token for `caller`, issued at `now` (host seconds); and its expiry.
-    pub fn mint(&self, caller: &Verified, now: u64) -> (String, u64) {
+    /// A token for `caller` (whose [`Minter::identity`] is `identity`), issued at `now` (host
+    /// seconds); and its expiry.
+    pub fn mint(&self, caller: &Verified, identity: &str, now: u64) -> (String, u64) {
         let expires = now.saturating_add(self.ttl_seconds);
         let attributes = &caller.attributes;
-        let jti: String = Sha256::digest(format!("{}\0{now}", Minter::identity(caller))).iter().take(16).map(|b| format!("{b:02x}")).collect();
+        let jti: String = Sha256::digest(format!("{identity}\0{now}")).iter().take(16).map(|b| format!("{b:02x}")).collect();
         let audience = match self.audiences.as_slice() {
             [one] => json!(one),
             many => json!(many),

@@ -62,23 +62,27 @@ impl Context for Root {
         let Some(shared) = &self.shared else { return };
         let (Ok(mut remote), Ok(mut cache)) = (shared.remote.try_borrow_mut(), shared.cache.try_borrow_mut()) else { return };
         let Some(max_bytes) = remote.max_bytes(token) else { return };
-        // A failed callout (timeout, reset) comes with no headers. Nothing is read then: Envoy
-        // has no response at all (`Context::onHttpCallFailure`), and reading its headers is
-        // BadArgument, on which the SDK's `get_map_value` panics. Values are read as bytes
-        // (a non-UTF-8 header value would make `get_map_value` panic too).
-        let answer = if headers == 0 {
-            remote::Answer { status: None, cache_control: None, body_size: 0, body: None }
-        } else {
-            let header = |name: &str| {
-                hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name).ok().flatten().map(|v| String::from_utf8_lossy(&v).into_owned())
-            };
-            let status = header(":status").and_then(|s| s.parse::<u16>().ok());
-            let body = (body_size <= max_bytes)
-                .then(|| hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default());
-            remote::Answer { status, cache_control: header("cache-control"), body_size, body }
-        };
+        let answer = call_answer(headers, body_size, max_bytes);
         remote.on_answer(&shared.loaded, &mut cache, &mut Fetcher { shared }, token, answer);
     }
+}
+
+/// The answer of the callout being delivered. A failed one (timeout, reset) comes with no
+/// headers, and nothing is read then: Envoy has no response at all
+/// (`Context::onHttpCallFailure`), and reading its headers is BadArgument, on which the SDK's
+/// `get_map_value` panics. Values are read as bytes (a non-UTF-8 value would make
+/// `get_map_value` panic too); the body only when it is within `max_bytes`.
+fn call_answer(headers: usize, body_size: usize, max_bytes: usize) -> remote::Answer {
+    if headers == 0 {
+        return remote::Answer { status: None, cache_control: None, body_size: 0, body: None };
+    }
+    let header = |name: &str| {
+        hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name).ok().flatten().map(|v| String::from_utf8_lossy(&v).into_owned())
+    };
+    let status = header(":status").and_then(|s| s.parse::<u16>().ok());
+    let body = (body_size <= max_bytes)
+        .then(|| hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default());
+    remote::Answer { status, cache_control: header("cache-control"), body_size, body }
 }
 
 /// [`remote::Fetcher`] over proxy-wasm hostcalls.
@@ -320,21 +324,10 @@ impl Request {
             self.send_http_response(500, vec![("content-type", "application/json")], Some(br#"{"error":"internal","message":"internal error"}"#));
             return;
         };
-        let max_bytes = shared.loaded.remote.iter().filter_map(|r| r.introspection.as_ref()).map(|i| i.endpoint.max_bytes).max().unwrap_or(0);
-        // As for the key sets: a failed callout has no headers and nothing is read.
-        let (status, body) = if headers == 0 {
-            (None, None)
-        } else {
-            let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
-                .ok()
-                .flatten()
-                .and_then(|s| String::from_utf8_lossy(&s).parse::<u16>().ok());
-            let body = (body_size <= max_bytes)
-                .then(|| hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default());
-            (status, body)
-        };
+        let max_bytes = shared.loaded.providers.iter().filter_map(|p| p.introspection.as_ref()).map(|i| i.endpoint.max_bytes).max().unwrap_or(0);
+        let answer = call_answer(headers, body_size, max_bytes);
         let mut host = ProxyHost { shared: &shared, context: self };
-        if engine::on_introspection_answer(&shared.loaded, &mut cache, &mut host, status, body.as_deref()) == Flow::Continue {
+        if engine::on_introspection_answer(&shared.loaded, &mut cache, &mut host, answer.status, answer.body.as_deref()) == Flow::Continue {
             self.resume_http_request();
         }
     }

@@ -144,8 +144,8 @@ pub struct Remote {
 impl Remote {
     pub fn new(loaded: &Loaded) -> Remote {
         let mut sources = Vec::new();
-        for (provider, remote) in loaded.remote.iter().enumerate() {
-            if let Some(jwks) = &remote.jwks {
+        for (provider, keys) in loaded.providers.iter().enumerate() {
+            if let Some(jwks) = &keys.jwks {
                 let mut keys = Source::new(Kind::Keys, provider, &jwks.endpoint, jwks.unknown_kid_seconds);
                 if jwks.discovery {
                     sources.push(Source::new(Kind::Discovery, provider, &jwks.endpoint, 0));
@@ -154,7 +154,7 @@ impl Remote {
                 }
                 sources.push(keys);
             }
-            if let Some(endpoint) = &remote.revocations {
+            if let Some(endpoint) = &keys.revocation_endpoint {
                 sources.push(Source::new(Kind::Revocations, provider, endpoint, 0));
             }
         }
@@ -415,7 +415,7 @@ impl Source {
     fn parse(&self, loaded: &Loaded, body: &[u8]) -> Result<Document, String> {
         match self.kind {
             Kind::Keys => {
-                let jwks = loaded.remote.get(self.provider).and_then(|r| r.jwks.as_ref()).ok_or("the provider has no jwks")?;
+                let jwks = loaded.providers.get(self.provider).and_then(|p| p.jwks.as_ref()).ok_or("the provider has no jwks")?;
                 jwks::parse(body, jwks).map(Document::Keys)
             }
             Kind::Revocations => Revocation::parse_list(body).map(Document::Revocations),
