@@ -547,7 +547,7 @@ fn remote_jwks(source: &crate::source::ProviderSource) -> Result<Option<RemoteJw
         return Err(format!("{what}.max_keys must be 1..=256"));
     }
     Ok(Some(RemoteJwks {
-        endpoint: endpoint(&uri, &settings.fetch(), &what)?,
+        endpoint: endpoint(&uri, &settings.fetch, &what)?,
         discovery,
         algorithms: settings.algorithms.clone(),
         unknown_kid_seconds: match settings.unknown_kid_seconds.unwrap_or(30) {

@@ -153,51 +153,48 @@ pub struct FetchSource {
     pub retry_seconds: Option<u64>,
 }
 
-impl JwksSource {
-    /// The fetch settings, as for any fetched document.
-    pub fn fetch(&self) -> FetchSource {
-        FetchSource {
-            upstream: self.upstream.clone(),
-            timeout_ms: self.timeout_ms,
-            max_bytes: self.max_bytes,
-            refresh_seconds: self.refresh_seconds,
-            min_refresh_seconds: self.min_refresh_seconds,
-            max_refresh_seconds: self.max_refresh_seconds,
-            retry_seconds: self.retry_seconds,
-        }
-    }
-}
-
-/// A provider's `jwks` settings (serde's `flatten` does not work with
-/// `deny_unknown_fields`, hence the repeated fields).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+/// A provider's `jwks` settings: the fetch settings and those of a key set, side by side in
+/// one object. Read by hand: serde's `flatten` does not work with `deny_unknown_fields`, and
+/// each half still refuses a field it does not know.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct JwksSource {
-    #[serde(default)]
-    pub upstream: Option<String>,
-    #[serde(default)]
-    pub timeout_ms: Option<u64>,
-    #[serde(default)]
-    pub max_bytes: Option<usize>,
-    #[serde(default)]
-    pub refresh_seconds: Option<u64>,
-    #[serde(default)]
-    pub min_refresh_seconds: Option<u64>,
-    #[serde(default)]
-    pub max_refresh_seconds: Option<u64>,
-    #[serde(default)]
-    pub retry_seconds: Option<u64>,
+    pub fetch: FetchSource,
     /// Find the JWKS through the issuer's OpenID Connect configuration
     /// (`ISSUER/.well-known/openid-configuration`) instead of a `jwks_uri`.
-    #[serde(default)]
     pub discovery: Option<bool>,
     /// The algorithms a key without `alg` verifies (RSA keys: `RS256` when none is listed).
-    #[serde(default)]
     pub algorithms: Vec<String>,
-    #[serde(default)]
     pub unknown_kid_seconds: Option<u64>,
-    #[serde(default)]
     pub max_keys: Option<usize>,
+}
+
+/// The key-set half of `jwks`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeySetSettings {
+    #[serde(default)]
+    discovery: Option<bool>,
+    #[serde(default)]
+    algorithms: Vec<String>,
+    #[serde(default)]
+    unknown_kid_seconds: Option<u64>,
+    #[serde(default)]
+    max_keys: Option<usize>,
+}
+
+const KEY_SET_FIELDS: [&str; 4] = ["discovery", "algorithms", "unknown_kid_seconds", "max_keys"];
+
+impl<'de> Deserialize<'de> for JwksSource {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let mut fetch = Map::<String, Value>::deserialize(deserializer)?;
+        let key_set: Map<String, Value> = KEY_SET_FIELDS.iter().filter_map(|name| fetch.remove_entry(*name)).collect();
+        let key_set: KeySetSettings = serde_json::from_value(Value::Object(key_set)).map_err(D::Error::custom)?;
+        let fetch: FetchSource = serde_json::from_value(Value::Object(fetch))
+            .map_err(|e| D::Error::custom(format!("{e} (or {})", KEY_SET_FIELDS.join(", "))))?;
+        let KeySetSettings { discovery, algorithms, unknown_kid_seconds, max_keys } = key_set;
+        Ok(JwksSource { fetch, discovery, algorithms, unknown_kid_seconds, max_keys })
+    }
 }
 
 /// A provider's `revocation`: revoked token ids and subjects, and a list fetched at run time.
