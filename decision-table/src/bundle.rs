@@ -52,6 +52,45 @@ pub struct Provider {
     /// Tokens this provider's authorization server vouches for by introspection (RFC 7662)
     /// instead of a signature: opaque tokens (not a JWS), or every token.
     pub introspection: Option<Introspection>,
+    /// `Authorization: Basic` credentials this provider's endpoint checks (CADI's Basic
+    /// protocol, Compass's Basic flow); such a provider takes no tokens.
+    pub basic: Option<BasicAuth>,
+}
+
+impl Provider {
+    /// Whether an endpoint vouches for this provider's credentials (introspection, Basic)
+    /// rather than a signature: it has no keys, and a JWS never goes to it.
+    pub fn checks_remotely(&self) -> bool {
+        self.introspection.is_some() || self.basic.is_some()
+    }
+}
+
+/// Basic credentials checked by an endpoint: `GET` with the client's `Authorization: Basic`
+/// header, while the request waits. A 200 vouches for the user (a JSON object in the answer
+/// adds its members as claims: `sub`, `roles`, `scope`...), a 401 or 403 refuses the
+/// credentials (401), anything else is a 503. Answers are cached by SHA-256 of the
+/// credentials; the credentials are never logged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BasicAuth {
+    pub endpoint: Endpoint,
+    /// A vouched-for user is reused this long.
+    pub cache_seconds: u64,
+    /// Refused credentials are remembered this long.
+    pub negative_seconds: u64,
+}
+
+impl BasicAuth {
+    fn from_json(value: &Value, path: &str) -> Result<BasicAuth, String> {
+        let object = Object::new(value, path, &["endpoint", "cache_seconds", "negative_seconds"])?;
+        let mut basic = BasicAuth {
+            endpoint: object.required("endpoint", |o, name| Endpoint::from_json(o.value(name)?, &o.at(name)))?,
+            cache_seconds: 300,
+            negative_seconds: 10,
+        };
+        object.set(&mut basic.cache_seconds, "cache_seconds", Object::unsigned)?;
+        object.set(&mut basic.negative_seconds, "negative_seconds", Object::unsigned)?;
+        Ok(basic)
+    }
 }
 
 /// An OAuth2 token introspection endpoint (RFC 7662): the token is POSTed with the
@@ -431,6 +470,23 @@ pub struct Settings {
     /// An internal token the filter signs for each allowed caller and forwards (Oathkeeper's
     /// `id_token` mutator, ONAP Auth*'s JWT).
     pub mint: Option<Mint>,
+    /// How a request with several credentials is decided.
+    pub chain: Chain,
+}
+
+/// The credential chain. Either way the credentials are taken in `token_sources` order, the
+/// client certificate last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Chain {
+    /// One credential decides: a request with two is refused (which would count?), and an
+    /// invalid token never falls back to the certificate.
+    #[default]
+    OneCredential,
+    /// CADI's and ONAP Auth*'s chain: each credential is tried in turn and the first that
+    /// authenticates decides; a refused one passes to the next. When none does, the first
+    /// refusal is answered (a 503 if an endpoint could not say).
+    FirstSuccess,
 }
 
 /// The minted internal token: an EdDSA JWT `{iss, aud, sub, iat, exp, jti, provider,
@@ -440,7 +496,9 @@ pub struct Settings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Mint {
     pub kid: String,
-    /// The Ed25519 private key (the 32-byte seed), base64url.
+    /// `EdDSA` (Ed25519) or `ES256` (ECDSA P-256, deterministic nonces: RFC 6979).
+    pub alg: MintAlgorithm,
+    /// The private key, base64url: the 32-byte Ed25519 seed, or the 32-byte P-256 scalar.
     pub private_key: String,
     pub issuer: String,
     pub audiences: Vec<String>,
@@ -450,17 +508,34 @@ pub struct Mint {
     pub header: String,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum MintAlgorithm {
+    EdDSA,
+    ES256,
+}
+
+impl MintAlgorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            MintAlgorithm::EdDSA => "EdDSA",
+            MintAlgorithm::ES256 => "ES256",
+        }
+    }
+}
+
 impl Mint {
     fn from_json(value: &Value, path: &str) -> Result<Mint, String> {
-        let object = Object::new(value, path, &["kid", "private_key", "issuer", "audiences", "ttl_seconds", "header"])?;
+        let object = Object::new(value, path, &["kid", "alg", "private_key", "issuer", "audiences", "ttl_seconds", "header"])?;
         let mut mint = Mint {
             kid: object.required("kid", Object::string)?,
+            alg: MintAlgorithm::EdDSA,
             private_key: object.required("private_key", Object::string)?,
             issuer: object.required("issuer", Object::string)?,
             audiences: object.required("audiences", Object::strings)?,
             ttl_seconds: 60,
             header: "authorization".into(),
         };
+        object.set(&mut mint.alg, "alg", |o, name| o.choice(name, &[("EdDSA", MintAlgorithm::EdDSA), ("ES256", MintAlgorithm::ES256)]))?;
         object.set(&mut mint.ttl_seconds, "ttl_seconds", Object::unsigned)?;
         object.set(&mut mint.header, "header", Object::string)?;
         mint.header = mint.header.to_ascii_lowercase();
@@ -485,6 +560,15 @@ pub struct TenantMapping {
     pub entries: BTreeMap<String, TenantEntry>,
     /// A caller with no tenant (no entry and no `tenant` claim) is refused (403).
     pub required: bool,
+    /// Compass's tenant-mapping handler: for an authorization id no entry maps, the module
+    /// POSTs Oathkeeper's hydrator session (`{"subject": ID, "extra": {...}, "header": {}}`)
+    /// while the request waits, and reads `extra.tenant` and `extra.scope` (or top-level
+    /// `tenant` and `scopes`) from the answer. A 200 without a tenant or a 404 maps nobody;
+    /// anything else is a 503. Answers are cached by provider and id.
+    pub endpoint: Option<Endpoint>,
+    /// A mapping found is reused this long, one that found nothing `negative_seconds`.
+    pub cache_seconds: u64,
+    pub negative_seconds: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -495,8 +579,18 @@ pub struct TenantEntry {
 
 impl TenantMapping {
     fn from_json(value: &Value, path: &str) -> Result<TenantMapping, String> {
-        let object = Object::new(value, path, &["id_claims", "entries", "required"])?;
-        let mut mapping = TenantMapping { id_claims: vec!["client_id".into(), "email".into()], entries: BTreeMap::new(), required: false };
+        let object = Object::new(value, path, &["id_claims", "entries", "required", "endpoint", "cache_seconds", "negative_seconds"])?;
+        let mut mapping = TenantMapping {
+            id_claims: vec!["client_id".into(), "email".into()],
+            entries: BTreeMap::new(),
+            required: false,
+            endpoint: None,
+            cache_seconds: 300,
+            negative_seconds: 30,
+        };
+        object.set(&mut mapping.endpoint, "endpoint", |o, name| o.nullable(name, |o, name| Endpoint::from_json(o.value(name)?, &o.at(name))))?;
+        object.set(&mut mapping.cache_seconds, "cache_seconds", Object::unsigned)?;
+        object.set(&mut mapping.negative_seconds, "negative_seconds", Object::unsigned)?;
         object.set(&mut mapping.id_claims, "id_claims", Object::strings)?;
         object.set(&mut mapping.required, "required", Object::boolean)?;
         object.set(&mut mapping.entries, "entries", |o, name| {
@@ -579,6 +673,7 @@ impl Default for Settings {
             login: None,
             tenants: None,
             mint: None,
+            chain: Chain::OneCredential,
         }
     }
 }
@@ -605,7 +700,8 @@ impl Bundle {
         let jwks_defaults = serde_json::json!({"discovery": false, "algorithms": [], "unknown_kid_seconds": 30, "max_keys": 32});
         let revocation_defaults = serde_json::json!({"token_ids": [], "subjects": {}, "endpoint": null, "max_list_age_seconds": null});
         let introspection_defaults = serde_json::json!({"client_auth": "basic", "cache_seconds": 300, "negative_seconds": 10, "all_tokens": false});
-        let parts = [("jwks", &jwks_defaults), ("revocation", &revocation_defaults), ("introspection", &introspection_defaults)];
+        let basic_defaults = serde_json::json!({"cache_seconds": 300, "negative_seconds": 10});
+        let parts = [("jwks", &jwks_defaults), ("revocation", &revocation_defaults), ("introspection", &introspection_defaults), ("basic", &basic_defaults)];
         for provider in value.get_mut("providers").and_then(Value::as_array_mut).into_iter().flatten() {
             for (name, defaults) in parts {
                 if let Some(part) = provider.get_mut(name) {
@@ -615,7 +711,7 @@ impl Bundle {
                     }
                 }
             }
-            strip_defaults(provider, &serde_json::json!({"jwks": null, "revocation": {}, "introspection": null}));
+            strip_defaults(provider, &serde_json::json!({"jwks": null, "revocation": {}, "introspection": null, "basic": null}));
         }
         value
     }
@@ -649,8 +745,9 @@ impl Bundle {
 
 impl Provider {
     fn from_json(value: &Value, path: &str) -> Result<Provider, String> {
-        let object = Object::new(value, path, &["name", "issuer", "audiences", "keys", "may_assert", "jwks", "revocation", "introspection"])?;
+        let object = Object::new(value, path, &["name", "issuer", "audiences", "keys", "may_assert", "jwks", "revocation", "introspection", "basic"])?;
         Ok(Provider {
+            basic: object.nullable("basic", |o, name| BasicAuth::from_json(o.value(name)?, &o.at(name)))?,
             introspection: object.nullable("introspection", |o, name| Introspection::from_json(o.value(name)?, &o.at(name)))?,
             jwks: object.nullable("jwks", |o, name| RemoteJwks::from_json(o.value(name)?, &o.at(name)))?,
             revocation: object.nullable("revocation", |o, name| Revocation::from_json(o.value(name)?, &o.at(name)))?.unwrap_or_default(),
@@ -802,8 +899,11 @@ pub fn check_provider_chain(providers: &[Provider]) -> Result<(), String> {
         if provider.jwks.as_ref().is_some_and(|j| j.discovery) && provider.issuer.is_none() {
             return Err(format!("provider {name:?}: discovery needs an issuer (the configuration's issuer must equal it)"));
         }
-        if provider.introspection.is_some() && (!provider.keys.is_empty() || provider.jwks.is_some()) {
-            return Err(format!("provider {name:?}: an introspecting provider has no keys (its tokens are vouched for, not verified)"));
+        if provider.checks_remotely() && (!provider.keys.is_empty() || provider.jwks.is_some()) {
+            return Err(format!("provider {name:?}: a provider whose endpoint vouches for credentials (introspection, basic) has no keys"));
+        }
+        if provider.introspection.is_some() && provider.basic.is_some() {
+            return Err(format!("provider {name:?}: introspection and basic are two providers"));
         }
     }
     // Which provider an opaque token goes to must be unambiguous, and a provider that
@@ -812,7 +912,11 @@ pub fn check_provider_chain(providers: &[Provider]) -> Result<(), String> {
     if introspecting.len() > 1 {
         return Err("two providers introspect tokens: which one would an opaque token go to? Keep one".into());
     }
-    if introspecting.iter().any(|p| p.introspection.as_ref().is_some_and(|i| i.all_tokens)) && providers.len() > 1 {
+    if providers.iter().filter(|p| p.basic.is_some()).count() > 1 {
+        return Err("two providers check Basic credentials: which one would a Basic credential go to? Keep one".into());
+    }
+    let token_providers = providers.iter().filter(|p| p.basic.is_none()).count();
+    if introspecting.iter().any(|p| p.introspection.as_ref().is_some_and(|i| i.all_tokens)) && token_providers > 1 {
         return Err("a provider introspects every token (all_tokens): no other provider could ever take one".into());
     }
     for (at, provider) in providers.iter().enumerate() {
@@ -824,7 +928,7 @@ pub fn check_provider_chain(providers: &[Provider]) -> Result<(), String> {
         }
     }
     // The issuer chooses among the providers that verify signatures.
-    let verifying: Vec<&Provider> = providers.iter().filter(|p| p.introspection.is_none()).collect();
+    let verifying: Vec<&Provider> = providers.iter().filter(|p| !p.checks_remotely()).collect();
     for (at, provider) in verifying.iter().enumerate() {
         let earlier = verifying.iter().take(at);
         if let Some(same) = earlier.clone().find(|p| p.issuer == provider.issuer) {
@@ -871,6 +975,7 @@ impl Settings {
                 "login",
                 "tenants",
                 "mint",
+                "chain",
             ],
         )?;
         let mut settings = Settings::default();
@@ -898,6 +1003,7 @@ impl Settings {
             login,
             tenants,
             mint,
+            chain,
         } = &mut settings;
         object.set(realm, "realm", Object::string)?;
         object.set(mode, "mode", |o, name| o.choice(name, &[("enforce", Mode::Enforce), ("shadow", Mode::Shadow)]))?;
@@ -933,6 +1039,7 @@ impl Settings {
         object.set(login, "login", |o, name| o.nullable(name, |o, name| Login::from_json(o.value(name)?, &o.at(name))))?;
         object.set(tenants, "tenants", |o, name| o.nullable(name, |o, name| TenantMapping::from_json(o.value(name)?, &o.at(name))))?;
         object.set(mint, "mint", |o, name| o.nullable(name, |o, name| Mint::from_json(o.value(name)?, &o.at(name))))?;
+        object.set(chain, "chain", |o, name| o.choice(name, &[("one_credential", Chain::OneCredential), ("first_success", Chain::FirstSuccess)]))?;
         if shm_kv_zone.as_deref().is_some_and(|zone| zone.is_empty() || zone.contains('/')) {
             return Err(format!("{path}.shm_kv_zone: expected a zone name (without `/`)"));
         }
@@ -941,6 +1048,11 @@ impl Settings {
 }
 
 impl TokenSource {
+    /// `Authorization: Basic`: credentials the provider with `basic` checks, never a token.
+    pub fn is_basic(&self) -> bool {
+        matches!(self, TokenSource::Header { scheme: Some(scheme), .. } if scheme.eq_ignore_ascii_case("basic"))
+    }
+
     fn from_json(value: &Value, path: &str) -> Result<TokenSource, String> {
         let object = Object::new(value, path, &["header", "query", "cookie"])?;
         let (kind, inner) = match object.map.iter().next() {
@@ -1169,8 +1281,10 @@ mod tests {
                 rejected_cache_entries: 3,
                 log_allowed_every: 10,
                 shm_kv_zone: Some("policy_filter".into()),
+                chain: Chain::FirstSuccess,
                 mint: Some(Mint {
                     kid: "internal-1".into(),
+                    alg: MintAlgorithm::ES256,
                     private_key: "AAAA".into(),
                     issuer: "https://gateway.internal".into(),
                     audiences: vec!["director".into()],
@@ -1181,6 +1295,9 @@ mod tests {
                     id_claims: vec!["email".into()],
                     entries: [("admin@kyma.cx".to_string(), TenantEntry { tenant: "edf2e0c0".into(), scopes: vec!["runtime:admin".into()] })].into(),
                     required: true,
+                    endpoint: Some(Endpoint::new("10.0.0.7:8080", "tenants.local", "/tenant-mapping", "http")),
+                    cache_seconds: 60,
+                    negative_seconds: 5,
                 }),
                 login: Some(Login {
                     url: "https://login.example/sso".into(),
@@ -1209,6 +1326,7 @@ mod tests {
                     max_list_age_seconds: Some(120),
                 },
                 introspection: None,
+                basic: None,
             }, Provider {
                 name: "as".into(),
                 issuer: Some("https://as.example".into()),
@@ -1226,6 +1344,17 @@ mod tests {
                     negative_seconds: 5,
                     all_tokens: false,
                 }),
+                basic: None,
+            }, Provider {
+                name: "cadi".into(),
+                issuer: None,
+                audiences: vec![],
+                keys: vec![],
+                may_assert: MayAssert::Any,
+                jwks: None,
+                revocation: Revocation::default(),
+                introspection: None,
+                basic: Some(BasicAuth { endpoint: Endpoint::new("aaf:8100", "aaf.onap", "/authz/perms/user", "https"), cache_seconds: 60, negative_seconds: 3 }),
             }],
         }
     }

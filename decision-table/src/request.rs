@@ -374,7 +374,13 @@ pub fn authorization_id<'a>(mapping: &'a crate::bundle::TenantMapping, claims: &
 /// `tenant` attribute (a claim counts only where no entry maps the caller), its scopes are
 /// added to `scopes`. Shared by the module and `explain`/`test`.
 pub fn map_tenant(mapping: &crate::bundle::TenantMapping, claims: &Map<String, Value>, subject: &str, attributes: &mut Attributes) {
-    let Some(entry) = mapping.entries.get(authorization_id(mapping, claims, subject)) else { return };
+    if let Some(entry) = mapping.entries.get(authorization_id(mapping, claims, subject)) {
+        apply_tenant(entry, attributes);
+    }
+}
+
+/// Gives the caller `entry`'s tenant (over a `tenant` claim) and adds its scopes.
+pub fn apply_tenant(entry: &crate::bundle::TenantEntry, attributes: &mut Attributes) {
     attributes.insert("tenant", vec![entry.tenant.clone()]);
     if !entry.scopes.is_empty() {
         let mut scopes = attributes.get("scopes").to_vec();

@@ -12,6 +12,8 @@ use std::rc::Rc;
 use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
 
+use decision_table::bundle::TenantEntry;
+
 use crate::jwt::{Rejection, Verified};
 
 /// How long a token whose signature failed is remembered, in seconds of host time.
@@ -33,6 +35,49 @@ pub struct TokenCache {
     fresh: Option<(String, Result<Rc<Verified>, Rejection>)>,
     /// Minted internal tokens by identity ([`crate::mint::Minter::identity`]), with expiry.
     minted: FxHashMap<String, (Rc<str>, u64)>,
+    /// The callouts requests wait for, by callout token.
+    pending: FxHashMap<u32, Pending>,
+    /// The tenant-mapping endpoint's answers by provider and authorization id
+    /// ([`tenant_key`]), with the host time they are used until; bounded like the tokens.
+    tenants: FxHashMap<String, (u64, Option<TenantEntry>)>,
+    /// A mapping the endpoint could not give, for the one pass after its answer.
+    tenant_unavailable: Option<String>,
+}
+
+/// A callout a request waits for: what it checks, and when it started (host ms), for the
+/// latency histogram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub check: Check,
+    pub started_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// A credential (its cache key, [`credential_key`]) by the provider's endpoint.
+    Credential { key: String, provider_index: usize },
+    /// A caller's tenant ([`tenant_key`]).
+    Tenant { key: String },
+}
+
+/// Pending callouts older than this (host ms) are forgotten: their request is gone.
+const PENDING_MS: u64 = 120_000;
+
+/// The key a credential is cached by: a token itself (only verified tokens become keys), a
+/// Basic credential by its SHA-256, so no password is kept. The NUL cannot stand in a
+/// header value, so no token collides with it.
+pub fn credential_key(token: &str, basic: bool) -> std::borrow::Cow<'_, str> {
+    if basic {
+        let digest = Sha256::digest(token.as_bytes());
+        std::borrow::Cow::Owned(format!("\0basic\0{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    } else {
+        std::borrow::Cow::Borrowed(token)
+    }
+}
+
+/// The key a tenant mapping is cached by: the provider and the authorization id.
+pub fn tenant_key(provider: &str, authorization_id: &str) -> String {
+    format!("{provider}\0{authorization_id}")
 }
 
 impl TokenCache {
@@ -51,6 +96,65 @@ impl TokenCache {
             rejected_order: VecDeque::new(),
             minted: FxHashMap::default(),
             fresh: None,
+            pending: FxHashMap::default(),
+            tenants: FxHashMap::default(),
+            tenant_unavailable: None,
+        }
+    }
+
+    /// Remembers that a request waits for `callout`.
+    pub fn wait_for(&mut self, callout: u32, check: Check, now_ms: u64) {
+        if self.pending.len() >= 1024 {
+            self.pending.retain(|_, pending| now_ms.saturating_sub(pending.started_ms) < PENDING_MS);
+        }
+        self.pending.insert(callout, Pending { check, started_ms: now_ms });
+    }
+
+    /// What `callout` was for, once.
+    pub fn answered(&mut self, callout: u32) -> Option<Pending> {
+        self.pending.remove(&callout)
+    }
+
+    /// The tenant-mapping endpoint's answer for `key` at `now`: `Some(Ok((entry, until)))`
+    /// while cached (no entry: the endpoint maps nobody), `Some(Err(()))` once after it could
+    /// not answer, `None` when it must be asked.
+    pub fn tenant(&mut self, key: &str, now: u64) -> Option<Result<(Option<TenantEntry>, u64), ()>> {
+        if self.tenant_unavailable.as_deref() == Some(key) {
+            self.tenant_unavailable = None;
+            return Some(Err(()));
+        }
+        match self.tenants.get(key) {
+            Some((until, entry)) if now < *until => Some(Ok((entry.clone(), *until))),
+            Some(_) => {
+                self.tenants.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Remembers the endpoint's mapping for `key` until `until` (`Err`: it gave none, for
+    /// the next pass only).
+    pub fn set_tenant(&mut self, key: &str, answer: Result<Option<TenantEntry>, ()>, now: u64, until: u64) {
+        match answer {
+            Ok(entry) => {
+                if self.tenants.len() >= self.capacity.max(1) {
+                    self.tenants.retain(|_, (until, _)| now < *until);
+                    if self.tenants.len() >= self.capacity.max(1) {
+                        self.tenants.clear();
+                    }
+                }
+                self.tenants.insert(key.to_string(), (until, entry));
+            }
+            Err(()) => self.tenant_unavailable = Some(key.to_string()),
+        }
+    }
+
+    /// Puts `verified` in place of what is cached for `token` (the same caller, now with
+    /// its tenant), if anything is.
+    pub fn replace(&mut self, token: &str, verified: Rc<Verified>) {
+        if let Some(entry) = self.entries.get_mut(token) {
+            *entry = verified;
         }
     }
 
@@ -182,6 +286,7 @@ mod tests {
             subject: "s".into(),
             attributes: decision_table::Attributes::new(),
             forwarded: Default::default(),
+            tenant_mapped: false,
         })
     }
 

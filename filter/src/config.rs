@@ -32,6 +32,11 @@ pub struct Loaded {
     pub minter: Option<crate::mint::Minter>,
     /// `settings.login.paths`, compiled.
     pub login_paths: Vec<RegexMatcher>,
+    /// The largest answer any callout a request waits for may have (introspection, Basic,
+    /// tenant mapping); each endpoint's own `max_bytes` is checked on its answer.
+    pub callout_max_bytes: usize,
+    /// The client certificate's metric names.
+    pub mtls_metrics: jwt::ProviderMetrics,
     /// Allowed requests since the last one logged (`log_allowed_every`).
     allowed_since_logged: std::cell::Cell<u64>,
 }
@@ -92,7 +97,18 @@ pub fn load(configuration: &[u8]) -> Result<Loaded, String> {
         ProxyHost::Auto => Proxy::Unknown,
     };
     let minter = bundle.settings.mint.as_ref().map(crate::mint::Minter::new).transpose()?;
+    let basic_source = bundle.settings.token_sources.iter().any(|s| s.is_basic());
+    if basic_source != providers.iter().any(|p| p.basic.is_some()) {
+        return Err("a Basic token source needs a provider with `basic`, and such a provider a Basic token source".into());
+    }
+    let endpoints = providers
+        .iter()
+        .flat_map(|p| [p.introspection.as_ref().map(|i| &i.endpoint), p.basic.as_ref().map(|b| &b.endpoint)])
+        .chain([bundle.settings.tenants.as_ref().and_then(|t| t.endpoint.as_ref())]);
+    let callout_max_bytes = endpoints.flatten().map(|e| e.max_bytes).max().unwrap_or(0);
     Ok(Loaded {
+        callout_max_bytes,
+        mtls_metrics: jwt::ProviderMetrics::new(decision_table::bundle::MTLS_PROVIDER),
         minter,
         login_paths,
         identity_headers: engine::identity_headers(&bundle.settings),

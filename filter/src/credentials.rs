@@ -1,6 +1,8 @@
-//! Finding the token in a request: in a header (with a case-insensitive scheme such as
-//! `Bearer`), a query parameter or a cookie, as configured. Two credentials (two sources, two
-//! `Authorization` headers, a parameter or cookie twice) are refused: which one would count?
+//! Finding the credentials in a request: in a header (with a case-insensitive scheme such as
+//! `Bearer`, or `Basic` credentials), a query parameter or a cookie, as configured, in the
+//! order of the sources. One source giving two (two `Authorization` headers, a parameter or
+//! cookie twice) is refused: which one would count? Two sources giving one each are refused
+//! too unless the chain tries each in turn (`chain: first_success`).
 
 use std::borrow::Cow;
 
@@ -20,6 +22,9 @@ pub enum Origin<'a> {
 pub struct Found<'a> {
     pub token: Cow<'a, str>,
     pub origin: Origin<'a>,
+    /// `Authorization: Basic` credentials (base64 of `user:password`), for the provider
+    /// with `basic`; never a token.
+    pub basic: bool,
 }
 
 /// The only item of `items`; `Err` when there are two or more.
@@ -69,9 +74,18 @@ fn cookies(headers: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
         .map(|c| c.split_once('=').unwrap_or((c, "")))
 }
 
-/// The one token the request carries, if any.
+/// The one credential the request carries, if any.
 pub fn find<'a>(headers: &'a [(String, String)], path: &'a str, sources: &'a [TokenSource]) -> Result<Option<Found<'a>>, MultipleCredentials> {
-    let mut found: Option<Found<'a>> = None;
+    let mut all = find_all(headers, path, sources)?;
+    if all.len() > 1 {
+        return Err(MultipleCredentials);
+    }
+    Ok(all.pop())
+}
+
+/// Every credential the request carries, one per source at most, in the sources' order.
+pub fn find_all<'a>(headers: &'a [(String, String)], path: &'a str, sources: &'a [TokenSource]) -> Result<Vec<Found<'a>>, MultipleCredentials> {
+    let mut found: Vec<Found<'a>> = Vec::new();
     for source in sources {
         let candidate = match source {
             TokenSource::Header { name, scheme } => {
@@ -91,21 +105,16 @@ pub fn find<'a>(headers: &'a [(String, String)], path: &'a str, sources: &'a [To
                     }
                     None => value,
                 };
-                (!token.is_empty()).then_some(Found { token: Cow::Borrowed(token), origin: Origin::Header(header) })
+                (!token.is_empty()).then_some(Found { token: Cow::Borrowed(token), origin: Origin::Header(header), basic: source.is_basic() })
             }
             TokenSource::Query { name } => at_most_one(query_pairs(path).filter(|(k, _)| k == name).map(|(_, v)| v))?
                 .filter(|v| !v.is_empty())
-                .map(|value| Found { token: Cow::Owned(percent_decode(value)), origin: Origin::Query(name) }),
+                .map(|value| Found { token: Cow::Owned(percent_decode(value)), origin: Origin::Query(name), basic: false }),
             TokenSource::Cookie { name } => at_most_one(cookies(headers).filter(|(k, _)| k == name).map(|(_, v)| v))?
                 .filter(|v| !v.is_empty())
-                .map(|value| Found { token: Cow::Borrowed(value.trim_matches('"')), origin: Origin::Cookie(name) }),
+                .map(|value| Found { token: Cow::Borrowed(value.trim_matches('"')), origin: Origin::Cookie(name), basic: false }),
         };
-        if let Some(candidate) = candidate {
-            if found.is_some() {
-                return Err(MultipleCredentials);
-            }
-            found = Some(candidate);
-        }
+        found.extend(candidate);
     }
     Ok(found)
 }
@@ -154,7 +163,7 @@ mod tests {
     #[test]
     fn a_header_source_matches_any_case_and_names_the_header_as_sent() {
         let (request, sources) = (headers(&[("x-token", "abc")]), vec![TokenSource::Header { name: "X-Token".into(), scheme: None }]);
-        assert_eq!(find(&request, "/", &sources), Ok(Some(Found { token: "abc".into(), origin: Origin::Header("x-token") })));
+        assert_eq!(find(&request, "/", &sources), Ok(Some(Found { token: "abc".into(), origin: Origin::Header("x-token"), basic: false })));
     }
 
     #[test]

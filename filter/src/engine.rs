@@ -7,12 +7,12 @@ use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::rc::Rc;
 
-use decision_table::bundle::{MTLS_PROVIDER, Mode, MtlsIdentity, Settings, TokenSource};
+use decision_table::bundle::{Chain, Endpoint, MTLS_PROVIDER, Mode, MtlsIdentity, Settings, TokenSource};
 use decision_table::request::normalize_path;
 use decision_table::{AccessRequest, ClientAddress};
 use serde::Serialize;
 
-use crate::cache::TokenCache;
+use crate::cache::{self, Check, TokenCache};
 use crate::config::Loaded;
 use crate::credentials::{self, Found, Origin};
 use crate::host::{Host, Level};
@@ -26,7 +26,7 @@ pub enum Flow {
     Continue,
     /// The filter answered; stop.
     Answered,
-    /// The request waits for this introspection callout ([`on_introspection_answer`]).
+    /// The request waits for this callout ([`on_callout_answer`]).
     Dispatched(u32),
 }
 
@@ -48,7 +48,12 @@ pub mod metrics {
     pub const INTROSPECTIONS: &str = "policy_filter_introspections";
     pub const INTROSPECTED_ACTIVE: &str = "policy_filter_introspected_active";
     pub const INTROSPECTED_INACTIVE: &str = "policy_filter_introspected_inactive";
-    pub const INTROSPECTION_UNAVAILABLE: &str = "policy_filter_introspection_unavailable";
+    /// Requests answered 503: an endpoint that vouches for credentials or tenants did not
+    /// answer usably.
+    pub const UNAVAILABLE: &str = "policy_filter_unavailable";
+    /// The tenant-mapping endpoint's latency (a histogram, milliseconds) and its failures.
+    pub const TENANT_MAPPING_MS: &str = "policy_filter_tenant_mapping_ms";
+    pub const TENANT_MAPPING_UNAVAILABLE: &str = "policy_filter_tenant_mapping_unavailable";
 }
 
 /// Who is calling, once a credential succeeded: the verified token (shared with the cache, so
@@ -136,11 +141,17 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
     };
     if loaded.ignore.iter().any(|re| re.is_match(&resource)) || is_cors_preflight(settings.bypass_cors_preflight, method, &header) {
         host.count(metrics::BYPASSED);
-        forward_path(loaded, host, raw_path, &resource, None);
+        forward_path(loaded, host, raw_path, &resource, &[]);
         return Flow::Continue;
     }
 
-    let found = match credentials::find(&headers, raw_path, &settings.token_sources) {
+    // The credentials, in the documented order (`token_sources`, the certificate last): one
+    // decides, or (`chain: first_success`) the first that authenticates.
+    let found = match settings.chain {
+        Chain::OneCredential => credentials::find(&headers, raw_path, &settings.token_sources).map(|one| one.into_iter().collect()),
+        Chain::FirstSuccess => credentials::find_all(&headers, raw_path, &settings.token_sources),
+    };
+    let found: Vec<Found> = match found {
         Ok(found) => found,
         Err(credentials::MultipleCredentials) => {
             let refusal = Refusal::Unauthenticated {
@@ -151,50 +162,70 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
             return finish(loaded, host, request_id, method, &resource, refusal, None);
         }
     };
-    let identity = match &found {
-        Some(found) => match verify(loaded, cache, host, &found.token) {
-            Checked::Caller(verified) => {
-                let introspected = loaded.providers.get(verified.provider_index).is_some_and(|p| p.introspects());
-                Identity { caller: verified, via: if introspected { "introspection" } else { "jwt" } }
+    let mut refused: Option<Rejection> = None;
+    let mut winner: Option<(Identity, String)> = None;
+    for credential in &found {
+        match verify(loaded, cache, host, credential) {
+            Checked::Caller(verified, key) => {
+                let via = via_of(loaded, &verified);
+                winner = Some((Identity { caller: verified, via }, key));
+                break;
             }
             Checked::Dispatched(callout) => return Flow::Dispatched(callout),
-            Checked::Refused(Rejection::IntrospectionUnavailable) => {
-                let refusal = Refusal::Unavailable;
-                return finish(loaded, host, request_id, method, &resource, refusal, None);
-            }
             Checked::Refused(rejection) => {
-                if login_redirect(loaded, host, &header, method, &resource, raw_path) {
-                    return Flow::Answered;
+                // An endpoint that could not say outranks a refusal: a 503, not a 401 the
+                // caller's other credential did not earn.
+                if refused.is_none() || rejection == Rejection::Unavailable {
+                    refused = Some(rejection);
                 }
-                let refusal = Refusal::Unauthenticated {
-                    error: Some("invalid_token"),
-                    description: rejection.description(),
-                    reason: rejection.reason(),
-                };
-                let flow = finish(loaded, host, request_id, method, &resource, refusal, None);
-                if flow == Flow::Continue {
-                    // Shadow mode lets it through: the rejected token still stays behind, as
-                    // an accepted one would.
-                    take_out_credential(loaded, host, Some(found), raw_path, &resource);
+                if settings.chain == Chain::OneCredential {
+                    break;
                 }
-                return flow;
             }
-        },
-        None => match mtls_identity(loaded, host) {
-            Some(identity) => identity,
-            None => {
-                if login_redirect(loaded, host, &header, method, &resource, raw_path) {
-                    return Flow::Answered;
+        }
+    }
+    let (identity, credential_key) = match winner {
+        Some((identity, key)) => (identity, Some(key)),
+        None => {
+            // An invalid token never falls back to the certificate, unless the chain tries
+            // each credential in turn.
+            let certificate = if found.is_empty() || settings.chain == Chain::FirstSuccess { mtls_identity(loaded, host) } else { None };
+            match (certificate, refused) {
+                (Some(identity), _) => (identity, None),
+                (None, Some(Rejection::Unavailable)) => return finish(loaded, host, request_id, method, &resource, Refusal::Unavailable, None),
+                (None, Some(rejection)) => {
+                    if login_redirect(loaded, host, &header, method, &resource, raw_path) {
+                        return Flow::Answered;
+                    }
+                    let refusal =
+                        Refusal::Unauthenticated { error: Some("invalid_token"), description: rejection.description(), reason: rejection.reason() };
+                    let flow = finish(loaded, host, request_id, method, &resource, refusal, None);
+                    if flow == Flow::Continue {
+                        // Shadow mode lets it through: the rejected credentials still stay
+                        // behind, as accepted ones would.
+                        take_out_credential(loaded, host, &found, raw_path, &resource);
+                    }
+                    return flow;
                 }
-                let refusal = Refusal::Unauthenticated { error: None, description: "authentication is required", reason: "missing" };
-                return finish(loaded, host, request_id, method, &resource, refusal, None);
+                (None, None) => {
+                    if login_redirect(loaded, host, &header, method, &resource, raw_path) {
+                        return Flow::Answered;
+                    }
+                    let refusal = Refusal::Unauthenticated { error: None, description: "authentication is required", reason: "missing" };
+                    return finish(loaded, host, request_id, method, &resource, refusal, None);
+                }
             }
-        },
+        }
+    };
+    let identity = match remote_tenant(loaded, cache, host, identity, credential_key.as_deref()) {
+        Ok(identity) => identity,
+        Err(Checked::Dispatched(callout)) => return Flow::Dispatched(callout),
+        Err(_) => return finish(loaded, host, request_id, method, &resource, Refusal::Unavailable, None),
     };
     // A caller without a tenant, where one is required, is authenticated but goes nowhere.
     if settings.tenants.as_ref().is_some_and(|m| m.required) && decision_table::request::tenant_of(&identity.caller.attributes).is_none() {
         let refusal = Refusal::Forbidden { policy: None, subject: identity.caller.subject.clone(), reason: "no_tenant" };
-        return finish(loaded, host, request_id, method, &resource, refusal, Some((&identity, found.as_ref(), raw_path, &client_sent)));
+        return finish(loaded, host, request_id, method, &resource, refusal, Some((&identity, &found, raw_path, &client_sent)));
     }
     // The client address costs a hostcall: it is asked for only when a condition that reads
     // it is evaluated, and then once.
@@ -246,11 +277,11 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
         Some((false, policy)) => {
             let reason = if policy.is_some() { "policy" } else { "default_deny" };
             let refusal = Refusal::Forbidden { policy, subject: identity.caller.subject.clone(), reason };
-            finish(loaded, host, request_id, method, &resource, refusal, Some((&identity, found.as_ref(), raw_path, &client_sent)))
+            finish(loaded, host, request_id, method, &resource, refusal, Some((&identity, &found, raw_path, &client_sent)))
         }
         None => {
             let refusal = Refusal::Forbidden { policy: None, subject: identity.caller.subject.clone(), reason: "default_deny" };
-            finish(loaded, host, request_id, method, &resource, refusal, Some((&identity, found.as_ref(), raw_path, &client_sent)))
+            finish(loaded, host, request_id, method, &resource, refusal, Some((&identity, &found, raw_path, &client_sent)))
         }
     }
 }
@@ -309,38 +340,87 @@ fn is_cors_preflight<'a>(enabled: bool, method: &str, header: &impl Fn(&str) -> 
     enabled && method == "OPTIONS" && header("origin").is_some() && header("access-control-request-method").is_some()
 }
 
-/// A credential checked: a caller, a refusal, or an introspection callout the request now
-/// waits for.
+/// A credential checked: a caller (and the key it is cached by), a refusal, or a callout the
+/// request now waits for.
 enum Checked {
-    Caller(Rc<Verified>),
+    Caller(Rc<Verified>, String),
     Refused(Rejection),
     Dispatched(u32),
 }
 
-fn verify(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, token: &str) -> Checked {
+/// How the caller authenticated, for the log: its provider's kind.
+fn via_of(loaded: &Loaded, verified: &Verified) -> &'static str {
+    match loaded.providers.get(verified.provider_index) {
+        Some(p) if p.introspects() => "introspection",
+        Some(p) if p.basic.is_some() => "basic",
+        _ => "jwt",
+    }
+}
+
+/// The provider an endpoint asks about `credential`, if one does: the one with `basic` for
+/// Basic credentials, else the introspecting one that takes the token.
+fn checking_provider(loaded: &Loaded, credential: &Found) -> Option<usize> {
+    if credential.basic {
+        loaded.providers.iter().position(|p| p.basic.is_some())
+    } else {
+        crate::introspection::provider_for(loaded, &credential.token)
+    }
+}
+
+/// Counts a credential's outcome under its provider (when one is known) and returns it.
+fn counted(loaded: &Loaded, host: &mut dyn Host, provider: Option<usize>, outcome: Result<Rc<Verified>, Rejection>, key: &str) -> Checked {
+    let metrics = provider.and_then(|index| loaded.providers.get(index)).map(|p| &p.metrics);
+    match outcome {
+        Ok(verified) => {
+            if let Some(metrics) = metrics {
+                host.count(&metrics.authenticated);
+            }
+            Checked::Caller(verified, key.to_string())
+        }
+        Err(rejection) => {
+            if let Some(metrics) = metrics {
+                host.count(if rejection == Rejection::Unavailable { &metrics.unavailable } else { &metrics.refused });
+            }
+            Checked::Refused(rejection)
+        }
+    }
+}
+
+fn verify(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, credential: &Found) -> Checked {
     let now = host.now();
-    if let Some(answer) = cache.take_fresh(token) {
-        // The pass after this token's introspection answered.
-        return match answer.and_then(|verified| not_revoked(loaded, verified, now)) {
-            Ok(verified) => Checked::Caller(verified),
-            Err(rejection) => Checked::Refused(rejection),
-        };
+    let token = &*credential.token;
+    let key = cache::credential_key(token, credential.basic);
+    if let Some(answer) = cache.take_fresh(&key) {
+        // The pass after this credential's endpoint answered.
+        let provider = checking_provider(loaded, credential);
+        return counted(loaded, host, provider, answer.and_then(|verified| not_revoked(loaded, verified, now)), &key);
     }
     let skew = loaded.settings.clock_skew_seconds;
-    if let Some(hit) = cache.get(token, now, skew) {
+    if let Some(hit) = cache.get(&key, now, skew) {
         host.count(metrics::CACHE_HITS);
-        return match not_revoked(loaded, hit, now) {
-            Ok(verified) => Checked::Caller(verified),
-            Err(rejection) => Checked::Refused(rejection),
-        };
+        let provider = hit.provider_index;
+        if let Some(p) = loaded.providers.get(provider) {
+            host.count(&p.metrics.cache_hits);
+        }
+        return counted(loaded, host, Some(provider), not_revoked(loaded, hit, now), &key);
     }
     host.count(metrics::CACHE_MISSES);
-    if let Some(rejection) = cache.was_rejected(token, now) {
+    if let Some(rejection) = cache.was_rejected(&key, now) {
         host.count(metrics::REJECTED_CACHE_HITS);
-        return Checked::Refused(rejection);
+        return counted(loaded, host, checking_provider(loaded, credential), Err(rejection), &key);
+    }
+    if token.len() > loaded.settings.max_token_bytes {
+        return Checked::Refused(Rejection::TooLarge);
+    }
+    if credential.basic {
+        let provider = checking_provider(loaded, credential);
+        let (Some(index), Some(_)) = (provider, crate::basic::username(token)) else {
+            return counted(loaded, host, provider, Err(Rejection::Malformed("the Basic credentials are not base64 of user:password")), &key);
+        };
+        return check_remotely(loaded, cache, host, index, &key, token);
     }
     if let Some(index) = crate::introspection::provider_for(loaded, token) {
-        return introspect(loaded, host, index, token);
+        return check_remotely(loaded, cache, host, index, &key, token);
     }
     let proxy: &dyn Host = host;
     let ask_proxy = |arguments: &[u8]| proxy.call_foreign_function(host_verify::FUNCTION, arguments);
@@ -351,82 +431,175 @@ fn verify(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, token: &
             if let Some(mapping) = &loaded.settings.tenants {
                 decision_table::request::map_tenant(mapping, &verified.claims, &verified.subject, &mut verified.attributes);
             }
+            let provider = verified.provider_index;
             let verified = Rc::new(verified);
-            cache.insert(token, Rc::clone(&verified));
-            match not_revoked(loaded, verified, now) {
-                Ok(verified) => Checked::Caller(verified),
-                Err(rejection) => Checked::Refused(rejection),
-            }
+            cache.insert(&key, Rc::clone(&verified));
+            counted(loaded, host, Some(provider), not_revoked(loaded, verified, now), &key)
         }
-        Err(Rejection::BadSignature) => {
+        Err((Rejection::BadSignature, provider)) => {
             // The one refusal that cost a signature check: a replay of it costs a hash.
-            cache.reject(token, now);
-            Checked::Refused(Rejection::BadSignature)
+            cache.reject(&key, now);
+            counted(loaded, host, provider, Err(Rejection::BadSignature), &key)
         }
-        Err(rejection) => Checked::Refused(rejection),
+        Err((rejection, provider)) => counted(loaded, host, provider, Err(rejection), &key),
     }
 }
 
-/// Sends the token to its provider's introspection endpoint; the request waits for the
-/// answer ([`on_introspection_answer`]).
-fn introspect(loaded: &Loaded, host: &mut dyn Host, index: usize, token: &str) -> Checked {
-    let Some(introspection) = loaded.providers.get(index).and_then(|p| p.introspection.as_ref()) else {
-        return Checked::Refused(Rejection::IntrospectionUnavailable);
+/// Asks the provider's endpoint about the credential (introspection, or the Basic check);
+/// the request waits for the answer ([`on_callout_answer`]).
+fn check_remotely(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, index: usize, key: &str, token: &str) -> Checked {
+    let Some(provider) = loaded.providers.get(index) else { return Checked::Refused(Rejection::Unavailable) };
+    let (endpoint, method, extra, body) = match (&provider.introspection, &provider.basic) {
+        (Some(introspection), _) => {
+            let (extra, body) = crate::introspection::request(introspection, token);
+            (&introspection.endpoint, "POST", extra, body)
+        }
+        (None, Some(basic)) => (&basic.endpoint, "GET", crate::basic::request(token), Vec::new()),
+        (None, None) => return Checked::Refused(Rejection::Unavailable),
     };
-    let (extra, body) = crate::introspection::request(introspection, token);
-    let endpoint = &introspection.endpoint;
-    let mut headers: Vec<(&str, &str)> =
-        vec![(":method", "POST"), (":path", &endpoint.path), (":authority", &endpoint.authority), (":scheme", &endpoint.scheme)];
-    headers.extend(extra.iter().map(|(name, value)| (*name, value.as_str())));
-    match host.dispatch(&endpoint.upstream, &headers, &body, endpoint.timeout_ms) {
+    let check = Check::Credential { key: key.to_string(), provider_index: index };
+    match dispatch(host, endpoint, method, &extra, &body) {
         Ok(callout) => {
-            host.count(metrics::INTROSPECTIONS);
+            if provider.introspects() {
+                host.count(metrics::INTROSPECTIONS);
+            }
+            cache.wait_for(callout, check, host.now_ms());
             Checked::Dispatched(callout)
         }
         Err(why) => {
-            host.log(Level::Error, &format!("introspection: the proxy refused the callout to {} ({why})", endpoint.upstream));
-            Checked::Refused(Rejection::IntrospectionUnavailable)
+            host.log(Level::Error, &format!("provider {}: the proxy refused the callout to {} ({why})", provider.name, endpoint.upstream));
+            host.count(&provider.metrics.unavailable);
+            Checked::Refused(Rejection::Unavailable)
         }
     }
 }
 
-/// The introspection answer for the request that waits (`Flow::Dispatched`): remembered
-/// (an active token in the token cache, an inactive one for `negative_seconds`), then the
-/// request is decided again from the start, which finds the answer.
-pub fn on_introspection_answer(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, status: Option<u16>, body: Option<&[u8]>) -> Flow {
-    let headers = host.request_headers();
-    let raw_path = headers.iter().find(|(k, _)| k == ":path").map_or("", |(_, v)| v.as_str());
-    let token = match credentials::find(&headers, raw_path, &loaded.settings.token_sources) {
-        Ok(Some(found)) => found.token.into_owned(),
-        _ => String::new(),
+/// Starts a callout to `endpoint` from the request.
+fn dispatch(host: &mut dyn Host, endpoint: &Endpoint, method: &str, extra: &[(&str, String)], body: &[u8]) -> Result<u32, String> {
+    let mut headers: Vec<(&str, &str)> = vec![(":method", method), (":path", &endpoint.path), (":authority", &endpoint.authority), (":scheme", &endpoint.scheme)];
+    headers.extend(extra.iter().map(|(name, value)| (*name, value.as_str())));
+    host.dispatch(&endpoint.upstream, &headers, body, endpoint.timeout_ms)
+}
+
+/// Gives the caller its tenant from the tenant-mapping endpoint (`tenants.endpoint`), for an
+/// authorization id no entry maps: from the cache, else the request waits for the endpoint
+/// (`Err(Checked::Dispatched)`); `Err(Checked::Refused)` when it could not answer (a 503).
+/// The mapped caller replaces the cached one, so the next request with the credential asks
+/// nothing until the mapping's time is up.
+fn remote_tenant(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, identity: Identity, credential_key: Option<&str>) -> Result<Identity, Checked> {
+    let Some((mapping, endpoint)) = loaded.settings.tenants.as_ref().and_then(|m| Some((m, m.endpoint.as_ref()?))) else { return Ok(identity) };
+    let caller = &identity.caller;
+    let id = decision_table::request::authorization_id(mapping, &caller.claims, &caller.subject);
+    if caller.tenant_mapped || mapping.entries.contains_key(id) {
+        return Ok(identity);
+    }
+    let key = cache::tenant_key(&caller.provider, id);
+    let now = host.now();
+    match cache.tenant(&key, now) {
+        Some(Ok((entry, until))) => {
+            let mut mapped = Verified::clone(caller);
+            mapped.tenant_mapped = true;
+            mapped.forwarded = OnceCell::new();
+            if mapped.expires_at != 0 {
+                mapped.expires_at = mapped.expires_at.min(until);
+            }
+            if let Some(entry) = entry {
+                decision_table::request::apply_tenant(&entry, &mut mapped.attributes);
+            }
+            let mapped = Rc::new(mapped);
+            if let Some(credential_key) = credential_key {
+                cache.replace(credential_key, Rc::clone(&mapped));
+            }
+            Ok(Identity { caller: mapped, via: identity.via })
+        }
+        Some(Err(())) => Err(Checked::Refused(Rejection::Unavailable)),
+        None => {
+            // Oathkeeper's hydrator session, as Compass's tenant-mapping handler reads it.
+            let mut extra = caller.claims.clone();
+            extra.insert("provider".into(), caller.provider.clone().into());
+            extra.insert("authorization_id".into(), id.into());
+            let session = serde_json::json!({"subject": id, "extra": extra, "header": {}});
+            let body = serde_json::to_vec(&session).unwrap_or_default();
+            let extra = [("content-type", "application/json".to_string()), ("accept", "application/json".to_string())];
+            match dispatch(host, endpoint, "POST", &extra, &body) {
+                Ok(callout) => {
+                    cache.wait_for(callout, Check::Tenant { key }, host.now_ms());
+                    Err(Checked::Dispatched(callout))
+                }
+                Err(why) => {
+                    host.log(Level::Error, &format!("tenant mapping: the proxy refused the callout to {} ({why})", endpoint.upstream));
+                    Err(Checked::Refused(Rejection::Unavailable))
+                }
+            }
+        }
+    }
+}
+
+/// The answer of a callout a request waits for (`Flow::Dispatched`): remembered (a vouched
+/// credential in the token cache, a refused one for its `negative_seconds`, a tenant in the
+/// tenant cache), then the request is decided again from the start, which finds it.
+pub fn on_callout_answer(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, callout: u32, status: Option<u16>, body: Option<&[u8]>) -> Flow {
+    let Some(pending) = cache.answered(callout) else {
+        host.log(Level::Error, "a callout answered that no request waits for; answering 503");
+        host.send_response(503, &[("content-type", "application/json"), ("retry-after", "1")], UNAVAILABLE_BODY);
+        return Flow::Answered;
     };
     let now = host.now();
-    let provider = crate::introspection::provider_for(loaded, &token);
-    let answer = match provider {
-        Some(index) => crate::introspection::decide(loaded, index, status, body, now),
-        None => crate::introspection::Outcome::Unavailable("the request's token changed".into()),
-    };
-    match answer {
-        crate::introspection::Outcome::Active(verified) => {
-            host.count(metrics::INTROSPECTED_ACTIVE);
-            let verified: Rc<Verified> = Rc::from(verified);
-            cache.insert(&token, Rc::clone(&verified));
-            cache.set_fresh(&token, Ok(verified));
+    let elapsed = host.now_ms().saturating_sub(pending.started_ms);
+    match pending.check {
+        Check::Credential { key, provider_index } => {
+            let Some(provider) = loaded.providers.get(provider_index) else { return Flow::Answered };
+            host.record(&provider.metrics.callout_ms, elapsed);
+            let headers = host.request_headers();
+            let raw_path = headers.iter().find(|(k, _)| k == ":path").map_or("", |(_, v)| v.as_str());
+            let found = credentials::find_all(&headers, raw_path, &loaded.settings.token_sources).unwrap_or_default();
+            let credential = found.iter().find(|c| cache::credential_key(&c.token, c.basic) == key);
+            let answer = match credential {
+                Some(credential) if credential.basic => crate::basic::decide(loaded, provider_index, &credential.token, status, body, now),
+                Some(_) => crate::introspection::decide(loaded, provider_index, status, body, now),
+                None => crate::introspection::Outcome::Unavailable("the request's credential changed".into()),
+            };
+            let negative_seconds = provider.introspection.as_ref().map(|i| i.negative_seconds).or(provider.basic.as_ref().map(|b| b.negative_seconds)).unwrap_or(0);
+            match answer {
+                crate::introspection::Outcome::Active(verified) => {
+                    if provider.introspects() {
+                        host.count(metrics::INTROSPECTED_ACTIVE);
+                    }
+                    let verified: Rc<Verified> = Rc::from(verified);
+                    cache.insert(&key, Rc::clone(&verified));
+                    cache.set_fresh(&key, Ok(verified));
+                }
+                crate::introspection::Outcome::Refused(rejection) => {
+                    if provider.introspects() {
+                        host.count(metrics::INTROSPECTED_INACTIVE);
+                    }
+                    cache.reject_until(&key, now, now.saturating_add(negative_seconds), rejection.clone());
+                    cache.set_fresh(&key, Err(rejection));
+                }
+                crate::introspection::Outcome::Unavailable(why) => {
+                    host.log(Level::Error, &format!("provider {}: {why}; answering 503", provider.name));
+                    cache.set_fresh(&key, Err(Rejection::Unavailable));
+                }
+            }
         }
-        crate::introspection::Outcome::Refused(rejection) => {
-            host.count(metrics::INTROSPECTED_INACTIVE);
-            let remember = provider.and_then(|index| loaded.providers.get(index)?.introspection.as_ref()).map_or(0, |i| i.negative_seconds);
-            cache.reject_until(&token, now, now.saturating_add(remember), rejection.clone());
-            cache.set_fresh(&token, Err(rejection));
-        }
-        crate::introspection::Outcome::Unavailable(why) => {
-            // Counted where the 503 is answered (`finish`), as is a callout the proxy refused.
-            host.log(Level::Error, &format!("introspection: {why}; answering 503"));
-            cache.set_fresh(&token, Err(Rejection::IntrospectionUnavailable));
+        Check::Tenant { key } => {
+            host.record(metrics::TENANT_MAPPING_MS, elapsed);
+            let Some(mapping) = &loaded.settings.tenants else { return Flow::Answered };
+            match crate::tenants::decide(status, body, mapping) {
+                Ok(Some(entry)) => cache.set_tenant(&key, Ok(Some(entry)), now, now.saturating_add(mapping.cache_seconds)),
+                Ok(None) => cache.set_tenant(&key, Ok(None), now, now.saturating_add(mapping.negative_seconds)),
+                Err(why) => {
+                    host.log(Level::Error, &format!("tenant mapping: {why}; answering 503"));
+                    host.count(metrics::TENANT_MAPPING_UNAVAILABLE);
+                    cache.set_tenant(&key, Err(()), now, now);
+                }
+            }
         }
     }
     on_request_headers(loaded, cache, host)
 }
+
+const UNAVAILABLE_BODY: &[u8] = br#"{"error":"temporarily_unavailable","message":"the credential could not be checked; try again"}"#;
 
 /// A verified token, unless its provider's revocation list (the bundle's or the one last
 /// fetched) names it: checked on every request, cached or not, so a revocation takes effect
@@ -461,7 +634,8 @@ fn mtls_identity(loaded: &Loaded, host: &mut dyn Host) -> Option<Identity> {
     if let Some(mapping) = &loaded.settings.tenants {
         decision_table::request::map_tenant(mapping, &serde_json::Map::new(), &subject, &mut attributes);
     }
-    let caller = Verified { claims: serde_json::Map::new(), expires_at: 0, provider: MTLS_PROVIDER.into(), provider_index: usize::MAX, key_fingerprint: [0; 32], subject, attributes, forwarded: OnceCell::new() };
+    let caller = Verified { claims: serde_json::Map::new(), expires_at: 0, provider: MTLS_PROVIDER.into(), provider_index: usize::MAX, key_fingerprint: [0; 32], subject, attributes, forwarded: OnceCell::new(), tenant_mapped: false };
+    host.count(&loaded.mtls_metrics.authenticated);
     Some(Identity { caller: Rc::new(caller), via: "mtls" })
 }
 
@@ -472,7 +646,7 @@ fn forward_identity(
     host: &mut dyn Host,
     identity: &Identity,
     policy: Option<&str>,
-    found: Option<&Found>,
+    found: &[Found],
     raw_path: &str,
     resource: &str,
     client_sent: &[&str],
@@ -512,23 +686,23 @@ fn forward_identity(
     take_out_credential(loaded, host, found, raw_path, resource);
 }
 
-/// Forwards the decided path, and takes the credential out of the request first when the
-/// bundle says so (`forward.strip_token`).
-fn take_out_credential(loaded: &Loaded, host: &mut dyn Host, found: Option<&Found>, raw_path: &str, resource: &str) {
-    let mut strip_parameter = None;
-    if loaded.settings.forward.strip_token
-        && let Some(found) = found
-    {
-        match &found.origin {
-            Origin::Header(name) => clear_header(loaded, host, name),
-            Origin::Query(name) => strip_parameter = Some(*name),
-            Origin::Cookie(name) => match credentials::cookies_without(&host.request_headers(), name) {
-                Some(remaining) => host.set_request_header("cookie", Some(&remaining)),
-                None => clear_header(loaded, host, "cookie"),
-            },
+/// Forwards the decided path, and takes the credentials out of the request first when the
+/// bundle says so (`forward.strip_token`): every one it carries, used or not.
+fn take_out_credential(loaded: &Loaded, host: &mut dyn Host, found: &[Found], raw_path: &str, resource: &str) {
+    let mut strip_parameters = Vec::new();
+    if loaded.settings.forward.strip_token {
+        for credential in found {
+            match &credential.origin {
+                Origin::Header(name) => clear_header(loaded, host, name),
+                Origin::Query(name) => strip_parameters.push(*name),
+                Origin::Cookie(name) => match credentials::cookies_without(&host.request_headers(), name) {
+                    Some(remaining) => host.set_request_header("cookie", Some(&remaining)),
+                    None => clear_header(loaded, host, "cookie"),
+                },
+            }
         }
     }
-    forward_path(loaded, host, raw_path, resource, strip_parameter);
+    forward_path(loaded, host, raw_path, resource, &strip_parameters);
 }
 
 /// Whether `name` is `identity` with some `-` written `_` (case aside).
@@ -612,12 +786,18 @@ fn clear_header(loaded: &Loaded, host: &mut dyn Host, name: &str) {
 /// when that differs from what the request carries. Under NGINX this reaches the upstream
 /// when `proxy_pass` forwards `$uri$is_args$args` (as `policy-compiler render` writes it); a
 /// plain `proxy_pass` sends the client's raw request line.
-fn forward_path(loaded: &Loaded, host: &mut dyn Host, raw_path: &str, resource: &str, strip_parameter: Option<&str>) {
+fn forward_path(loaded: &Loaded, host: &mut dyn Host, raw_path: &str, resource: &str, strip_parameters: &[&str]) {
     // `?` and the query, as forwarded (`normalize_path` refused a fragment).
-    let query = match (raw_path.bytes().position(|b| b == b'?'), strip_parameter) {
-        (Some(at), Some(name)) => Cow::Owned(credentials::query_without_parameter(raw_path.get(at + 1..).unwrap_or_default(), name)),
-        (Some(at), None) => Cow::Borrowed(raw_path.get(at..).unwrap_or_default()),
-        (None, _) => Cow::Borrowed(""),
+    let query = match raw_path.bytes().position(|b| b == b'?') {
+        Some(at) if !strip_parameters.is_empty() => {
+            let mut query = raw_path.get(at..).unwrap_or_default().to_string();
+            for name in strip_parameters {
+                query = credentials::query_without_parameter(query.get(1..).unwrap_or_default(), name);
+            }
+            Cow::Owned(query)
+        }
+        Some(at) => Cow::Borrowed(raw_path.get(at..).unwrap_or_default()),
+        None => Cow::Borrowed(""),
     };
     // Most requests are already in normal form: compare before building anything.
     if raw_path.len() == resource.len() + query.len() && raw_path.starts_with(resource) && raw_path.ends_with(&*query) {
@@ -664,12 +844,12 @@ fn finish(
     method: &str,
     path: &str,
     refusal: Refusal,
-    authenticated: Option<(&Identity, Option<&Found>, &str, &[&str])>,
+    authenticated: Option<(&Identity, &[Found], &str, &[&str])>,
 ) -> Flow {
     let (status, counter, policy, subject, reason) = match &refusal {
         Refusal::Malformed { reason, .. } => (400, metrics::MALFORMED, None, String::new(), reason.clone()),
         Refusal::Unauthenticated { reason, .. } => (401, metrics::UNAUTHENTICATED, None, String::new(), (*reason).to_string()),
-        Refusal::Unavailable => (503, metrics::INTROSPECTION_UNAVAILABLE, None, String::new(), "introspection_unavailable".to_string()),
+        Refusal::Unavailable => (503, metrics::UNAVAILABLE, None, String::new(), "unavailable".to_string()),
         Refusal::Forbidden { policy, subject, reason } => {
             (403, metrics::DENIED, policy.clone(), subject.clone(), (*reason).to_string())
         }
@@ -721,8 +901,7 @@ fn finish(
             host.send_response(403, &json, br#"{"error":"forbidden","message":"access denied by policy"}"#);
         }
         Refusal::Unavailable => {
-            let body = br#"{"error":"temporarily_unavailable","message":"the credential could not be checked; try again"}"#;
-            host.send_response(503, &[("content-type", "application/json"), ("retry-after", "1")], body);
+            host.send_response(503, &[("content-type", "application/json"), ("retry-after", "1")], UNAVAILABLE_BODY);
         }
     }
     Flow::Answered

@@ -71,10 +71,14 @@ pub trait Host {
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     /// The host's clock, in Unix seconds. Never the module's own.
     fn now(&self) -> u64;
+    /// The same clock in milliseconds (callout latency).
+    fn now_ms(&self) -> u64;
     fn send_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]);
     fn log(&mut self, level: Level, message: &str);
     /// Adds one to the counter `name`.
     fn count(&mut self, name: &str);
+    /// Records `value` in the histogram `name`.
+    fn record(&mut self, name: &str, value: u64);
     /// Calls the proxy's foreign function `name` (`proxy_call_foreign_function`); `None` when
     /// the proxy has no such function or it failed.
     fn call_foreign_function(&self, _name: &str, _arguments: &[u8]) -> Option<Vec<u8>> {

@@ -18,8 +18,8 @@ use crate::config::Loaded;
 use crate::engine::percent_encode as form;
 use crate::jwt::{Rejection, Verified};
 
-/// The introspecting provider that takes `token`, if any: the one with `all_tokens`, or the
-/// one for tokens that are not a JWS.
+/// The introspecting provider that takes `token` (not Basic credentials), if any: the one
+/// with `all_tokens`, or the one for tokens that are not a JWS.
 pub fn provider_for(loaded: &Loaded, token: &str) -> Option<usize> {
     let jws_shaped = token.split('.').count() == 3;
     loaded.providers.iter().position(|p| p.introspection.as_ref().is_some_and(|i| i.all_tokens || !jws_shaped))
@@ -40,7 +40,7 @@ pub fn request(introspection: &Introspection, token: &str) -> (Vec<(&'static str
     (headers, body.into_bytes())
 }
 
-/// What an introspection answer decides.
+/// What an endpoint's answer about a credential decides (introspection, Basic).
 pub enum Outcome {
     Active(Box<Verified>),
     /// A 401: not active, expired, not yet valid, another issuer or audience.
@@ -56,8 +56,8 @@ pub fn decide(loaded: &Loaded, provider_index: usize, status: Option<u16>, body:
     };
     let body = match (status, body) {
         (None, _) => return Outcome::Unavailable("the callout failed (timeout or connection error)".into()),
-        (Some(200), Some(body)) => body,
-        (Some(200), None) => return Outcome::Unavailable(format!("the answer is over max_bytes ({})", introspection.endpoint.max_bytes)),
+        (Some(200), Some(body)) if body.len() <= introspection.endpoint.max_bytes => body,
+        (Some(200), _) => return Outcome::Unavailable(format!("the answer is over max_bytes ({})", introspection.endpoint.max_bytes)),
         (Some(status), _) => return Outcome::Unavailable(format!("the endpoint answered {status}")),
     };
     let Ok(mut claims) = decision_table::strict_json::object(body) else {
@@ -122,5 +122,6 @@ pub fn decide(loaded: &Loaded, provider_index: usize, status: Option<u16>, body:
         subject,
         attributes,
         forwarded: Default::default(),
+        tenant_mapped: false,
     }))
 }

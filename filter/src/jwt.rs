@@ -51,8 +51,11 @@ pub enum Rejection {
     RevocationsStale,
     /// The authorization server says the token is not active (RFC 7662 `active: false`).
     Inactive,
-    /// The introspection endpoint gave no usable answer (a 503, not a 401).
-    IntrospectionUnavailable,
+    /// An endpoint that vouches for credentials (introspection, Basic, tenant mapping) gave
+    /// no usable answer (a 503, not a 401).
+    Unavailable,
+    /// The Basic credentials' endpoint refused them.
+    BadCredentials,
 }
 
 impl Rejection {
@@ -79,7 +82,8 @@ impl Rejection {
             Rejection::Revoked => "revoked",
             Rejection::RevocationsStale => "revocations_stale",
             Rejection::Inactive => "inactive",
-            Rejection::IntrospectionUnavailable => "introspection_unavailable",
+            Rejection::Unavailable => "unavailable",
+            Rejection::BadCredentials => "bad_credentials",
         }
     }
 
@@ -105,7 +109,8 @@ impl Rejection {
             Rejection::Revoked => "the token has been revoked",
             Rejection::RevocationsStale => "the issuer's revocation list is out of date",
             Rejection::Inactive => "the token is not active",
-            Rejection::IntrospectionUnavailable => "the token's authorization server did not answer",
+            Rejection::Unavailable => "the credential's authorization server did not answer",
+            Rejection::BadCredentials => "the user name or password is wrong",
         }
     }
 }
@@ -149,6 +154,10 @@ pub struct ProviderKeys {
     /// Its introspection endpoint: its tokens are introspected, and it has no keys
     /// ([`crate::introspection`]).
     pub introspection: Option<decision_table::bundle::Introspection>,
+    /// Its Basic-credentials endpoint: it takes `Authorization: Basic`, and no tokens.
+    pub basic: Option<decision_table::bundle::BasicAuth>,
+    /// Its metric names, made once.
+    pub metrics: ProviderMetrics,
     /// Host time (ms) a token last named a `kid` the provider's keys lack; 0: not since the
     /// last fetch. Read by [`crate::remote`] to fetch early.
     pub unknown_kid_at: Cell<u64>,
@@ -159,6 +168,34 @@ pub struct ProviderKeys {
     pub revocations_fetched_at: Cell<u64>,
     /// Tokens are refused while the fetched list is older than this (ms), or missing.
     pub max_list_age_ms: Option<u64>,
+}
+
+/// A provider's metric names (`policy_filter_provider_NAME_...`): credentials it accepted
+/// and refused, those its endpoint could not answer for, cache hits, and the latency of its
+/// callouts (a histogram, milliseconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderMetrics {
+    pub authenticated: String,
+    pub refused: String,
+    pub unavailable: String,
+    pub cache_hits: String,
+    pub callout_ms: String,
+}
+
+impl ProviderMetrics {
+    pub fn new(provider: &str) -> ProviderMetrics {
+        // Provider names are letters, digits, `.`, `_` and `-` (checked in the bundle);
+        // metric names keep to `_`.
+        let name: String = provider.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        let metric = |what: &str| format!("policy_filter_provider_{name}_{what}");
+        ProviderMetrics {
+            authenticated: metric("authenticated"),
+            refused: metric("refused"),
+            unavailable: metric("unavailable"),
+            cache_hits: metric("cache_hits"),
+            callout_ms: metric("callout_ms"),
+        }
+    }
 }
 
 /// A revocation list, ready for lookups.
@@ -213,6 +250,8 @@ pub struct Verified {
     /// The identity header values (user id, subject, roles, organizations, namespaces,
     /// provider, tenant), built on the first forward and reused while the token is cached.
     pub forwarded: std::cell::OnceCell<[String; 7]>,
+    /// The tenant-mapping endpoint was asked about this caller (`tenants.endpoint`).
+    pub tenant_mapped: bool,
 }
 
 fn decode_field(key: &Value, field: &str) -> Result<Vec<u8>, String> {
@@ -275,6 +314,11 @@ impl ProviderKeys {
         self.introspection.is_some()
     }
 
+    /// Whether an endpoint vouches for its credentials (introspection, Basic): it has no keys.
+    pub fn checks_remotely(&self) -> bool {
+        self.introspection.is_some() || self.basic.is_some()
+    }
+
     /// The key families that would ask the host's `verify_signature`.
     pub fn host_families(&self) -> host_verify::Families {
         // Keys fetched later may be of the algorithms the provider accepts (any, when it
@@ -307,6 +351,8 @@ pub fn providers(bundle_providers: &[Provider]) -> Result<Vec<ProviderKeys>, Str
                 jwks: p.jwks.clone(),
                 revocation_endpoint: p.revocation.endpoint.clone(),
                 introspection: p.introspection.clone(),
+                basic: p.basic.clone(),
+                metrics: ProviderMetrics::new(&p.name),
                 unknown_kid_at: Cell::new(0),
                 revoked: Revoked::new(&p.revocation),
                 revoked_fetched: RefCell::default(),
@@ -470,12 +516,25 @@ pub fn verify_jws(token: &str, keys: &[Key]) -> Result<(), Rejection> {
 /// The issuer a JWS must name to go to `provider`: one no token carries for a provider
 /// that introspects (it has no keys).
 fn issuer_of(provider: &ProviderKeys) -> Option<&str> {
-    if provider.introspects() { Some(decision_table::bundle::NOT_AN_ISSUER) } else { provider.issuer.as_deref() }
+    if provider.checks_remotely() { Some(decision_table::bundle::NOT_AN_ISSUER) } else { provider.issuer.as_deref() }
 }
 
 /// Verifies `token` against the providers at host time `now` (Unix seconds); `host` is the
-/// proxy's `verify_signature`, when it passed the self-test.
-pub fn verify(token: &str, providers: &[ProviderKeys], settings: &Settings, now: u64, host: Option<host_verify::Offload<'_>>) -> Result<Verified, Rejection> {
+/// proxy's `verify_signature`, when it passed the self-test. A refusal says which provider's
+/// it was, once the issuer chose one.
+pub fn verify(token: &str, providers: &[ProviderKeys], settings: &Settings, now: u64, host: Option<host_verify::Offload<'_>>) -> Result<Verified, (Rejection, Option<usize>)> {
+    let mut chosen = None;
+    verify_for(token, providers, settings, now, host, &mut chosen).map_err(|rejection| (rejection, chosen))
+}
+
+fn verify_for(
+    token: &str,
+    providers: &[ProviderKeys],
+    settings: &Settings,
+    now: u64,
+    host: Option<host_verify::Offload<'_>>,
+    chosen: &mut Option<usize>,
+) -> Result<Verified, Rejection> {
     if token.len() > settings.max_token_bytes {
         return Err(Rejection::TooLarge);
     }
@@ -490,6 +549,7 @@ pub fn verify(token: &str, providers: &[ProviderKeys], settings: &Settings, now:
     // A provider that introspects has no keys: a JWS never goes to it.
     let provider = decision_table::request::provider_for_issuer(providers, issuer_of, issuer).ok_or(Rejection::UnknownIssuer)?;
     let provider_index = providers.iter().position(|p| std::ptr::eq(p, provider)).unwrap_or_default();
+    *chosen = Some(provider_index);
 
     // What the claims refuse costs no signature check; nothing is accepted before it.
     let skew = settings.clock_skew_seconds;
@@ -534,5 +594,5 @@ pub fn verify(token: &str, providers: &[ProviderKeys], settings: &Settings, now:
 
     let (subject, attributes) = decision_table::request::attributes_from_claims(&claims, &settings.claims, &provider.name, &provider.trust)
         .map_err(|_| Rejection::UntrustedSubject)?;
-    Ok(Verified { claims, expires_at, provider: provider.name.clone(), provider_index, key_fingerprint, subject, attributes, forwarded: Default::default() })
+    Ok(Verified { claims, expires_at, provider: provider.name.clone(), provider_index, key_fingerprint, subject, attributes, forwarded: Default::default(), tenant_mapped: false })
 }

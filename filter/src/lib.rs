@@ -11,6 +11,7 @@
 //!   off the request path, shared by the workers.
 //! - [`subject`]: the CN of a client certificate's RFC 4514 subject.
 
+pub mod basic;
 pub mod cache;
 pub mod config;
 pub mod credentials;
@@ -23,6 +24,7 @@ pub mod jwt;
 pub mod mint;
 pub mod remote;
 pub mod subject;
+pub mod tenants;
 
 #[cfg(all(target_arch = "wasm32", feature = "proxy-module"))]
 mod proxy;

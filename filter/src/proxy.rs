@@ -36,6 +36,7 @@ struct Shared {
     remote: RefCell<Remote>,
     /// Where fetched documents are shared between the workers.
     store: Store,
+    /// Gauges and histograms by name: the proxy's metric id.
     gauges: RefCell<FxHashMap<String, u32>>,
 }
 
@@ -92,7 +93,7 @@ struct Fetcher<'a> {
 
 impl remote::Fetcher for Fetcher<'_> {
     fn now_ms(&self) -> u64 {
-        hostcalls::get_current_time().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        host_now_ms()
     }
 
     fn shared_get(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
@@ -142,16 +143,27 @@ impl remote::Fetcher for Fetcher<'_> {
     }
 
     fn gauge(&mut self, name: &str, value: u64) {
-        let Ok(mut gauges) = self.shared.gauges.try_borrow_mut() else { return };
-        let id = match gauges.get(name) {
-            Some(id) => *id,
-            None => match hostcalls::define_metric(MetricType::Gauge, name) {
-                Ok(id) => *gauges.entry(name.to_string()).or_insert(id),
-                Err(_) => return,
-            },
-        };
-        let _ = hostcalls::record_metric(id, value);
+        record_in(self.shared, MetricType::Gauge, name, value);
     }
+}
+
+/// Sets a gauge or records a histogram sample, defining the metric on first use. Both
+/// hosts define and record all three types (Envoy's `proxy_define_metric`;
+/// ngx_wasm_module's `ngx_proxy_wasm_hfuncs_define_metric` and `..._record_metric`).
+fn record_in(shared: &Shared, kind: MetricType, name: &str, value: u64) {
+    let Ok(mut defined) = shared.gauges.try_borrow_mut() else { return };
+    let id = match defined.get(name) {
+        Some(id) => *id,
+        None => match hostcalls::define_metric(kind, name) {
+            Ok(id) => *defined.entry(name.to_string()).or_insert(id),
+            Err(_) => return,
+        },
+    };
+    let _ = hostcalls::record_metric(id, value);
+}
+
+fn host_now_ms() -> u64 {
+    hostcalls::get_current_time().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn zoned(zone: &Option<String>, key: &str) -> String {
@@ -290,8 +302,8 @@ struct Request {
 }
 
 impl Context for Request {
-    fn on_http_call_response(&mut self, _: u32, headers: usize, body_size: usize, _: usize) {
-        self.introspected(headers, body_size);
+    fn on_http_call_response(&mut self, callout: u32, headers: usize, body_size: usize, _: usize) {
+        self.answered(callout, headers, body_size);
     }
 }
 
@@ -317,17 +329,17 @@ impl HttpContext for Request {
 }
 
 impl Request {
-    /// The introspection answer: the request is decided again, and resumes when allowed.
-    fn introspected(&mut self, headers: usize, body_size: usize) {
+    /// The answer of the callout the request waited for (introspection, Basic, tenant
+    /// mapping): the request is decided again, and resumes when allowed.
+    fn answered(&mut self, callout: u32, headers: usize, body_size: usize) {
         let Some(shared) = self.shared.clone() else { return };
         let Ok(mut cache) = shared.cache.try_borrow_mut() else {
             self.send_http_response(500, vec![("content-type", "application/json")], Some(br#"{"error":"internal","message":"internal error"}"#));
             return;
         };
-        let max_bytes = shared.loaded.providers.iter().filter_map(|p| p.introspection.as_ref()).map(|i| i.endpoint.max_bytes).max().unwrap_or(0);
-        let answer = call_answer(headers, body_size, max_bytes);
+        let answer = call_answer(headers, body_size, shared.loaded.callout_max_bytes);
         let mut host = ProxyHost { shared: &shared, context: self };
-        if engine::on_introspection_answer(&shared.loaded, &mut cache, &mut host, answer.status, answer.body.as_deref()) == Flow::Continue {
+        if engine::on_callout_answer(&shared.loaded, &mut cache, &mut host, callout, answer.status, answer.body.as_deref()) == Flow::Continue {
             self.resume_http_request();
         }
     }
@@ -373,6 +385,14 @@ impl Host for ProxyHost<'_> {
 
     fn now(&self) -> u64 {
         self.context.get_current_time().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    }
+
+    fn now_ms(&self) -> u64 {
+        host_now_ms()
+    }
+
+    fn record(&mut self, name: &str, value: u64) {
+        record_in(self.shared, MetricType::Histogram, name, value);
     }
 
     fn send_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {

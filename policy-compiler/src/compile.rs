@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use decision_table::bundle::{self as bundle_format, BUNDLE_FORMAT, Bundle, Endpoint, MTLS_PROVIDER, MayAssert, Provider, RemoteJwks, Revocation, Settings};
+use decision_table::bundle::{self as bundle_format, BUNDLE_FORMAT, Bundle, Endpoint, MTLS_PROVIDER, MayAssert, Provider, RemoteJwks, Revocation, Settings, TokenSource};
 use decision_table::format::{self, Condition, Network, Pattern, StrId, Table, Test};
 use decision_table::pattern::{self, CompiledPattern};
 
@@ -259,11 +259,19 @@ pub fn parse_network(text: &str) -> Result<Network, String> {
 
 /// The whole bundle: table, settings and providers with their keys.
 pub fn bundle(file: &PolicyFile) -> Result<(Bundle, Table), Vec<Problem>> {
-    let settings = settings(file)?;
+    let mut settings = settings(file)?;
     let mapped: Vec<String> = settings.actions.values().cloned().collect();
     let table = table(&all_policies(file), &mapped, Some(&file.source))?;
     let providers = providers(file, settings.mtls.is_some())?;
     policy_providers_exist(file, &providers)?;
+    // Basic credentials come from `Authorization: Basic`, after the configured sources
+    // unless the policy file places that source itself.
+    let basic_source = settings.token_sources.iter().any(TokenSource::is_basic);
+    if providers.iter().any(|p| p.basic.is_some()) && !basic_source {
+        settings.token_sources.push(TokenSource::Header { name: "authorization".into(), scheme: Some("Basic".into()) });
+    } else if basic_source && !providers.iter().any(|p| p.basic.is_some()) {
+        return Err(vec![Problem::error("basic", "a token source takes `Authorization: Basic`, but no provider has `basic` to check it".into()).in_file(&file.source)]);
+    }
     let bundle = Bundle {
         format: BUNDLE_FORMAT,
         table: table.encode_base64(),
@@ -367,8 +375,15 @@ pub fn providers(file: &PolicyFile, mtls_configured: bool) -> Result<Vec<Provide
                 None
             }
         };
-        if keys.is_empty() && jwks.is_none() && introspection.is_none() {
-            problems.push(key_problem(format!("provider {:?} has no keys (and no jwks_uri or introspection)", source.name)));
+        let basic = match basic(source) {
+            Ok(basic) => basic,
+            Err(e) => {
+                problems.push(Problem::error("basic", e).in_file(&file.source));
+                None
+            }
+        };
+        if keys.is_empty() && jwks.is_none() && introspection.is_none() && basic.is_none() {
+            problems.push(key_problem(format!("provider {:?} has no keys (and no jwks_uri, introspection or basic)", source.name)));
         }
         let revocation = match revocation(source) {
             Ok(revocation) => revocation,
@@ -387,6 +402,7 @@ pub fn providers(file: &PolicyFile, mtls_configured: bool) -> Result<Vec<Provide
             jwks,
             revocation,
             introspection,
+            basic,
         });
     }
     if let Some(dir) = &file.keys_dir {
@@ -425,6 +441,7 @@ pub fn providers(file: &PolicyFile, mtls_configured: bool) -> Result<Vec<Provide
                     jwks: None,
                     revocation: Revocation::default(),
                     introspection: None,
+                    basic: None,
                 });
             }
             Err(e) => problems.push(key_problem(format!("keysDir {}: {e}", dir.display()))),
@@ -583,6 +600,16 @@ fn introspection(source: &crate::source::ProviderSource, dir: &std::path::Path) 
         cache_seconds: declared.cache_seconds.unwrap_or(300),
         negative_seconds: declared.negative_seconds.unwrap_or(10),
         all_tokens: declared.all_tokens.unwrap_or(false),
+    }))
+}
+
+fn basic(source: &crate::source::ProviderSource) -> Result<Option<bundle_format::BasicAuth>, String> {
+    let Some(declared) = &source.basic else { return Ok(None) };
+    let what = format!("provider {:?}: basic", source.name);
+    Ok(Some(bundle_format::BasicAuth {
+        endpoint: endpoint(&declared.uri, &declared.fetch, &what)?,
+        cache_seconds: declared.cache_seconds.unwrap_or(300),
+        negative_seconds: declared.negative_seconds.unwrap_or(10),
     }))
 }
 

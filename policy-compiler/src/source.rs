@@ -104,6 +104,23 @@ pub struct ProviderSource {
     /// OAuth2 token introspection (RFC 7662) for opaque tokens.
     #[serde(default)]
     pub introspection: Option<IntrospectionSource>,
+    /// `Authorization: Basic` credentials, checked by an endpoint.
+    #[serde(default)]
+    pub basic: Option<BasicSource>,
+}
+
+/// A provider's `basic`: the endpoint that checks Basic credentials (it is sent the client's
+/// `Authorization: Basic` and answers 200 for a known user, 401 or 403 for wrong ones).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicSource {
+    pub uri: String,
+    #[serde(default)]
+    pub cache_seconds: Option<u64>,
+    #[serde(default)]
+    pub negative_seconds: Option<u64>,
+    #[serde(default)]
+    pub fetch: FetchSource,
 }
 
 /// A provider's `introspection`.
@@ -371,6 +388,28 @@ impl Reader<'_> {
     /// it; read into `tenants.entries` (beside any written inline, which win).
     fn tenant_file(&mut self, filter: &mut Value, dir: &Path) {
         let Some(tenants) = filter.get_mut("tenants").and_then(Value::as_object_mut) else { return };
+        // `uri` (and `fetch`): the tenant-mapping endpoint, as the bundle's `endpoint`.
+        let fetch = tenants.remove("fetch");
+        if let Some(uri) = tenants.remove("uri") {
+            let near = Some(("tenants", "uri"));
+            let fetch = match fetch.map(serde_json::from_value::<FetchSource>).transpose() {
+                Ok(fetch) => fetch.unwrap_or_default(),
+                Err(e) => return self.error("tenants", format!("filter.tenants.fetch: {e}"), near, None),
+            };
+            let endpoint = uri
+                .as_str()
+                .ok_or_else(|| "filter.tenants.uri must be a URI".to_string())
+                .and_then(|uri| crate::compile::endpoint(uri, &fetch, "filter.tenants.uri"))
+                .and_then(|endpoint| serde_json::to_value(endpoint).map_err(|e| e.to_string()));
+            match endpoint {
+                Ok(endpoint) => {
+                    tenants.insert("endpoint".into(), endpoint);
+                }
+                Err(e) => return self.error("tenants", e, near, None),
+            }
+        } else if fetch.is_some() {
+            return self.error("tenants", "filter.tenants.fetch is set without a uri".into(), Some(("tenants", "fetch")), None);
+        }
         let Some(file) = tenants.remove("file") else { return };
         let near = Some(("tenants", "file"));
         let Some(path) = file.as_str().map(|p| dir.join(p)) else {

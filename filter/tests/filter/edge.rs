@@ -77,6 +77,9 @@ fn with_tenants(required: bool) -> Bundle {
         ]
         .into(),
         required,
+        endpoint: None,
+        cache_seconds: 300,
+        negative_seconds: 30,
     });
     bundle
 }
@@ -115,6 +118,7 @@ fn with_mint(header: &str) -> Bundle {
     let mut bundle = with_tenants(false);
     bundle.settings.mint = Some(decision_table::bundle::Mint {
         kid: "gateway-1".into(),
+        alg: decision_table::bundle::MintAlgorithm::EdDSA,
         private_key: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(seed),
         issuer: "https://gateway.internal".into(),
         audiences: vec!["director".into()],
@@ -233,6 +237,7 @@ fn with_introspection() -> Bundle {
             negative_seconds: 10,
             all_tokens: false,
         }),
+        basic: None,
     });
     bundle
 }
@@ -250,8 +255,8 @@ fn introspected(loaded: &policy_filter::config::Loaded, cache: &mut policy_filte
     let mut host = MockHost::request("GET", "/users/me").bearer(token);
     host.now = now;
     let mut flow = policy_filter::engine::on_request_headers(loaded, cache, &mut host);
-    if let Flow::Dispatched(_) = flow {
-        flow = policy_filter::engine::on_introspection_answer(loaded, cache, &mut host, answer.0, answer.1.as_deref());
+    if let Flow::Dispatched(callout) = flow {
+        flow = policy_filter::engine::on_callout_answer(loaded, cache, &mut host, callout, answer.0, answer.1.as_deref());
     }
     (flow, host)
 }

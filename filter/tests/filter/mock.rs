@@ -73,6 +73,9 @@ pub struct MockHost {
     pub counters: BTreeMap<String, u64>,
     /// Every callout the filter made.
     pub dispatched: Vec<Callout>,
+    /// Milliseconds past `now` on the clock (callout latency).
+    pub elapsed_ms: u64,
+    pub histograms: BTreeMap<String, Vec<u64>>,
 }
 
 impl MockHost {
@@ -138,6 +141,14 @@ impl Host for MockHost {
 
     fn now(&self) -> u64 {
         self.now
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.now * 1000 + self.elapsed_ms
+    }
+
+    fn record(&mut self, name: &str, value: u64) {
+        self.histograms.entry(name.into()).or_default().push(value);
     }
 
     fn send_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
