@@ -1,20 +1,27 @@
-//! The internal token the filter signs for an allowed caller (`settings.mint`): EdDSA over
-//! the decided identity, so the upstream verifies one issuer whatever credential the caller
-//! came with. Signing costs one Ed25519 signature, paid once per identity and `ttl_seconds`
-//! ([`crate::cache::TokenCache::minted`] keeps the token until ten seconds before it expires).
+//! The internal token the filter signs for an allowed caller (`settings.mint`): EdDSA or
+//! ES256 over the decided identity, so the upstream verifies one issuer whatever credential
+//! the caller came with. Signing costs one signature, paid once per identity and
+//! `ttl_seconds` ([`crate::cache::TokenCache::minted`] keeps the token until ten seconds
+//! before it expires).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use decision_table::bundle::Mint;
+use decision_table::bundle::{Mint, MintAlgorithm};
 use ed25519_dalek::Signer as _;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::jwt::Verified;
 
+/// The signing key, of the token's algorithm.
+enum SigningKey {
+    Ed25519(ed25519_dalek::SigningKey),
+    P256(p256::ecdsa::SigningKey),
+}
+
 pub struct Minter {
-    key: ed25519_dalek::SigningKey,
-    /// `base64url({"alg":"EdDSA","typ":"JWT","kid":...})`, encoded once.
+    key: SigningKey,
+    /// `base64url({"alg":...,"typ":"JWT","kid":...})`, encoded once.
     header: String,
     issuer: String,
     audiences: Vec<String>,
@@ -26,14 +33,20 @@ pub struct Minter {
 
 impl Minter {
     pub fn new(mint: &Mint) -> Result<Minter, String> {
-        let seed: [u8; 32] = URL_SAFE_NO_PAD
+        let secret: [u8; 32] = URL_SAFE_NO_PAD
             .decode(&mint.private_key)
             .ok()
             .and_then(|bytes| bytes.try_into().ok())
-            .ok_or("mint.private_key: expected the 32-byte Ed25519 seed, base64url")?;
-        let header = json!({"alg": "EdDSA", "typ": "JWT", "kid": mint.kid}).to_string();
+            .ok_or("mint.private_key: expected 32 bytes (the Ed25519 seed or the P-256 scalar), base64url")?;
+        let key = match mint.alg {
+            MintAlgorithm::EdDSA => SigningKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&secret)),
+            MintAlgorithm::ES256 => SigningKey::P256(
+                p256::ecdsa::SigningKey::from_bytes(&secret.into()).map_err(|_| "mint.private_key: not a P-256 private scalar (zero, or not below the order)")?,
+            ),
+        };
+        let header = json!({"alg": mint.alg.name(), "typ": "JWT", "kid": mint.kid}).to_string();
         Ok(Minter {
-            key: ed25519_dalek::SigningKey::from_bytes(&seed),
+            key,
             header: URL_SAFE_NO_PAD.encode(header),
             issuer: mint.issuer.clone(),
             audiences: mint.audiences.clone(),
@@ -68,7 +81,14 @@ impl Minter {
             object.insert("tenant".into(), json!(tenant));
         }
         let message = format!("{}.{}", self.header, URL_SAFE_NO_PAD.encode(claims.to_string()));
-        let signature = self.key.sign(message.as_bytes());
-        (format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes())), expires)
+        let signature = match &self.key {
+            SigningKey::Ed25519(key) => key.sign(message.as_bytes()).to_bytes().to_vec(),
+            // JWS (RFC 7518 §3.4): R and S, 32 bytes each, not DER.
+            SigningKey::P256(key) => {
+                let signature: p256::ecdsa::Signature = key.sign(message.as_bytes());
+                signature.to_bytes().to_vec()
+            }
+        };
+        (format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature)), expires)
     }
 }

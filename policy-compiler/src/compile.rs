@@ -449,7 +449,7 @@ pub fn providers(file: &PolicyFile, mtls_configured: bool) -> Result<Vec<Provide
     }
     if let Some(mint) = &file.settings.get("mint") {
         let issuer = mint.get("issuer").and_then(serde_json::Value::as_str);
-        let public = mint_public_x(mint);
+        let public = mint_public_jwk(mint).and_then(|jwk| jwk.get("x").and_then(serde_json::Value::as_str).map(str::to_string));
         for provider in &providers {
             // A minted token must never verify as a caller's token: that would let an upstream
             // hand it back through the filter as a fresh credential of that provider.
@@ -635,19 +635,35 @@ fn revocation(source: &crate::source::ProviderSource) -> Result<Revocation, Stri
     Ok(Revocation { token_ids: declared.token_ids.clone(), subjects: declared.subjects.clone(), endpoint, max_list_age_seconds: declared.max_list_age_seconds })
 }
 
-/// The minted token's public key (`x`, base64url) from `filter.mint.private_key`.
-pub fn mint_public_x(mint: &serde_json::Value) -> Option<String> {
+/// The minted token's public key as a JWK (`kty`, `crv`, `x`, and `y` for P-256), from
+/// `filter.mint.private_key` and `alg` (default `EdDSA`).
+pub fn mint_public_jwk(mint: &serde_json::Value) -> Option<serde_json::Value> {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let seed: [u8; 32] = b64.decode(mint.get("private_key")?.as_str()?).ok()?.try_into().ok()?;
-    Some(b64.encode(ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().as_bytes()))
+    let secret: [u8; 32] = b64.decode(mint.get("private_key")?.as_str()?).ok()?.try_into().ok()?;
+    match mint.get("alg").and_then(serde_json::Value::as_str).unwrap_or("EdDSA") {
+        "EdDSA" => {
+            let x = b64.encode(ed25519_dalek::SigningKey::from_bytes(&secret).verifying_key().as_bytes());
+            Some(serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x}))
+        }
+        "ES256" => {
+            let key = p256::ecdsa::SigningKey::from_bytes(&secret.into()).ok()?;
+            let point = key.verifying_key().to_encoded_point(false);
+            Some(serde_json::json!({"kty": "EC", "crv": "P-256", "x": b64.encode(point.x()?), "y": b64.encode(point.y()?)}))
+        }
+        _ => None,
+    }
 }
 
 /// The JWKS an upstream verifies the minted tokens with (`policy-compiler jwks`).
 pub fn mint_jwks(settings: &Settings) -> Option<serde_json::Value> {
     let mint = settings.mint.as_ref()?;
-    let x = mint_public_x(&serde_json::json!({"private_key": mint.private_key}))?;
-    Some(serde_json::json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": mint.kid, "alg": "EdDSA", "use": "sig"}]}))
+    let mut jwk = mint_public_jwk(&serde_json::json!({"private_key": mint.private_key, "alg": mint.alg.name()}))?;
+    let object = jwk.as_object_mut()?;
+    object.insert("kid".into(), mint.kid.clone().into());
+    object.insert("alg".into(), mint.alg.name().into());
+    object.insert("use".into(), "sig".into());
+    Some(serde_json::json!({"keys": [jwk]}))
 }
 
 /// The name of the provider Microkubes' `keysDir` becomes.

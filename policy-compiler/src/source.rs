@@ -440,25 +440,25 @@ impl Reader<'_> {
         tenants.insert("entries".into(), Value::Object(entries));
     }
 
-    /// `filter.mint.private_key_pem`: the minted token's Ed25519 key (PKCS#8 PEM), written into
-    /// the bundle as its 32-byte seed (`private_key`).
+    /// `filter.mint.private_key_pem`: the minted token's key, written into the bundle as its
+    /// 32 bytes (`private_key`) with its algorithm (`alg`): an Ed25519 key (PKCS#8) is
+    /// EdDSA, a P-256 key (PKCS#8 or SEC1 `EC PRIVATE KEY`) ES256. Anything else (RSA, other
+    /// curves) is refused: the filter signs with these two only.
     fn mint_key(&mut self, filter: &mut Value, dir: &Path) {
-        use ed25519_dalek::pkcs8::DecodePrivateKey as _;
         let Some(mint) = filter.get_mut("mint").and_then(Value::as_object_mut) else { return };
         let Some(file) = mint.remove("private_key_pem") else { return };
         let near = Some(("mint", "private_key_pem"));
         let Some(path) = file.as_str().map(|p| dir.join(p)) else {
             return self.error("mint", "filter.mint.private_key_pem must be a path".into(), near, None);
         };
-        let key = std::fs::read_to_string(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|pem| ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).map_err(|e| format!("not a PKCS#8 Ed25519 private key ({e}); the minted token is EdDSA")));
-        match key {
-            Ok(key) => {
+        let declared = mint.get("alg").and_then(Value::as_str).map(str::to_string);
+        match std::fs::read_to_string(&path).map_err(|e| e.to_string()).and_then(|pem| mint_secret(&pem)) {
+            Ok((alg, secret)) if declared.as_deref().is_none_or(|d| d == alg) => {
                 use base64::Engine as _;
-                let seed = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.to_bytes());
-                mint.insert("private_key".into(), Value::String(seed));
+                mint.insert("private_key".into(), Value::String(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)));
+                mint.insert("alg".into(), Value::String(alg.into()));
             }
+            Ok((alg, _)) => self.error("mint", format!("filter.mint.alg is {:?}, but {} is a key for {alg}", declared.unwrap_or_default(), path.display()), near, None),
             Err(e) => self.error("mint", format!("filter.mint.private_key_pem {}: {e}", path.display()), near, None),
         }
     }
@@ -726,5 +726,18 @@ fn python_kind(key: &str) -> &'static str {
         "roles" => "RolesCondition",
         "organizations" => "OrganizationsCondition",
         _ => "NamespacesCondition",
+    }
+}
+
+/// The minted token's algorithm and 32-byte private key, from a PEM private key.
+fn mint_secret(pem: &str) -> Result<(&'static str, Vec<u8>), String> {
+    use ed25519_dalek::pkcs8::DecodePrivateKey as _;
+    if let Ok(key) = ed25519_dalek::SigningKey::from_pkcs8_pem(pem) {
+        return Ok(("EdDSA", key.to_bytes().to_vec()));
+    }
+    let p256 = p256::SecretKey::from_pkcs8_pem(pem).or_else(|_| p256::SecretKey::from_sec1_pem(pem));
+    match p256 {
+        Ok(key) => Ok(("ES256", key.to_bytes().to_vec())),
+        Err(_) => Err("not an Ed25519 or P-256 private key (PKCS#8, or SEC1 `EC PRIVATE KEY`); the minted token is EdDSA or ES256, and RSA keys and other curves are refused".into()),
     }
 }

@@ -15,7 +15,7 @@ fn claims(extra: Value) -> Value {
     claims
 }
 
-fn case(name: &str, method: &str, path: &str, headers: Vec<(&str, String)>, expect: Value) -> Value {
+pub(crate) fn case(name: &str, method: &str, path: &str, headers: Vec<(&str, String)>, expect: Value) -> Value {
     let headers: Vec<Value> = headers.into_iter().map(|(k, v)| json!([k, v])).collect();
     json!({"name": name, "request": {"method": method, "path": path, "authority": "api.example", "headers": headers}, "expect": expect})
 }
@@ -192,7 +192,7 @@ fn idp_cases(keys: &std::path::Path) -> Result<(Vec<Value>, Value), String> {
 }
 
 /// The case with these fields added (`advance_seconds`, `upstreams`).
-fn with(mut case: Value, fields: Value) -> Value {
+pub(crate) fn with(mut case: Value, fields: Value) -> Value {
     if let (Some(object), Value::Object(fields)) = (case.as_object_mut(), fields) {
         object.extend(fields);
     }

@@ -162,4 +162,16 @@ pub fn mint(signer: &Signer, alg: &str, kid: Option<&str>, claims: &serde_json::
 }
 
 mod example;
+mod exchange;
 pub use example::{NOW, example_cases};
+pub use exchange::{compass_cases, onap_cases};
+
+/// The walkthrough of the example set whose keys are in `keys` (`envoy-examples/NAME/keys`).
+pub fn cases_for(keys: &std::path::Path) -> Result<serde_json::Value, String> {
+    let example = keys.canonicalize().ok().and_then(|k| Some(k.parent()?.file_name()?.to_string_lossy().into_owned())).unwrap_or_default();
+    match example.as_str() {
+        "compass" => compass_cases(keys),
+        "onap" => onap_cases(keys),
+        _ => example_cases(keys),
+    }
+}

@@ -1,5 +1,5 @@
-//! Writes the harness case file for the example policy set (envoy-examples/policy), with
-//! tokens signed by the example keys:
+//! Writes the harness case file (the walkthrough) of an example set, with tokens signed by
+//! its keys: envoy-examples/policy, compass or onap.
 //!
 //!     cargo run -p jwt-minter --bin example-requests -- envoy-examples/policy/keys > requests.json
 
@@ -11,7 +11,7 @@ fn main() -> ExitCode {
         eprintln!("usage: example-requests KEYS_DIR");
         return ExitCode::from(2);
     };
-    match jwt_minter::example_cases(&keys) {
+    match jwt_minter::cases_for(&keys) {
         Ok(file) => {
             println!("{}", serde_json::to_string_pretty(&file).unwrap_or_default());
             ExitCode::SUCCESS
