@@ -895,7 +895,14 @@ fn finish(
                 None => format!(r#"Bearer realm="{realm}""#),
             };
             let body = serde_json::to_string(&ErrorBody { error: "unauthorized", message: description }).unwrap_or_default();
-            host.send_response(401, &[("content-type", "application/json"), ("www-authenticate", &challenge)], body.as_bytes());
+            // Where Basic credentials are accepted, the client is told so too (RFC 7617 §2),
+            // in a challenge of its own.
+            let basic = format!(r#"Basic realm="{realm}", charset="UTF-8""#);
+            let mut headers = vec![("content-type", "application/json"), ("www-authenticate", challenge.as_str())];
+            if loaded.providers.iter().any(|p| p.basic.is_some()) {
+                headers.push(("www-authenticate", basic.as_str()));
+            }
+            host.send_response(401, &headers, body.as_bytes());
         }
         Refusal::Forbidden { .. } => {
             host.send_response(403, &json, br#"{"error":"forbidden","message":"access denied by policy"}"#);

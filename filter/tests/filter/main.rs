@@ -5,6 +5,7 @@
 
 mod attacks;
 mod edge;
+mod exchange;
 mod examples;
 mod hosts;
 mod mock;
