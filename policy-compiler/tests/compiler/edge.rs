@@ -90,9 +90,23 @@ fn the_minted_tokens_key_is_read_from_pem_published_as_a_jwks_and_never_a_provid
     assert_eq!((jwks["keys"][0]["kid"].as_str(), jwks["keys"][0]["alg"].as_str()), (Some("gateway-1"), Some("EdDSA")));
     assert!(jwks["keys"][0].get("d").is_none(), "the public half only");
 
-    let wrong_key = mint_file("mint-ec.json", json!({"private_key_pem": crate::example("keys/partner-es256.EXAMPLE-ONLY.key"), "kid": "k", "issuer": "i", "audiences": ["a"]}));
-    let errors = source::read(&wrong_key).unwrap_err();
-    assert!(errors.iter().any(|e| e.message.contains("not a PKCS#8 Ed25519 private key")), "{:?}", errors.iter().map(|e| &e.message).collect::<Vec<_>>());
+    // A P-256 key makes an ES256 token; RSA keys and other curves are refused, and so is an
+    // `alg` the key does not make.
+    let p256 = mint_file("mint-ec.json", json!({"private_key_pem": crate::example("keys/partner-es256.EXAMPLE-ONLY.key"), "kid": "k", "issuer": "i", "audiences": ["a"]}));
+    let bundle = compile::bundle(&source::read(&p256).unwrap()).unwrap().0;
+    assert_eq!(bundle.settings.mint.as_ref().unwrap().alg, decision_table::bundle::MintAlgorithm::ES256);
+    let output = Command::new(env!("CARGO_BIN_EXE_policy-compiler")).args(["jwks", p256.to_str().unwrap()]).output().unwrap();
+    let jwks: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!((&jwks["keys"][0]["kty"], &jwks["keys"][0]["crv"], &jwks["keys"][0]["alg"]), (&json!("EC"), &json!("P-256"), &json!("ES256")));
+    assert!(jwks["keys"][0]["y"].is_string() && jwks["keys"][0].get("d").is_none());
+    for (name, key) in [("mint-rsa.json", "keys/platform.EXAMPLE-ONLY.key"), ("mint-p384.json", "keys/partner-es384.EXAMPLE-ONLY.key")] {
+        let refused = mint_file(name, json!({"private_key_pem": crate::example(key), "kid": "k", "issuer": "i", "audiences": ["a"]}));
+        let errors = source::read(&refused).unwrap_err();
+        assert!(errors.iter().any(|e| e.message.contains("not an Ed25519 or P-256 private key")), "{key}: {:?}", errors.iter().map(|e| &e.message).collect::<Vec<_>>());
+    }
+    let mismatch = mint_file("mint-alg.json", json!({"private_key_pem": key, "alg": "ES256", "kid": "k", "issuer": "i", "audiences": ["a"]}));
+    let errors = source::read(&mismatch).unwrap_err();
+    assert!(errors.iter().any(|e| e.message.contains("is a key for EdDSA")), "{:?}", errors.iter().map(|e| &e.message).collect::<Vec<_>>());
 
     // Its issuer may not be a provider's: the minted token would verify as that provider's.
     let mut confusable = mint.clone();
@@ -131,5 +145,50 @@ fn an_introspecting_provider_reads_its_secret_from_a_file_or_the_environment_nev
     with_keys["keys"] = json!([{"pem": crate::example("keys/partner-es256.pem"), "kid": "k"}]);
     let both = json!({"security": {"acl": {"policies": []}}, "filter": {"providers": [with_keys]}}).to_string();
     let errors = compile::bundle(&source::read(&scratch("both.json", &both)).unwrap()).unwrap_err();
-    assert!(errors.iter().any(|e| e.message.contains("an introspecting provider has no keys")), "{:?}", errors.iter().map(|e| &e.message).collect::<Vec<_>>());
+    assert!(errors.iter().any(|e| e.message.contains("(introspection, basic) has no keys")), "{:?}", errors.iter().map(|e| &e.message).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_provider_with_basic_takes_basic_credentials_and_a_basic_source_needs_one() {
+    let policy = json!({"id": "p", "resources": ["/a"], "actions": ["api:read"], "effect": "allow", "subjects": ["<.+>"]});
+    let basic = json!({"name": "aaf", "basic": {"uri": "https://aaf.example:8095/authn/basicAuth", "negative_seconds": 3}});
+    let text = json!({"security": {"acl": {"policies": [policy.clone()]}}, "filter": {"providers": [basic]}}).to_string();
+    let bundle = compile::bundle(&source::read(&scratch("basic.json", &text)).unwrap()).unwrap().0;
+    let checked = bundle.providers[0].basic.as_ref().unwrap();
+    assert_eq!((checked.endpoint.upstream.as_str(), checked.endpoint.path.as_str(), checked.cache_seconds, checked.negative_seconds), ("aaf.example:8095", "/authn/basicAuth", 300, 3));
+    assert!(bundle.settings.token_sources.iter().any(decision_table::bundle::TokenSource::is_basic), "the Basic source is added");
+    assert!(bundle.settings.token_sources.first().is_some_and(|s| !s.is_basic()), "after the configured ones");
+
+    let sources = json!([{"header": {"name": "authorization", "scheme": "Basic"}}]);
+    let jwt = json!({"name": "idp", "issuer": "https://idp.example", "jwks_uri": "https://idp.example/keys"});
+    let text = json!({"security": {"acl": {"policies": [policy]}}, "filter": {"token_sources": sources, "providers": [jwt]}}).to_string();
+    let errors = compile::bundle(&source::read(&scratch("basic-alone.json", &text)).unwrap()).unwrap_err();
+    assert!(errors.iter().any(|e| e.code == "basic"), "{:?}", errors.iter().map(|e| &e.message).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_tenant_mapping_endpoint_is_read_from_its_uri() {
+    let policy = json!({"id": "p", "resources": ["/a"], "actions": ["api:read"], "effect": "allow", "subjects": ["<.+>"]});
+    let provider = json!({"name": "idp", "issuer": "https://idp.example", "jwks_uri": "https://idp.example/keys"});
+    let tenants = json!({"uri": "http://director.local:3000/tenant-mapping", "fetch": {"timeout_ms": 250}, "negative_seconds": 5});
+    let text = json!({"security": {"acl": {"policies": [policy.clone()]}}, "filter": {"providers": [provider.clone()], "tenants": tenants}}).to_string();
+    let bundle = compile::bundle(&source::read(&scratch("tenant-uri.json", &text)).unwrap()).unwrap().0;
+    let mapping = bundle.settings.tenants.unwrap();
+    let endpoint = mapping.endpoint.unwrap();
+    assert_eq!((endpoint.upstream.as_str(), endpoint.path.as_str(), endpoint.scheme.as_str(), endpoint.timeout_ms), ("director.local:3000", "/tenant-mapping", "http", 250));
+    assert_eq!((mapping.cache_seconds, mapping.negative_seconds), (300, 5));
+
+    let text = json!({"security": {"acl": {"policies": [policy]}}, "filter": {"providers": [provider], "tenants": {"fetch": {"timeout_ms": 250}}}}).to_string();
+    let errors = source::read(&scratch("tenant-fetch.json", &text)).unwrap_err();
+    assert!(errors.iter().any(|e| e.message.contains("without a uri")), "{:?}", errors.iter().map(|e| &e.message).collect::<Vec<_>>());
+}
+
+#[test]
+fn the_compass_and_onap_example_sets_compile_and_check_clean() {
+    for set in ["compass", "onap"] {
+        let config = crate::example(&format!("../{set}/config.json"));
+        let output = Command::new(env!("CARGO_BIN_EXE_policy-compiler")).args(["check", config.to_str().unwrap()]).output().unwrap();
+        let report = String::from_utf8_lossy(&output.stderr).into_owned() + &String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success() && report.contains("0 errors, 0 warnings"), "{set}: {report}");
+    }
 }

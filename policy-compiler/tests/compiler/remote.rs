@@ -82,7 +82,7 @@ fn mistakes_in_remote_settings_are_errors_that_say_what_is_wrong() {
         (json!({"jwks_uri": "https://idp.example/c", "jwks": {"max_bytes": 2_000_000}}), "max_bytes must be 1..=1048576"),
         (json!({"jwks_uri": "https://idp.example/c", "revocation": {"max_list_age_seconds": 60}}), "max_list_age_seconds needs a list_uri"),
         (json!({"jwks_uri": "https://idp.example/c", "revocation": {"list_uri": "https://idp.example/r", "max_list_age_seconds": 60}}), "must exceed the list's refresh_seconds plus retry_seconds"),
-        (json!({}), "has no keys (and no jwks_uri or introspection)"),
+        (json!({}), "has no keys (and no jwks_uri, introspection or basic)"),
         (json!({"jwks_uri": "https://idp.example/c", "revocation": {"list": {"timeout_ms": 5}}}), "list is set without a list_uri"),
         (json!({"jwks_uri": "https://idp.example/c", "revocation": {"token_ids": [""]}}), "an empty token id or subject"),
     ];

@@ -48,16 +48,14 @@ pub fn compass_cases(keys: &std::path::Path) -> Result<Value, String> {
     };
     let hydrated = |tenant: &str, scope: &str| answer(json!({"subject": "", "extra": {"tenant": tenant, "scope": scope}, "header": {}}));
     let allowed = |user: &str, tenant: &str, provider: &str| json!({"status": 200, "headers": {"x-auth-username": user, "x-auth-tenant": tenant, "x-auth-provider": provider}});
-    let browser = |authority: &str| {
-        let mut page = case("", "GET", "/console/apps", vec![("accept", "text/html,application/xhtml+xml".into())], json!({}));
-        page["request"]["authority"] = json!(authority);
-        page["request"]["scheme"] = json!("https");
+    // A page navigation to `authority` over https.
+    let browser = |name: &str, authority: &str, expect: Value| {
+        let mut page = case(name, "GET", "/console/apps", vec![("accept", "text/html,application/xhtml+xml".into())], expect);
+        if let Some(request) = page.get_mut("request").and_then(Value::as_object_mut) {
+            request.insert("authority".into(), json!(authority));
+            request.insert("scheme".into(), json!("https"));
+        }
         page
-    };
-    let named = |mut case: Value, name: &str, expect: Value| {
-        case["name"] = json!(name);
-        case["expect"] = expect;
-        case
     };
     let tenant = "3e64ebae-38b5-46a0-b1ed-9ccee153a0ae";
     let certificate = json!({"connection.mtls": true, "connection.subject_peer_certificate": "CN=runtime-eu-1,OU=runtimes,O=compass"});
@@ -108,11 +106,11 @@ pub fn compass_cases(keys: &std::path::Path) -> Result<Value, String> {
                    // (NotFound): nobody authenticates by it there.
                    "expect_on": {"ngx_wasm_module": {"status": 401}}}),
         ),
-        named(browser("compass.local"), "a browser without a session is sent to Dex's login, to come back",
+        browser("a browser without a session is sent to Dex's login, to come back", "compass.local",
             json!({"status": 302, "headers": {"location": "https://dex.compass.local/auth?return_to=https%3A%2F%2Fcompass.local%2Fconsole%2Fapps"}})),
         case("a machine on the same path gets the RFC 6750 401", "GET", "/console/apps", vec![("accept", "application/json".into())],
             json!({"status": 401, "headers": {"www-authenticate": r#"Bearer realm="compass""#}})),
-        named(browser("evil.example"), "a forged Host cannot make the login an open redirect: 401", json!({"status": 401})),
+        browser("a forged Host cannot make the login an open redirect: 401", "evil.example", json!({"status": 401})),
     ];
     Ok(json!({"now": NOW, "cases": cases}))
 }
