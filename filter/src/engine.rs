@@ -389,6 +389,11 @@ fn counted(loaded: &Loaded, host: &mut dyn Host, provider: Option<usize>, outcom
 fn verify(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, credential: &Found) -> Checked {
     let now = host.now();
     let token = &*credential.token;
+    // A NUL reaches a token only through a query parameter's `%00`: refused, so no token
+    // can equal a Basic credential's cache key (which starts with one).
+    if token.contains('\0') {
+        return Checked::Refused(Rejection::Malformed("the credential holds a NUL"));
+    }
     let key = cache::credential_key(token, credential.basic);
     if let Some(answer) = cache.take_fresh(&key) {
         // The pass after this credential's endpoint answered.

@@ -184,8 +184,10 @@ pub struct ProviderMetrics {
 
 impl ProviderMetrics {
     pub fn new(provider: &str) -> ProviderMetrics {
-        // Provider names are letters, digits, `.`, `_` and `-` (checked in the bundle);
-        // metric names keep to `_`.
+        // Provider names are letters, digits, `.`, `_` and `-`, at most 64 (checked in the
+        // bundle); metric names keep to `_`. The longest, prefixed `pw:FILTER:` by
+        // ngx_wasm_module, stays well inside its default max_metric_name_length of 256
+        // (NGX_WA_METRICS_DEFAULT_MAX_NAME_LEN, src/ngx_wasmx.h), past which defining traps.
         let name: String = provider.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
         let metric = |what: &str| format!("policy_filter_provider_{name}_{what}");
         ProviderMetrics {

@@ -240,3 +240,18 @@ fn issue17_the_compass_and_onap_walkthroughs_pass_inside_the_module_under_both_h
         }
     }
 }
+
+#[test]
+fn issue17_a_token_with_a_nul_cannot_pose_as_a_cached_basic_credential() {
+    let mut bundle = compiled("onap");
+    bundle.settings.token_sources.push(decision_table::bundle::TokenSource::Query { name: "access_token".into() });
+    let loaded = load(&bundle);
+    let mut cache = TokenCache::new(8);
+    let credentials = basic("demo@people.osaaf.org:pw");
+    let (flow, _) = send(&loaded, &mut cache, request("/aai/v23/network").header("authorization", &credentials), &[(Some(200), br#"{"roles":"aai-reader"}"#)]);
+    assert_eq!(flow, Flow::Continue);
+    // The cache key of those credentials, sent as a query token (`%00` decodes to a NUL).
+    let key = policy_filter::cache::credential_key(credentials.trim_start_matches("Basic "), true).replace('\0', "%00");
+    let (flow, host) = send(&loaded, &mut cache, request(&format!("/aai/v23/network?access_token={key}")), &[]);
+    assert_eq!((flow, host.status(), host.get("x-auth-username")), (Flow::Answered, Some(401), None));
+}
