@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::config::Loaded;
 use crate::introspection::Outcome;
-use crate::jwt::{Rejection, Verified};
+use crate::jwt::Rejection;
 
 /// The user name in Basic credentials (`base64(user:password)`, RFC 7617); `None` when they
 /// are not that (refused without asking the endpoint).
@@ -30,7 +30,7 @@ pub fn request(credentials: &str) -> Vec<(&'static str, String)> {
 
 /// Reads the endpoint's answer about `credentials` for `provider_index` at host time `now`.
 pub fn decide(loaded: &Loaded, provider_index: usize, credentials: &str, status: Option<u16>, body: Option<&[u8]>, now: u64) -> Outcome {
-    let Some((provider, basic)) = loaded.providers.get(provider_index).and_then(|p| Some((p, p.basic.as_ref()?))) else {
+    let Some(basic) = loaded.providers.get(provider_index).and_then(|p| p.basic.as_ref()) else {
         return Outcome::Unavailable("no such provider".into());
     };
     let Some(user) = username(credentials) else { return Outcome::Refused(Rejection::Malformed("the Basic credentials are not base64 of user:password")) };
@@ -55,22 +55,6 @@ pub fn decide(loaded: &Loaded, provider_index: usize, credentials: &str, status:
         claims.insert(subject_claim, Value::String(user.clone()));
     }
     claims.entry("username").or_insert(Value::String(user));
-    let Ok((subject, mut attributes)) = decision_table::request::attributes_from_claims(&claims, &loaded.settings.claims, &provider.name, &provider.trust) else {
-        return Outcome::Refused(Rejection::UntrustedSubject);
-    };
-    if let Some(mapping) = &loaded.settings.tenants {
-        decision_table::request::map_tenant(mapping, &claims, &subject, &mut attributes);
-    }
     let skew = loaded.settings.clock_skew_seconds;
-    Outcome::Active(Box::new(Verified {
-        claims,
-        expires_at: now.saturating_add(basic.cache_seconds).saturating_sub(skew),
-        provider: provider.name.clone(),
-        provider_index,
-        key_fingerprint: [0; 32],
-        subject,
-        attributes,
-        forwarded: Default::default(),
-        tenant_mapped: false,
-    }))
+    crate::introspection::vouched(loaded, provider_index, claims, now.saturating_add(basic.cache_seconds).saturating_sub(skew))
 }

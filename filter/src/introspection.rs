@@ -104,18 +104,25 @@ pub fn decide(loaded: &Loaded, provider_index: usize, status: Option<u16>, body:
     {
         claims.insert("sub".into(), client);
     }
+    // The token cache keeps an entry until `expires_at` plus the clock skew: for the answer
+    // to last exactly `cache_seconds`, the skew comes off that bound (not off the `exp`).
+    let until = now.saturating_add(introspection.cache_seconds).saturating_sub(skew);
+    vouched(loaded, provider_index, claims, exp.map_or(until, |exp| exp.min(until)))
+}
+
+/// A caller an endpoint vouched for (introspection, Basic): its claims as far as the
+/// provider may assert them, its static tenant, cached until `expires_at`.
+pub fn vouched(loaded: &Loaded, provider_index: usize, claims: Map<String, Value>, expires_at: u64) -> Outcome {
+    let Some(provider) = loaded.providers.get(provider_index) else { return Outcome::Unavailable("no such provider".into()) };
     let Ok((subject, mut attributes)) = decision_table::request::attributes_from_claims(&claims, &loaded.settings.claims, &provider.name, &provider.trust) else {
         return Outcome::Refused(Rejection::UntrustedSubject);
     };
     if let Some(mapping) = &loaded.settings.tenants {
         decision_table::request::map_tenant(mapping, &claims, &subject, &mut attributes);
     }
-    // The token cache keeps an entry until `expires_at` plus the clock skew: for the answer
-    // to last exactly `cache_seconds`, the skew comes off that bound (not off the `exp`).
-    let until = now.saturating_add(introspection.cache_seconds).saturating_sub(skew);
     Outcome::Active(Box::new(Verified {
         claims,
-        expires_at: exp.map_or(until, |exp| exp.min(until)),
+        expires_at,
         provider: provider.name.clone(),
         provider_index,
         key_fingerprint: [0; 32],
