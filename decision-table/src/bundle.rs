@@ -608,6 +608,10 @@ impl TenantMapping {
         if mapping.entries.values().any(|e| e.tenant.is_empty()) {
             return Err(format!("{path}.entries: an empty tenant"));
         }
+        // An answer kept for no time would be asked again by the very pass it is for.
+        if mapping.endpoint.is_some() && (mapping.cache_seconds == 0 || mapping.negative_seconds == 0) {
+            return Err(format!("{path}: cache_seconds and negative_seconds must be at least 1 with an endpoint"));
+        }
         Ok(mapping)
     }
 }

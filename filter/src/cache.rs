@@ -42,7 +42,18 @@ pub struct TokenCache {
     tenants: FxHashMap<String, (u64, Option<TenantEntry>)>,
     /// A mapping the endpoint could not give, for the one pass after its answer.
     tenant_unavailable: Option<String>,
+    /// Callouts already answered for the request being decided again (0: a new request), so
+    /// one request never calls out without end ([`MAX_CALLOUTS_PER_REQUEST`]).
+    pub round: u32,
 }
+
+/// A request that would make more callouts than this is answered 503: a first-success chain
+/// of credentials that each need an endpoint, answered unusably, would otherwise ask them in
+/// turn forever.
+pub const MAX_CALLOUTS_PER_REQUEST: u32 = 4;
+
+/// At most this many requests wait for a callout on a worker; more are answered 503.
+const MAX_PENDING: usize = 4096;
 
 /// A callout a request waits for: what it checks, and when it started (host ms), for the
 /// latency histogram.
@@ -50,6 +61,8 @@ pub struct TokenCache {
 pub struct Pending {
     pub check: Check,
     pub started_ms: u64,
+    /// The callouts the request had made before this one.
+    pub round: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,15 +112,41 @@ impl TokenCache {
             pending: FxHashMap::default(),
             tenants: FxHashMap::default(),
             tenant_unavailable: None,
+            round: 0,
         }
     }
 
-    /// Remembers that a request waits for `callout`.
-    pub fn wait_for(&mut self, callout: u32, check: Check, now_ms: u64) {
-        if self.pending.len() >= 1024 {
+    /// Whether the request being decided may make another callout: within
+    /// [`MAX_CALLOUTS_PER_REQUEST`], and while fewer than [`MAX_PENDING`] requests wait.
+    pub fn may_call_out(&mut self, now_ms: u64) -> bool {
+        if self.pending.len() >= MAX_PENDING {
             self.pending.retain(|_, pending| now_ms.saturating_sub(pending.started_ms) < PENDING_MS);
         }
-        self.pending.insert(callout, Pending { check, started_ms: now_ms });
+        self.round < MAX_CALLOUTS_PER_REQUEST && self.pending.len() < MAX_PENDING
+    }
+
+    /// Remembers that the request being decided waits for `callout`.
+    pub fn wait_for(&mut self, callout: u32, check: Check, now_ms: u64) {
+        self.pending.insert(callout, Pending { check, started_ms: now_ms, round: self.round });
+    }
+
+    /// Forgets a callout whose request ended before its answer.
+    pub fn forget(&mut self, callout: u32) {
+        self.pending.remove(&callout);
+    }
+
+    /// Drops the answer left for the pass after a callout, once that pass is over: it is for
+    /// that request only.
+    pub fn clear_fresh(&mut self) {
+        self.fresh = None;
+        self.tenant_unavailable = None;
+    }
+
+    /// Forgets the cached acceptance of `token` (its endpoint refused it since).
+    pub fn remove(&mut self, token: &str) {
+        if self.entries.remove(token).is_some() {
+            self.order.retain(|t| t != token);
+        }
     }
 
     /// What `callout` was for, once.

@@ -163,12 +163,12 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
         }
     };
     let mut refused: Option<Rejection> = None;
-    let mut winner: Option<(Identity, String)> = None;
+    let mut winner: Option<(Identity, &Found)> = None;
     for credential in &found {
         match verify(loaded, cache, host, credential) {
-            Checked::Caller(verified, key) => {
+            Checked::Caller(verified) => {
                 let via = via_of(loaded, &verified);
-                winner = Some((Identity { caller: verified, via }, key));
+                winner = Some((Identity { caller: verified, via }, credential));
                 break;
             }
             Checked::Dispatched(callout) => return Flow::Dispatched(callout),
@@ -184,15 +184,21 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
             }
         }
     }
-    let (identity, credential_key) = match winner {
-        Some((identity, key)) => (identity, Some(key)),
+    let (identity, winning) = match winner {
+        Some((identity, credential)) => (identity, Some(credential)),
         None => {
             // An invalid token never falls back to the certificate, unless the chain tries
             // each credential in turn.
             let certificate = if found.is_empty() || settings.chain == Chain::FirstSuccess { mtls_identity(loaded, host) } else { None };
             match (certificate, refused) {
                 (Some(identity), _) => (identity, None),
-                (None, Some(Rejection::Unavailable)) => return finish(loaded, host, request_id, method, &resource, Refusal::Unavailable, None),
+                (None, Some(Rejection::Unavailable)) => {
+                    let flow = finish(loaded, host, request_id, method, &resource, Refusal::Unavailable, None);
+                    if flow == Flow::Continue {
+                        take_out_credential(loaded, host, &found, raw_path, &resource);
+                    }
+                    return flow;
+                }
                 (None, Some(rejection)) => {
                     if login_redirect(loaded, host, &header, method, &resource, raw_path) {
                         return Flow::Answered;
@@ -217,10 +223,16 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
             }
         }
     };
-    let identity = match remote_tenant(loaded, cache, host, identity, credential_key.as_deref()) {
+    let identity = match remote_tenant(loaded, cache, host, identity, winning) {
         Ok(identity) => identity,
         Err(Checked::Dispatched(callout)) => return Flow::Dispatched(callout),
-        Err(_) => return finish(loaded, host, request_id, method, &resource, Refusal::Unavailable, None),
+        Err(_) => {
+            let flow = finish(loaded, host, request_id, method, &resource, Refusal::Unavailable, None);
+            if flow == Flow::Continue {
+                take_out_credential(loaded, host, &found, raw_path, &resource);
+            }
+            return flow;
+        }
     };
     // A caller without a tenant, where one is required, is authenticated but goes nowhere.
     if settings.tenants.as_ref().is_some_and(|m| m.required) && decision_table::request::tenant_of(&identity.caller.attributes).is_none() {
@@ -340,10 +352,9 @@ fn is_cors_preflight<'a>(enabled: bool, method: &str, header: &impl Fn(&str) -> 
     enabled && method == "OPTIONS" && header("origin").is_some() && header("access-control-request-method").is_some()
 }
 
-/// A credential checked: a caller (and the key it is cached by), a refusal, or a callout the
-/// request now waits for.
+/// A credential checked: a caller, a refusal, or a callout the request now waits for.
 enum Checked {
-    Caller(Rc<Verified>, String),
+    Caller(Rc<Verified>),
     Refused(Rejection),
     Dispatched(u32),
 }
@@ -368,14 +379,14 @@ fn checking_provider(loaded: &Loaded, credential: &Found) -> Option<usize> {
 }
 
 /// Counts a credential's outcome under its provider (when one is known) and returns it.
-fn counted(loaded: &Loaded, host: &mut dyn Host, provider: Option<usize>, outcome: Result<Rc<Verified>, Rejection>, key: &str) -> Checked {
+fn counted(loaded: &Loaded, host: &mut dyn Host, provider: Option<usize>, outcome: Result<Rc<Verified>, Rejection>) -> Checked {
     let metrics = provider.and_then(|index| loaded.providers.get(index)).map(|p| &p.metrics);
     match outcome {
         Ok(verified) => {
             if let Some(metrics) = metrics {
                 host.count(&metrics.authenticated);
             }
-            Checked::Caller(verified, key.to_string())
+            Checked::Caller(verified)
         }
         Err(rejection) => {
             if let Some(metrics) = metrics {
@@ -389,16 +400,16 @@ fn counted(loaded: &Loaded, host: &mut dyn Host, provider: Option<usize>, outcom
 fn verify(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, credential: &Found) -> Checked {
     let now = host.now();
     let token = &*credential.token;
-    // A NUL reaches a token only through a query parameter's `%00`: refused, so no token
-    // can equal a Basic credential's cache key (which starts with one).
-    if token.contains('\0') {
+    // Every Basic credential's cache key starts with a NUL, which reaches a token only
+    // through a query parameter's `%00`: such a token is refused, so none can equal one.
+    if !credential.basic && token.starts_with('\0') {
         return Checked::Refused(Rejection::Malformed("the credential holds a NUL"));
     }
     let key = cache::credential_key(token, credential.basic);
     if let Some(answer) = cache.take_fresh(&key) {
         // The pass after this credential's endpoint answered.
         let provider = checking_provider(loaded, credential);
-        return counted(loaded, host, provider, answer.and_then(|verified| not_revoked(loaded, verified, now)), &key);
+        return counted(loaded, host, provider, answer.and_then(|verified| not_revoked(loaded, verified, now)));
     }
     let skew = loaded.settings.clock_skew_seconds;
     if let Some(hit) = cache.get(&key, now, skew) {
@@ -407,12 +418,12 @@ fn verify(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, credenti
         if let Some(p) = loaded.providers.get(provider) {
             host.count(&p.metrics.cache_hits);
         }
-        return counted(loaded, host, Some(provider), not_revoked(loaded, hit, now), &key);
+        return counted(loaded, host, Some(provider), not_revoked(loaded, hit, now));
     }
     host.count(metrics::CACHE_MISSES);
     if let Some(rejection) = cache.was_rejected(&key, now) {
         host.count(metrics::REJECTED_CACHE_HITS);
-        return counted(loaded, host, checking_provider(loaded, credential), Err(rejection), &key);
+        return counted(loaded, host, checking_provider(loaded, credential), Err(rejection));
     }
     if token.len() > loaded.settings.max_token_bytes {
         return Checked::Refused(Rejection::TooLarge);
@@ -420,7 +431,7 @@ fn verify(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, credenti
     if credential.basic {
         let provider = checking_provider(loaded, credential);
         let (Some(index), Some(_)) = (provider, crate::basic::username(token)) else {
-            return counted(loaded, host, provider, Err(Rejection::Malformed("the Basic credentials are not base64 of user:password")), &key);
+            return counted(loaded, host, provider, Err(Rejection::Malformed("the Basic credentials are not base64 of user:password")));
         };
         return check_remotely(loaded, cache, host, index, &key, token);
     }
@@ -439,14 +450,14 @@ fn verify(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, credenti
             let provider = verified.provider_index;
             let verified = Rc::new(verified);
             cache.insert(&key, Rc::clone(&verified));
-            counted(loaded, host, Some(provider), not_revoked(loaded, verified, now), &key)
+            counted(loaded, host, Some(provider), not_revoked(loaded, verified, now))
         }
         Err((Rejection::BadSignature, provider)) => {
             // The one refusal that cost a signature check: a replay of it costs a hash.
             cache.reject(&key, now);
-            counted(loaded, host, provider, Err(Rejection::BadSignature), &key)
+            counted(loaded, host, provider, Err(Rejection::BadSignature))
         }
-        Err((rejection, provider)) => counted(loaded, host, provider, Err(rejection), &key),
+        Err((rejection, provider)) => counted(loaded, host, provider, Err(rejection)),
     }
 }
 
@@ -463,6 +474,11 @@ fn check_remotely(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, 
         (None, None) => return Checked::Refused(Rejection::Unavailable),
     };
     let check = Check::Credential { key: key.to_string(), provider_index: index };
+    if !cache.may_call_out(host.now_ms()) {
+        host.log(Level::Error, &format!("provider {}: the request made its callouts (or too many wait); answering 503", provider.name));
+        host.count(&provider.metrics.unavailable);
+        return Checked::Refused(Rejection::Unavailable);
+    }
     match dispatch(host, endpoint, method, &extra, &body) {
         Ok(callout) => {
             if provider.introspects() {
@@ -491,7 +507,7 @@ fn dispatch(host: &mut dyn Host, endpoint: &Endpoint, method: &str, extra: &[(&s
 /// (`Err(Checked::Dispatched)`); `Err(Checked::Refused)` when it could not answer (a 503).
 /// The mapped caller replaces the cached one, so the next request with the credential asks
 /// nothing until the mapping's time is up.
-fn remote_tenant(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, identity: Identity, credential_key: Option<&str>) -> Result<Identity, Checked> {
+fn remote_tenant(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, identity: Identity, credential: Option<&Found>) -> Result<Identity, Checked> {
     let Some((mapping, endpoint)) = loaded.settings.tenants.as_ref().and_then(|m| Some((m, m.endpoint.as_ref()?))) else { return Ok(identity) };
     let caller = &identity.caller;
     let id = decision_table::request::authorization_id(mapping, &caller.claims, &caller.subject);
@@ -512,17 +528,22 @@ fn remote_tenant(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, i
                 decision_table::request::apply_tenant(&entry, &mut mapped.attributes);
             }
             let mapped = Rc::new(mapped);
-            if let Some(credential_key) = credential_key {
-                cache.replace(credential_key, Rc::clone(&mapped));
+            if let Some(credential) = credential {
+                cache.replace(&cache::credential_key(&credential.token, credential.basic), Rc::clone(&mapped));
             }
             Ok(Identity { caller: mapped, via: identity.via })
         }
         Some(Err(())) => Err(Checked::Refused(Rejection::Unavailable)),
+        None if !cache.may_call_out(host.now_ms()) => {
+            host.log(Level::Error, "tenant mapping: the request made its callouts (or too many wait); answering 503");
+            Err(Checked::Refused(Rejection::Unavailable))
+        }
         None => {
-            // Oathkeeper's hydrator session, as Compass's tenant-mapping handler reads it.
-            let mut extra = caller.claims.clone();
-            extra.insert("provider".into(), caller.provider.clone().into());
-            extra.insert("authorization_id".into(), id.into());
+            // Oathkeeper's hydrator session, as Compass's tenant-mapping handler reads it. Its
+            // `extra` names the caller and nothing of the token's: a handler that answers the
+            // session it was sent would otherwise hand back a `tenant` or `scope` claim of the
+            // caller's own choosing as its mapping.
+            let extra = serde_json::json!({"provider": caller.provider, "authorization_id": id, "subject": caller.subject});
             let session = serde_json::json!({"subject": id, "extra": extra, "header": {}});
             let body = serde_json::to_vec(&session).unwrap_or_default();
             let extra = [("content-type", "application/json".to_string()), ("accept", "application/json".to_string())];
@@ -546,14 +567,13 @@ fn remote_tenant(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, i
 pub fn on_callout_answer(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, callout: u32, status: Option<u16>, body: Option<&[u8]>) -> Flow {
     let Some(pending) = cache.answered(callout) else {
         host.log(Level::Error, "a callout answered that no request waits for; answering 503");
-        host.send_response(503, &[("content-type", "application/json"), ("retry-after", "1")], UNAVAILABLE_BODY);
-        return Flow::Answered;
+        return answer_unavailable(host);
     };
     let now = host.now();
     let elapsed = host.now_ms().saturating_sub(pending.started_ms);
     match pending.check {
         Check::Credential { key, provider_index } => {
-            let Some(provider) = loaded.providers.get(provider_index) else { return Flow::Answered };
+            let Some(provider) = loaded.providers.get(provider_index) else { return answer_unavailable(host) };
             host.record(&provider.metrics.callout_ms, elapsed);
             let headers = host.request_headers();
             let raw_path = headers.iter().find(|(k, _)| k == ":path").map_or("", |(_, v)| v.as_str());
@@ -578,6 +598,8 @@ pub fn on_callout_answer(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn
                     if provider.introspects() {
                         host.count(metrics::INTROSPECTED_INACTIVE);
                     }
+                    // Another request's callout may have cached an acceptance meanwhile.
+                    cache.remove(&key);
                     cache.reject_until(&key, now, now.saturating_add(negative_seconds), rejection.clone());
                     cache.set_fresh(&key, Err(rejection));
                 }
@@ -589,7 +611,7 @@ pub fn on_callout_answer(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn
         }
         Check::Tenant { key } => {
             host.record(metrics::TENANT_MAPPING_MS, elapsed);
-            let Some(mapping) = &loaded.settings.tenants else { return Flow::Answered };
+            let Some(mapping) = &loaded.settings.tenants else { return answer_unavailable(host) };
             match crate::tenants::decide(status, body, mapping) {
                 Ok(Some(entry)) => cache.set_tenant(&key, Ok(Some(entry)), now, now.saturating_add(mapping.cache_seconds)),
                 Ok(None) => cache.set_tenant(&key, Ok(None), now, now.saturating_add(mapping.negative_seconds)),
@@ -601,7 +623,18 @@ pub fn on_callout_answer(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn
             }
         }
     }
-    on_request_headers(loaded, cache, host)
+    // Decided again with the answer; what was left for this pass goes with it.
+    cache.round = pending.round.saturating_add(1);
+    let flow = on_request_headers(loaded, cache, host);
+    cache.round = 0;
+    cache.clear_fresh();
+    flow
+}
+
+/// A 503 sent at once, where the request cannot be decided at all.
+fn answer_unavailable(host: &mut dyn Host) -> Flow {
+    host.send_response(503, &[("content-type", "application/json"), ("retry-after", "1")], UNAVAILABLE_BODY);
+    Flow::Answered
 }
 
 const UNAVAILABLE_BODY: &[u8] = br#"{"error":"temporarily_unavailable","message":"the credential could not be checked; try again"}"#;

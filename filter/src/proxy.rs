@@ -289,7 +289,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Request { shared: self.shared.clone() }))
+        Some(Box::new(Request { shared: self.shared.clone(), waits_for: None }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -299,11 +299,22 @@ impl RootContext for Root {
 
 struct Request {
     shared: Option<Rc<Shared>>,
+    /// The callout the request waits for, forgotten if the request ends first.
+    waits_for: Option<u32>,
 }
 
 impl Context for Request {
     fn on_http_call_response(&mut self, callout: u32, headers: usize, body_size: usize, _: usize) {
         self.answered(callout, headers, body_size);
+    }
+
+    fn on_done(&mut self) -> bool {
+        if let (Some(callout), Some(shared)) = (self.waits_for.take(), &self.shared)
+            && let Ok(mut cache) = shared.cache.try_borrow_mut()
+        {
+            cache.forget(callout);
+        }
+        true
     }
 }
 
@@ -319,11 +330,16 @@ impl HttpContext for Request {
             return Action::Pause;
         };
         let mut host = ProxyHost { shared: &shared, context: self };
-        match engine::on_request_headers(&shared.loaded, &mut cache, &mut host) {
+        let flow = engine::on_request_headers(&shared.loaded, &mut cache, &mut host);
+        match flow {
             Flow::Continue => Action::Continue,
-            // Waits for the introspection answer (on_http_call_response). ngx_wasm_module
-            // pauses a request that dispatched whatever it returns (ngx_http_proxy_wasm_dispatch).
-            Flow::Answered | Flow::Dispatched(_) => Action::Pause,
+            Flow::Answered => Action::Pause,
+            // Waits for the answer (on_http_call_response). ngx_wasm_module pauses a request
+            // that dispatched whatever it returns (ngx_http_proxy_wasm_dispatch).
+            Flow::Dispatched(callout) => {
+                self.waits_for = Some(callout);
+                Action::Pause
+            }
         }
     }
 }
@@ -339,7 +355,12 @@ impl Request {
         };
         let answer = call_answer(headers, body_size, shared.loaded.callout_max_bytes);
         let mut host = ProxyHost { shared: &shared, context: self };
-        if engine::on_callout_answer(&shared.loaded, &mut cache, &mut host, callout, answer.status, answer.body.as_deref()) == Flow::Continue {
+        let flow = engine::on_callout_answer(&shared.loaded, &mut cache, &mut host, callout, answer.status, answer.body.as_deref());
+        self.waits_for = match flow {
+            Flow::Dispatched(next) => Some(next),
+            Flow::Continue | Flow::Answered => None,
+        };
+        if flow == Flow::Continue {
             self.resume_http_request();
         }
     }

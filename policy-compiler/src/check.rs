@@ -27,14 +27,28 @@ pub fn lint(file: &PolicyFile, policies: &[SourcePolicy], settings: &Settings, p
     };
     // A key set or revocation list fetched over plain HTTP can be replaced by anyone on the
     // way, and with it every key.
+    // Likewise an endpoint that vouches for credentials or grants tenants, and one that is
+    // sent passwords or the gateway's client secret.
     for provider in providers {
-        let fetched = provider.jwks.iter().map(|j| ("jwks", &j.endpoint)).chain(provider.revocation.endpoint.iter().map(|e| ("revocation list", e)));
+        let fetched = provider
+            .jwks
+            .iter()
+            .map(|j| ("jwks", &j.endpoint))
+            .chain(provider.revocation.endpoint.iter().map(|e| ("revocation list", e)))
+            .chain(provider.introspection.iter().map(|i| ("introspection endpoint", &i.endpoint)))
+            .chain(provider.basic.iter().map(|b| ("Basic check endpoint", &b.endpoint)));
         for (what, endpoint) in fetched {
             if endpoint.scheme == "http" {
                 let message = format!("provider {:?}: its {what} is fetched over plain http ({}{})", provider.name, endpoint.authority, endpoint.path);
                 found.push(Problem::warning("plain-http-fetch", message).in_file(&file.source).help("use an https URI (on Envoy, a cluster with TLS)"));
             }
         }
+    }
+    if let Some(endpoint) = settings.tenants.as_ref().and_then(|t| t.endpoint.as_ref())
+        && endpoint.scheme == "http"
+    {
+        let message = format!("the tenant-mapping endpoint is called over plain http ({}{}): anyone on the way could grant any tenant and scopes", endpoint.authority, endpoint.path);
+        found.push(Problem::warning("plain-http-fetch", message).in_file(&file.source).help("use an https URI (on Envoy, a cluster with TLS)"));
     }
     let mapped: Vec<&String> = settings.actions.values().collect();
     for policy in policies {

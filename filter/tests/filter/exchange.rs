@@ -255,3 +255,55 @@ fn issue17_a_token_with_a_nul_cannot_pose_as_a_cached_basic_credential() {
     let (flow, host) = send(&loaded, &mut cache, request(&format!("/aai/v23/network?access_token={key}")), &[]);
     assert_eq!((flow, host.status(), host.get("x-auth-username")), (Flow::Answered, Some(401), None));
 }
+
+#[test]
+fn issue17_a_chain_of_credentials_that_each_need_an_endpoint_ends_after_a_few_callouts() {
+    // Found by the adversarial review: two credentials whose endpoints answer unusably were
+    // asked in turn forever under first_success.
+    let mut bundle = compiled("onap");
+    let mut hydra = compiled("compass").providers.into_iter().find(|p| p.name == "hydra").unwrap();
+    hydra.may_assert = decision_table::bundle::MayAssert::Any;
+    bundle.providers.push(hydra);
+    let loaded = load(&bundle);
+    let down: Vec<(Option<u16>, &[u8])> = vec![(Some(500), b""); 12];
+    let both = request("/aai/v23/network").header("authorization", &basic("a@b.c:d")).header("cookie", "onap_token=opaque-token-1");
+    let (flow, host) = send(&loaded, &mut TokenCache::with_rejected(8, 8), both, &down);
+    assert_eq!((flow, host.status()), (Flow::Answered, Some(503)));
+    assert!(host.dispatched.len() <= policy_filter::cache::MAX_CALLOUTS_PER_REQUEST as usize, "{} callouts", host.dispatched.len());
+}
+
+#[test]
+fn issue17_the_tenant_handler_is_never_sent_the_callers_own_tenant_or_scope_claims() {
+    // Found by the adversarial review: a handler that answers the session it was sent
+    // (Oathkeeper hydrators do) would have handed back the token's own `tenant` and `scope`.
+    let loaded = load(&compiled("compass"));
+    let dex = jwt_minter::Signer::from_file("ES256", &example_set("compass").join("keys/dex-es256.EXAMPLE-ONLY.key")).unwrap();
+    let claims = json!({"iss": "https://dex.compass.local", "aud": "compass-ui", "email": "mallory@example.org", "tenant": "3e64ebae-38b5-46a0-b1ed-9ccee153a0ae",
+                        "scope": "application:write", "extra": {"tenant": "victim"}, "iat": NOW - 60, "exp": NOW + 3600});
+    let token = jwt_minter::mint(&dex, "ES256", Some("dex-1"), &claims);
+    let mut host = MockHost::request("POST", "/director/applications").bearer(&token);
+    let mut cache = TokenCache::new(8);
+    let Flow::Dispatched(callout) = engine::on_request_headers(&loaded, &mut cache, &mut host) else { panic!("the handler is asked") };
+    let sent = host.dispatched[0].2.clone();
+    let session: serde_json::Value = serde_json::from_slice(&sent).unwrap();
+    assert_eq!(session["extra"], json!({"provider": "dex", "authorization_id": "mallory@example.org", "subject": "mallory@example.org"}));
+    // The handler echoes it: nobody is mapped, and a tenant is required.
+    assert_eq!(engine::on_callout_answer(&loaded, &mut cache, &mut host, callout, Some(200), Some(&sent)), Flow::Answered);
+    assert_eq!(host.status(), Some(403));
+}
+
+#[test]
+fn issue17_a_503_in_shadow_mode_still_takes_the_credentials_out() {
+    let mut bundle = compiled("onap");
+    bundle.settings.mode = decision_table::bundle::Mode::Shadow;
+    let (flow, host) = send(&load(&bundle), &mut TokenCache::new(8), request("/aai/v23/network").header("authorization", &basic("a@b.c:secret")), &[(Some(500), b"")]);
+    assert_eq!((flow, host.get("authorization")), (Flow::Continue, None), "the password never reaches the upstream");
+}
+
+#[test]
+fn issue17_tenant_answers_kept_for_no_time_are_a_configuration_error() {
+    let mut bundle = serde_json::to_value(compiled("compass")).unwrap();
+    bundle["settings"]["tenants"]["negative_seconds"] = json!(0);
+    let error = Bundle::from_json(&bundle).unwrap_err();
+    assert!(error.contains("at least 1 with an endpoint"), "{error}");
+}
