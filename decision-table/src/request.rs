@@ -364,17 +364,20 @@ pub fn attributes_from_claims(claims: &Map<String, Value>, names: &ClaimNames, p
     Ok((subject, attributes))
 }
 
-/// The authorization id a tenant mapping looks up: the first of `id_claims` the claims hold
-/// as a string, else the subject (a client certificate's identity, a token's subject).
-pub fn authorization_id<'a>(mapping: &'a crate::bundle::TenantMapping, claims: &'a Map<String, Value>, subject: &'a str) -> &'a str {
-    mapping.id_claims.iter().find_map(|claim| claims.get(claim).and_then(Value::as_str)).unwrap_or(subject)
+/// The authorization id a tenant mapping looks up: the first of `id_claims` the caller's
+/// attributes hold, else the subject (a client certificate's identity, a token's subject).
+/// Attributes, not raw claims: a provider's token counts only as far as its `may_assert`
+/// allows, so a partner's token naming another client's `client_id` or `email` never gets
+/// that caller's tenant and scopes.
+pub fn authorization_id<'a>(mapping: &'a crate::bundle::TenantMapping, attributes: &'a Attributes, subject: &'a str) -> &'a str {
+    mapping.id_claims.iter().find_map(|claim| attributes.get(claim).first().map(String::as_str)).unwrap_or(subject)
 }
 
 /// Applies the tenant mapping to a caller's attributes: the entry's tenant replaces the
 /// `tenant` attribute (a claim counts only where no entry maps the caller), its scopes are
 /// added to `scopes`. Shared by the module and `explain`/`test`.
-pub fn map_tenant(mapping: &crate::bundle::TenantMapping, claims: &Map<String, Value>, subject: &str, attributes: &mut Attributes) {
-    if let Some(entry) = mapping.entries.get(authorization_id(mapping, claims, subject)) {
+pub fn map_tenant(mapping: &crate::bundle::TenantMapping, subject: &str, attributes: &mut Attributes) {
+    if let Some(entry) = mapping.entries.get(authorization_id(mapping, attributes, subject)) {
         apply_tenant(entry, attributes);
     }
 }

@@ -445,7 +445,7 @@ fn verify(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, credenti
     match jwt::verify(token, &loaded.providers, &loaded.settings, now, offload) {
         Ok(mut verified) => {
             if let Some(mapping) = &loaded.settings.tenants {
-                decision_table::request::map_tenant(mapping, &verified.claims, &verified.subject, &mut verified.attributes);
+                decision_table::request::map_tenant(mapping, &verified.subject, &mut verified.attributes);
             }
             let provider = verified.provider_index;
             let verified = Rc::new(verified);
@@ -510,7 +510,7 @@ fn dispatch(host: &mut dyn Host, endpoint: &Endpoint, method: &str, extra: &[(&s
 fn remote_tenant(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, identity: Identity, credential: Option<&Found>) -> Result<Identity, Checked> {
     let Some((mapping, endpoint)) = loaded.settings.tenants.as_ref().and_then(|m| Some((m, m.endpoint.as_ref()?))) else { return Ok(identity) };
     let caller = &identity.caller;
-    let id = decision_table::request::authorization_id(mapping, &caller.claims, &caller.subject);
+    let id = decision_table::request::authorization_id(mapping, &caller.attributes, &caller.subject);
     if caller.tenant_mapped || mapping.entries.contains_key(id) {
         return Ok(identity);
     }
@@ -670,7 +670,7 @@ fn mtls_identity(loaded: &Loaded, host: &mut dyn Host) -> Option<Identity> {
     .filter(|s| !s.is_empty())?;
     let mut attributes = decision_table::request::certificate_attributes(&subject, mtls);
     if let Some(mapping) = &loaded.settings.tenants {
-        decision_table::request::map_tenant(mapping, &serde_json::Map::new(), &subject, &mut attributes);
+        decision_table::request::map_tenant(mapping, &subject, &mut attributes);
     }
     let caller = Verified { claims: serde_json::Map::new(), expires_at: 0, provider: MTLS_PROVIDER.into(), provider_index: usize::MAX, key_fingerprint: [0; 32], subject, attributes, forwarded: OnceCell::new(), tenant_mapped: false };
     host.count(&loaded.mtls_metrics.authenticated);

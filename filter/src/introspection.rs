@@ -118,7 +118,7 @@ pub fn vouched(loaded: &Loaded, provider_index: usize, claims: Map<String, Value
         return Outcome::Refused(Rejection::UntrustedSubject);
     };
     if let Some(mapping) = &loaded.settings.tenants {
-        decision_table::request::map_tenant(mapping, &claims, &subject, &mut attributes);
+        decision_table::request::map_tenant(mapping, &subject, &mut attributes);
     }
     Outcome::Active(Box::new(Verified {
         claims,

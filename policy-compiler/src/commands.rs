@@ -268,7 +268,7 @@ pub fn decide(
         found
     };
     if let Some(mapping) = &prepared.settings.tenants {
-        decision_table::request::map_tenant(mapping, claims, &subject, &mut attributes);
+        decision_table::request::map_tenant(mapping, &subject, &mut attributes);
         if mapping.required && decision_table::request::tenant_of(&attributes).is_none() {
             return Ok(Answer::NoTenant);
         }

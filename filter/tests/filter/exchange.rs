@@ -307,3 +307,28 @@ fn issue17_tenant_answers_kept_for_no_time_are_a_configuration_error() {
     let error = Bundle::from_json(&bundle).unwrap_err();
     assert!(error.contains("at least 1 with an endpoint"), "{error}");
 }
+
+#[test]
+fn issue17_a_providers_token_names_its_authorization_id_only_as_far_as_it_may_assert_it() {
+    // A partner whose may_assert lists no `email` cannot borrow a platform user's tenant and
+    // scopes by naming that user's email (the static map and the endpoint alike).
+    let mut bundle = crate::mock::example_bundle();
+    bundle.settings.tenants = Some(decision_table::bundle::TenantMapping {
+        id_claims: vec!["client_id".into(), "email".into()],
+        entries: [("ana@example.com".to_string(), decision_table::bundle::TenantEntry { tenant: "t-ana".into(), scopes: vec!["billing:write".into()] })].into(),
+        required: false,
+        endpoint: None,
+        cache_seconds: 300,
+        negative_seconds: 30,
+    });
+    let loaded = load(&bundle);
+    let partner = crate::mock::signer("ES256", "partner-es256.EXAMPLE-ONLY.key");
+    let claims = crate::mock::claims(json!({"iss": "https://partner.example", "aud": ["api.example"], "username": "partner-billing", "email": "ana@example.com", "scope": "billing:read"}));
+    let token = jwt_minter::mint(&partner, "ES256", Some("partner-es256"), &claims);
+    let (flow, host) = crate::mock::run(&loaded, MockHost::request("GET", "/billing/inv-1").bearer(&token));
+    assert_eq!((flow, host.get("x-auth-tenant")), (Flow::Continue, None));
+    // The platform's own provider may assert anything: its user is mapped.
+    let platform = jwt_minter::mint(&crate::mock::platform(), "RS256", Some("platform"), &crate::mock::claims(json!({"username": "ana", "email": "ana@example.com", "roles": "user"})));
+    let (_, host) = crate::mock::run(&loaded, MockHost::request("GET", "/users/me").bearer(&platform));
+    assert_eq!(host.get("x-auth-tenant"), Some("t-ana"));
+}
