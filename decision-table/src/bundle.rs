@@ -732,7 +732,7 @@ impl Bundle {
         let object = Object::new(value, "bundle", &["format", "table", "table_hash", "settings", "providers"])?;
         let format = object.required("format", Object::unsigned)?;
         let providers = object.required("providers", Object::array)?;
-        Ok(Bundle {
+        let bundle = Bundle {
             format: u32::try_from(format).map_err(|_| object.wrong("format", "a format number"))?,
             table: object.required("table", Object::string)?,
             table_hash: object.required("table_hash", Object::string)?,
@@ -743,7 +743,9 @@ impl Bundle {
                 .map(|(i, provider)| Provider::from_json(provider, &format!("providers[{i}]")))
                 .collect::<Result<_, _>>()
                 .and_then(|providers: Vec<Provider>| check_provider_chain(&providers).map(|()| providers))?,
-        })
+        };
+        check_basic_sources(&bundle.settings.token_sources, &bundle.providers)?;
+        Ok(bundle)
     }
 }
 
@@ -892,6 +894,17 @@ impl Revocation {
 /// The credential chain must be unambiguous: a token's `iss` names at most one provider, and
 /// at most one provider (without an `issuer`) takes the tokens whose `iss` names none. A
 /// second provider for the same issuer could never be reached.
+/// A Basic token source needs a provider with `basic` to check what it finds, and such a
+/// provider a source to take its credentials from.
+pub fn check_basic_sources(sources: &[TokenSource], providers: &[Provider]) -> Result<(), String> {
+    let source = sources.iter().any(TokenSource::is_basic);
+    match (source, providers.iter().any(|p| p.basic.is_some())) {
+        (true, false) => Err("a token source takes `Authorization: Basic`, but no provider has `basic` to check it".into()),
+        (false, true) => Err("a provider has `basic`, but no token source takes `Authorization: Basic`".into()),
+        _ => Ok(()),
+    }
+}
+
 pub fn check_provider_chain(providers: &[Provider]) -> Result<(), String> {
     for provider in providers {
         // Names go into logs and metric names (ngx_wasm_module traps on a metric name past
@@ -1253,6 +1266,8 @@ mod tests {
                     TokenSource::Header { name: "x-token".into(), scheme: None },
                     TokenSource::Query { name: "access_token".into() },
                     TokenSource::Cookie { name: "session".into() },
+                    // For the provider with `basic` (check_basic_sources).
+                    TokenSource::Header { name: "authorization".into(), scheme: Some("Basic".into()) },
                 ],
                 clock_skew_seconds: 5,
                 max_lifetime_seconds: 600,
@@ -1363,13 +1378,30 @@ mod tests {
         }
     }
 
+    /// [`every_field_changed`] with the default settings, less the provider with `basic`
+    /// (the default token sources take no Basic credentials: check_basic_sources).
+    fn with_default_settings() -> Bundle {
+        let full = every_field_changed();
+        Bundle { settings: Settings::default(), providers: full.providers.into_iter().filter(|p| p.basic.is_none()).collect(), ..every_field_changed() }
+    }
+
+    #[test]
+    fn a_basic_source_and_a_provider_with_basic_come_together() {
+        let full = every_field_changed();
+        assert_eq!(check_basic_sources(&full.settings.token_sources, &full.providers), Ok(()));
+        let without_source = Bundle { settings: Settings::default(), ..every_field_changed() };
+        assert!(read(&serde_json::to_value(&without_source).unwrap()).unwrap_err().contains("no token source takes `Authorization: Basic`"));
+        let without_provider = with_default_settings().providers;
+        assert!(check_basic_sources(&full.settings.token_sources, &without_provider).unwrap_err().contains("no provider has `basic`"));
+    }
+
     fn read(value: &Value) -> Result<Bundle, String> {
         Bundle::from_json(value)
     }
 
     #[test]
     fn what_the_compiler_writes_reads_back_the_same() {
-        for bundle in [every_field_changed(), Bundle { settings: Settings::default(), ..every_field_changed() }] {
+        for bundle in [every_field_changed(), with_default_settings()] {
             assert_eq!(read(&serde_json::to_value(&bundle).unwrap()), Ok(bundle));
         }
     }
@@ -1421,8 +1453,7 @@ mod tests {
 
     #[test]
     fn the_compact_form_reads_back_as_the_same_bundle_in_fewer_bytes() {
-        let mut bare = every_field_changed();
-        bare.settings = Settings::default();
+        let mut bare = with_default_settings();
         for provider in &mut bare.providers {
             provider.revocation = Revocation::default();
         }

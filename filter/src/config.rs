@@ -97,10 +97,6 @@ pub fn load(configuration: &[u8]) -> Result<Loaded, String> {
         ProxyHost::Auto => Proxy::Unknown,
     };
     let minter = bundle.settings.mint.as_ref().map(crate::mint::Minter::new).transpose()?;
-    let basic_source = bundle.settings.token_sources.iter().any(|s| s.is_basic());
-    if basic_source != providers.iter().any(|p| p.basic.is_some()) {
-        return Err("a Basic token source needs a provider with `basic`, and such a provider a Basic token source".into());
-    }
     let endpoints = providers
         .iter()
         .flat_map(|p| [p.introspection.as_ref().map(|i| &i.endpoint), p.basic.as_ref().map(|b| &b.endpoint)])

@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use decision_table::bundle::TokenSource;
+use decision_table::bundle::{Chain, TokenSource};
 
 /// Where the token was found (the header's name as the request carries it, the configured
 /// parameter or cookie name), so it can be removed before the request goes upstream.
@@ -76,11 +76,17 @@ fn cookies(headers: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
 
 /// The one credential the request carries, if any.
 pub fn find<'a>(headers: &'a [(String, String)], path: &'a str, sources: &'a [TokenSource]) -> Result<Option<Found<'a>>, MultipleCredentials> {
-    let mut all = find_all(headers, path, sources)?;
-    if all.len() > 1 {
+    Ok(find_for(Chain::OneCredential, headers, path, sources)?.pop())
+}
+
+/// The credentials `chain` decides on: every one the request carries ([`find_all`]), but
+/// under `one_credential` two are refused.
+pub fn find_for<'a>(chain: Chain, headers: &'a [(String, String)], path: &'a str, sources: &'a [TokenSource]) -> Result<Vec<Found<'a>>, MultipleCredentials> {
+    let all = find_all(headers, path, sources)?;
+    if chain == Chain::OneCredential && all.len() > 1 {
         return Err(MultipleCredentials);
     }
-    Ok(all.pop())
+    Ok(all)
 }
 
 /// Every credential the request carries, one per source at most, in the sources' order.

@@ -147,11 +147,7 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
 
     // The credentials, in the documented order (`token_sources`, the certificate last): one
     // decides, or (`chain: first_success`) the first that authenticates.
-    let found = match settings.chain {
-        Chain::OneCredential => credentials::find(&headers, raw_path, &settings.token_sources).map(|one| one.into_iter().collect()),
-        Chain::FirstSuccess => credentials::find_all(&headers, raw_path, &settings.token_sources),
-    };
-    let found: Vec<Found> = match found {
+    let found: Vec<Found> = match credentials::find_for(settings.chain, &headers, raw_path, &settings.token_sources) {
         Ok(found) => found,
         Err(credentials::MultipleCredentials) => {
             let refusal = Refusal::Unauthenticated {
@@ -192,26 +188,14 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
             let certificate = if found.is_empty() || settings.chain == Chain::FirstSuccess { mtls_identity(loaded, host) } else { None };
             match (certificate, refused) {
                 (Some(identity), _) => (identity, None),
-                (None, Some(Rejection::Unavailable)) => {
-                    let flow = finish(loaded, host, request_id, method, &resource, Refusal::Unavailable, None);
-                    if flow == Flow::Continue {
-                        take_out_credential(loaded, host, &found, raw_path, &resource);
-                    }
-                    return flow;
-                }
+                (None, Some(Rejection::Unavailable)) => return refuse_carrying(loaded, host, request_id, method, &resource, Refusal::Unavailable, &found, raw_path),
                 (None, Some(rejection)) => {
                     if login_redirect(loaded, host, &header, method, &resource, raw_path) {
                         return Flow::Answered;
                     }
                     let refusal =
                         Refusal::Unauthenticated { error: Some("invalid_token"), description: rejection.description(), reason: rejection.reason() };
-                    let flow = finish(loaded, host, request_id, method, &resource, refusal, None);
-                    if flow == Flow::Continue {
-                        // Shadow mode lets it through: the rejected credentials still stay
-                        // behind, as accepted ones would.
-                        take_out_credential(loaded, host, &found, raw_path, &resource);
-                    }
-                    return flow;
+                    return refuse_carrying(loaded, host, request_id, method, &resource, refusal, &found, raw_path);
                 }
                 (None, None) => {
                     if login_redirect(loaded, host, &header, method, &resource, raw_path) {
@@ -226,13 +210,7 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
     let identity = match remote_tenant(loaded, cache, host, identity, winning) {
         Ok(identity) => identity,
         Err(Checked::Dispatched(callout)) => return Flow::Dispatched(callout),
-        Err(_) => {
-            let flow = finish(loaded, host, request_id, method, &resource, Refusal::Unavailable, None);
-            if flow == Flow::Continue {
-                take_out_credential(loaded, host, &found, raw_path, &resource);
-            }
-            return flow;
-        }
+        Err(_) => return refuse_carrying(loaded, host, request_id, method, &resource, Refusal::Unavailable, &found, raw_path),
     };
     // A caller without a tenant, where one is required, is authenticated but goes nowhere.
     if settings.tenants.as_ref().is_some_and(|m| m.required) && decision_table::request::tenant_of(&identity.caller.attributes).is_none() {
@@ -296,6 +274,17 @@ pub fn on_request_headers(loaded: &Loaded, cache: &mut TokenCache, host: &mut dy
             finish(loaded, host, request_id, method, &resource, refusal, Some((&identity, &found, raw_path, &client_sent)))
         }
     }
+}
+
+/// Answers a refusal of a request that carries credentials no caller came of. Shadow mode
+/// lets it through, and then the credentials still stay behind, as accepted ones would.
+#[allow(clippy::too_many_arguments, reason = "finish's arguments and the credentials; a struct would only rename them")]
+fn refuse_carrying(loaded: &Loaded, host: &mut dyn Host, request_id: &str, method: &str, resource: &str, refusal: Refusal, found: &[Found], raw_path: &str) -> Flow {
+    let flow = finish(loaded, host, request_id, method, resource, refusal, None);
+    if flow == Flow::Continue {
+        take_out_credential(loaded, host, found, raw_path, resource);
+    }
+    flow
 }
 
 /// Sends a browser without a valid credential to the login page (`settings.login`), with the
@@ -473,33 +462,45 @@ fn check_remotely(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, 
         (None, Some(basic)) => (&basic.endpoint, "GET", crate::basic::request(token), Vec::new()),
         (None, None) => return Checked::Refused(Rejection::Unavailable),
     };
-    let check = Check::Credential { key: key.to_string(), provider_index: index };
-    if !cache.may_call_out(host.now_ms()) {
-        host.log(Level::Error, &format!("provider {}: the request made its callouts (or too many wait); answering 503", provider.name));
-        host.count(&provider.metrics.unavailable);
-        return Checked::Refused(Rejection::Unavailable);
-    }
-    match dispatch(host, endpoint, method, &extra, &body) {
+    let check = || Check::Credential { key: key.to_string(), provider_index: index };
+    match call_out(cache, host, endpoint, method, &extra, &body, check) {
         Ok(callout) => {
             if provider.introspects() {
                 host.count(metrics::INTROSPECTIONS);
             }
-            cache.wait_for(callout, check, host.now_ms());
             Checked::Dispatched(callout)
         }
         Err(why) => {
-            host.log(Level::Error, &format!("provider {}: the proxy refused the callout to {} ({why})", provider.name, endpoint.upstream));
+            host.log(Level::Error, &format!("provider {}: {why}; answering 503", provider.name));
             host.count(&provider.metrics.unavailable);
             Checked::Refused(Rejection::Unavailable)
         }
     }
 }
 
-/// Starts a callout to `endpoint` from the request.
-fn dispatch(host: &mut dyn Host, endpoint: &Endpoint, method: &str, extra: &[(&str, String)], body: &[u8]) -> Result<u32, String> {
+/// Starts a callout to `endpoint` from the request being decided, and remembers what it
+/// checks ([`on_callout_answer`]); why not, when the request made its callouts, too many
+/// wait, or the proxy refused it.
+fn call_out(
+    cache: &mut TokenCache,
+    host: &mut dyn Host,
+    endpoint: &Endpoint,
+    method: &str,
+    extra: &[(&str, String)],
+    body: &[u8],
+    check: impl FnOnce() -> Check,
+) -> Result<u32, String> {
+    let now_ms = host.now_ms();
+    if !cache.may_call_out(now_ms) {
+        return Err("the request made its callouts (or too many wait)".into());
+    }
     let mut headers: Vec<(&str, &str)> = vec![(":method", method), (":path", &endpoint.path), (":authority", &endpoint.authority), (":scheme", &endpoint.scheme)];
     headers.extend(extra.iter().map(|(name, value)| (*name, value.as_str())));
-    host.dispatch(&endpoint.upstream, &headers, body, endpoint.timeout_ms)
+    let callout = host
+        .dispatch(&endpoint.upstream, &headers, body, endpoint.timeout_ms)
+        .map_err(|why| format!("the proxy refused the callout to {} ({why})", endpoint.upstream))?;
+    cache.wait_for(callout, check(), now_ms);
+    Ok(callout)
 }
 
 /// Gives the caller its tenant from the tenant-mapping endpoint (`tenants.endpoint`), for an
@@ -534,10 +535,6 @@ fn remote_tenant(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, i
             Ok(Identity { caller: mapped, via: identity.via })
         }
         Some(Err(())) => Err(Checked::Refused(Rejection::Unavailable)),
-        None if !cache.may_call_out(host.now_ms()) => {
-            host.log(Level::Error, "tenant mapping: the request made its callouts (or too many wait); answering 503");
-            Err(Checked::Refused(Rejection::Unavailable))
-        }
         None => {
             // Oathkeeper's hydrator session, as Compass's tenant-mapping handler reads it. Its
             // `extra` names the caller and nothing of the token's: a handler that answers the
@@ -547,13 +544,10 @@ fn remote_tenant(loaded: &Loaded, cache: &mut TokenCache, host: &mut dyn Host, i
             let session = serde_json::json!({"subject": id, "extra": extra, "header": {}});
             let body = serde_json::to_vec(&session).unwrap_or_default();
             let extra = [("content-type", "application/json".to_string()), ("accept", "application/json".to_string())];
-            match dispatch(host, endpoint, "POST", &extra, &body) {
-                Ok(callout) => {
-                    cache.wait_for(callout, Check::Tenant { key }, host.now_ms());
-                    Err(Checked::Dispatched(callout))
-                }
+            match call_out(cache, host, endpoint, "POST", &extra, &body, || Check::Tenant { key }) {
+                Ok(callout) => Err(Checked::Dispatched(callout)),
                 Err(why) => {
-                    host.log(Level::Error, &format!("tenant mapping: the proxy refused the callout to {} ({why})", endpoint.upstream));
+                    host.log(Level::Error, &format!("tenant mapping: {why}; answering 503"));
                     Err(Checked::Refused(Rejection::Unavailable))
                 }
             }

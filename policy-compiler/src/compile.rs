@@ -266,12 +266,10 @@ pub fn bundle(file: &PolicyFile) -> Result<(Bundle, Table), Vec<Problem>> {
     policy_providers_exist(file, &providers)?;
     // Basic credentials come from `Authorization: Basic`, after the configured sources
     // unless the policy file places that source itself.
-    let basic_source = settings.token_sources.iter().any(TokenSource::is_basic);
-    if providers.iter().any(|p| p.basic.is_some()) && !basic_source {
+    if providers.iter().any(|p| p.basic.is_some()) && !settings.token_sources.iter().any(TokenSource::is_basic) {
         settings.token_sources.push(TokenSource::Header { name: "authorization".into(), scheme: Some("Basic".into()) });
-    } else if basic_source && !providers.iter().any(|p| p.basic.is_some()) {
-        return Err(vec![Problem::error("basic", "a token source takes `Authorization: Basic`, but no provider has `basic` to check it".into()).in_file(&file.source)]);
     }
+    bundle_format::check_basic_sources(&settings.token_sources, &providers).map_err(|e| vec![Problem::error("basic", e).in_file(&file.source)])?;
     let bundle = Bundle {
         format: BUNDLE_FORMAT,
         table: table.encode_base64(),
